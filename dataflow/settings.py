@@ -1,0 +1,211 @@
+"""Every setting of the dataflow, read from the environment in this one place.
+
+Each setting has a documented default (see README "Settings"). A missing or malformed value raises
+`SettingsError` whose message is one line naming the variable, so `python -m bytewax.run dataflow.flow`
+fails at start instead of minutes later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+# Claude 3 Haiku (the reference design's model) reached end of life on Bedrock in 2026; the current Haiku
+# is reached through a cross-region inference profile.
+DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+
+START_POSITIONS = ("TRIM_HORIZON", "LATEST")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message is one line naming it."""
+
+
+@dataclass(frozen=True)
+class StartPosition:
+    """Where a shard with no checkpoint starts: TRIM_HORIZON, LATEST or AT_TIMESTAMP."""
+
+    kind: str
+    timestamp: datetime | None = None
+
+    @classmethod
+    def parse(cls, raw: str) -> StartPosition:
+        value = raw.strip()
+        if value.upper() in START_POSITIONS:
+            return cls(value.upper())
+        if value.upper().startswith("AT_TIMESTAMP:"):
+            stamp = value.split(":", 1)[1]
+            try:
+                parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            except ValueError as err:
+                raise SettingsError(
+                    f"KINESIS_START_POSITION: {stamp!r} is not an ISO-8601 timestamp"
+                ) from err
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return cls("AT_TIMESTAMP", parsed)
+        raise SettingsError(
+            f"KINESIS_START_POSITION: {raw!r} is not TRIM_HORIZON, LATEST or AT_TIMESTAMP:<iso-8601>"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The dataflow's configuration; build it with `load_settings()`."""
+
+    aws_region: str = "us-east-1"
+    kinesis_stream_name: str = "reviews"
+    kinesis_start_position: StartPosition = field(default_factory=lambda: StartPosition("TRIM_HORIZON"))
+    kinesis_stop_at_end: bool = False
+    kinesis_partitions: int = 8
+    kinesis_get_records_limit: int = 1000
+    kinesis_poll_interval_s: float = 1.0
+    kinesis_discovery_interval_s: float = 30.0
+    bedrock_model_id: str = DEFAULT_MODEL_ID
+    bedrock_max_concurrency: int = 16
+    bedrock_min_concurrency: int = 1
+    bedrock_timeout_s: float = 30.0
+    bedrock_max_attempts: int = 5
+    bedrock_reviews_per_request: int = 1
+    bedrock_max_tokens_per_review: int = 120
+    bedrock_backoff_base_s: float = 0.5
+    bedrock_backoff_max_s: float = 20.0
+    bedrock_max_buffered: int = 0  # 0 = derived: 4 x concurrency x reviews per request
+    bedrock_price_input_per_mtok: float | None = None
+    bedrock_price_output_per_mtok: float | None = None
+    review_max_chars: int = 20_000
+    opensearch_url: str = "http://127.0.0.1:9200"
+    opensearch_auth: str = "none"
+    opensearch_index: str = "processed_reviews"
+    opensearch_dlq_index: str = "processed_reviews_dlq"
+    opensearch_bulk_max_docs: int = 500
+    opensearch_bulk_max_bytes: int = 5 * 1024 * 1024
+    opensearch_timeout_s: float = 30.0
+    opensearch_backoff_max_s: float = 30.0
+    metrics_port: int = 9108
+    log_level: str = "INFO"
+
+    @property
+    def max_buffered_reviews(self) -> int:
+        """Reviews the enrichment step holds before it pushes back on the source."""
+        if self.bedrock_max_buffered > 0:
+            return self.bedrock_max_buffered
+        return 4 * self.bedrock_max_concurrency * self.bedrock_reviews_per_request
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise SettingsError(f"{name}: {raw!r} is not an integer") from err
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise SettingsError(f"{name}: {value} must be {bound}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from err
+    if value < minimum:
+        raise SettingsError(f"{name}: {value} must be >= {minimum}")
+    return value
+
+
+def _opt_float(env: Mapping[str, str], name: str) -> float | None:
+    if _get(env, name) is None:
+        return None
+    return _float(env, name, 0.0, 0.0)
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: {raw!r} is not a boolean (true/false)")
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    return _get(env, name) or default
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise `SettingsError` naming the first bad one."""
+    env = os.environ if env is None else env
+    auth = _str(env, "OPENSEARCH_AUTH", "none").lower()
+    if auth not in ("none", "sigv4"):
+        raise SettingsError(f"OPENSEARCH_AUTH: {auth!r} is not 'sigv4' or 'none'")
+    url = _str(env, "OPENSEARCH_URL", Settings.opensearch_url)
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"OPENSEARCH_URL: {url!r} must start with http:// or https://")
+    level = _str(env, "LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR")
+    max_conc = _int(env, "BEDROCK_MAX_CONCURRENCY", Settings.bedrock_max_concurrency, 1, 1024)
+    return Settings(
+        aws_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", Settings.aws_region)),
+        kinesis_stream_name=_str(env, "KINESIS_STREAM_NAME", Settings.kinesis_stream_name),
+        kinesis_start_position=StartPosition.parse(_str(env, "KINESIS_START_POSITION", "TRIM_HORIZON")),
+        kinesis_stop_at_end=_bool(env, "KINESIS_STOP_AT_END", False),
+        kinesis_partitions=_int(env, "KINESIS_PARTITIONS", Settings.kinesis_partitions, 1, 4096),
+        kinesis_get_records_limit=_int(
+            env, "KINESIS_GET_RECORDS_LIMIT", Settings.kinesis_get_records_limit, 1, 10_000
+        ),
+        kinesis_poll_interval_s=_float(env, "KINESIS_POLL_INTERVAL_S", Settings.kinesis_poll_interval_s, 0.2),
+        kinesis_discovery_interval_s=_float(
+            env, "KINESIS_DISCOVERY_INTERVAL_S", Settings.kinesis_discovery_interval_s, 0.2
+        ),
+        bedrock_model_id=_str(env, "BEDROCK_MODEL_ID", DEFAULT_MODEL_ID),
+        bedrock_max_concurrency=max_conc,
+        bedrock_min_concurrency=_int(env, "BEDROCK_MIN_CONCURRENCY", 1, 1, max_conc),
+        bedrock_timeout_s=_float(env, "BEDROCK_TIMEOUT_S", Settings.bedrock_timeout_s, 0.05),
+        bedrock_max_attempts=_int(env, "BEDROCK_MAX_ATTEMPTS", Settings.bedrock_max_attempts, 1, 100),
+        bedrock_reviews_per_request=_int(
+            env, "BEDROCK_REVIEWS_PER_REQUEST", Settings.bedrock_reviews_per_request, 1, 50
+        ),
+        bedrock_max_tokens_per_review=_int(
+            env, "BEDROCK_MAX_TOKENS_PER_REVIEW", Settings.bedrock_max_tokens_per_review, 16, 4096
+        ),
+        bedrock_backoff_base_s=_float(env, "BEDROCK_BACKOFF_BASE_S", Settings.bedrock_backoff_base_s, 0.0),
+        bedrock_backoff_max_s=_float(env, "BEDROCK_BACKOFF_MAX_S", Settings.bedrock_backoff_max_s, 0.0),
+        bedrock_max_buffered=_int(env, "BEDROCK_MAX_BUFFERED", 0, 0),
+        bedrock_price_input_per_mtok=_opt_float(env, "BEDROCK_PRICE_INPUT_PER_MTOK"),
+        bedrock_price_output_per_mtok=_opt_float(env, "BEDROCK_PRICE_OUTPUT_PER_MTOK"),
+        review_max_chars=_int(env, "REVIEW_MAX_CHARS", Settings.review_max_chars, 1),
+        opensearch_url=url.rstrip("/"),
+        opensearch_auth=auth,
+        opensearch_index=_str(env, "OPENSEARCH_INDEX", Settings.opensearch_index),
+        opensearch_dlq_index=_str(env, "OPENSEARCH_DLQ_INDEX", Settings.opensearch_dlq_index),
+        opensearch_bulk_max_docs=_int(env, "OPENSEARCH_BULK_MAX_DOCS", Settings.opensearch_bulk_max_docs, 1),
+        opensearch_bulk_max_bytes=_int(
+            env, "OPENSEARCH_BULK_MAX_BYTES", Settings.opensearch_bulk_max_bytes, 1024
+        ),
+        opensearch_timeout_s=_float(env, "OPENSEARCH_TIMEOUT_S", Settings.opensearch_timeout_s, 0.1),
+        opensearch_backoff_max_s=_float(
+            env, "OPENSEARCH_BACKOFF_MAX_S", Settings.opensearch_backoff_max_s, 0.0
+        ),
+        metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
+        log_level=level,
+    )

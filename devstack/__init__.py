@@ -1,0 +1,1 @@
+"""The embedded local stack: AWS services on loopback, no account and no internet needed."""

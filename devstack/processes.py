@@ -1,0 +1,206 @@
+"""Start, watch and stop the local service processes (moto's Kinesis, osmem's OpenSearch, ...).
+
+Shared by the `devstack` command and the test fixtures so both start the services the same way: on a free
+loopback port, waiting until the service answers, failing with one clear message (never a hang) when the
+port is taken, the child crashes or a dependency is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A local service could not start or stopped unexpectedly; the message says which and why."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that is free on loopback right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when `url` answers any HTTP status below 500."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as err:
+        return err.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with a name, a URL and a log file; stopped with its whole process group."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path | None = None
+    _log_file: object | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, SIGKILL it after `grace` seconds."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=grace)
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    url: str,
+    ready: Callable[[], bool],
+    *,
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """Start `argv` in its own process group and wait until `ready()` is true.
+
+    Raises ServiceError with the log tail when the child exits early or is not ready in time.
+    """
+    log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    managed = ManagedProcess(name, url, proc, log_path, log_file if log_path else None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not managed.alive():
+            tail = managed.log_tail()
+            managed.stop()
+            raise ServiceError(f"{name} exited with code {proc.returncode} during start-up. {tail}".strip())
+        if ready():
+            return managed
+        time.sleep(0.1)
+    managed.stop()
+    raise ServiceError(f"{name} did not answer on {url} within {timeout:.0f} s. {managed.log_tail()}".strip())
+
+
+def _require_port(name: str, port: int) -> None:
+    if port_in_use(port):
+        raise ServiceError(f"{name}: port {port} on {LOOPBACK} is already in use; choose another port")
+
+
+def _require_executable(name: str, executable: str, package: str) -> str:
+    path = shutil.which(executable) or str(Path(sys.executable).parent / executable)
+    if not Path(path).exists():
+        raise ServiceError(f"{name}: '{executable}' not found; install it with: pip install '{package}'")
+    return path
+
+
+def start_kinesis(port: int | None = None, log_path: Path | None = None) -> ManagedProcess:
+    """moto's server on loopback: the Kinesis API (and any other moto service) at the returned URL."""
+    port = port or free_port()
+    _require_port("kinesis (moto)", port)
+    exe = _require_executable("kinesis (moto)", "moto_server", "moto[server]")
+    url = f"http://{LOOPBACK}:{port}"
+    return spawn(
+        "kinesis (moto)",
+        [exe, "-H", LOOPBACK, "-p", str(port)],
+        url,
+        lambda: http_ok(f"{url}/moto-api/"),
+        log_path=log_path,
+    )
+
+
+def start_opensearch(port: int | None = None, log_path: Path | None = None) -> ManagedProcess:
+    """osmem-server (OpenSearch-compatible REST API) on loopback, kept alive without a stdin pipe."""
+    port = port or free_port()
+    _require_port("opensearch (osmem)", port)
+    try:
+        from osmem_server import resolve_binary
+    except ImportError as err:
+        raise ServiceError("opensearch (osmem): install it with: pip install osmem-server") from err
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [resolve_binary(), "--addr", f"{LOOPBACK}:{port}", "--no-ja", "--no-stdin-watch"]
+    return spawn("opensearch (osmem)", argv, url, lambda: http_ok(url), log_path=log_path)
+
+
+def opensearch_request(url: str, method: str, path: str, body: object | None = None) -> dict:
+    """A small JSON request helper for health checks and reports (no client needed)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+    return json.loads(text) if text else {}
+
+
+class ProcessGroup:
+    """Stops every started process on exit, in reverse order; usable as a context manager."""
+
+    def __init__(self) -> None:
+        self.processes: list[ManagedProcess] = []
+        self._lock = threading.Lock()
+
+    def add(self, proc: ManagedProcess) -> ManagedProcess:
+        with self._lock:
+            self.processes.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        with self._lock:
+            procs, self.processes = list(reversed(self.processes)), []
+        for proc in procs:
+            proc.stop()
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
