@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Claude 3 Haiku (the reference design's model) reached end of life on Bedrock in 2026; the current Haiku
 # is reached through a cross-region inference profile.
@@ -40,15 +40,11 @@ class StartPosition:
             try:
                 parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
             except ValueError as err:
-                raise SettingsError(
-                    f"KINESIS_START_POSITION: {stamp!r} is not an ISO-8601 timestamp"
-                ) from err
+                raise SettingsError(f"KINESIS_START_POSITION: {stamp!r} is not an ISO-8601 timestamp") from err
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
+                parsed = parsed.replace(tzinfo=UTC)
             return cls("AT_TIMESTAMP", parsed)
-        raise SettingsError(
-            f"KINESIS_START_POSITION: {raw!r} is not TRIM_HORIZON, LATEST or AT_TIMESTAMP:<iso-8601>"
-        )
+        raise SettingsError(f"KINESIS_START_POSITION: {raw!r} is not TRIM_HORIZON, LATEST or AT_TIMESTAMP:<iso-8601>")
 
 
 @dataclass(frozen=True)
@@ -170,9 +166,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kinesis_start_position=StartPosition.parse(_str(env, "KINESIS_START_POSITION", "TRIM_HORIZON")),
         kinesis_stop_at_end=_bool(env, "KINESIS_STOP_AT_END", False),
         kinesis_partitions=_int(env, "KINESIS_PARTITIONS", Settings.kinesis_partitions, 1, 4096),
-        kinesis_get_records_limit=_int(
-            env, "KINESIS_GET_RECORDS_LIMIT", Settings.kinesis_get_records_limit, 1, 10_000
-        ),
+        kinesis_get_records_limit=_int(env, "KINESIS_GET_RECORDS_LIMIT", Settings.kinesis_get_records_limit, 1, 10_000),
         kinesis_poll_interval_s=_float(env, "KINESIS_POLL_INTERVAL_S", Settings.kinesis_poll_interval_s, 0.2),
         kinesis_discovery_interval_s=_float(
             env, "KINESIS_DISCOVERY_INTERVAL_S", Settings.kinesis_discovery_interval_s, 0.2
@@ -199,13 +193,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opensearch_index=_str(env, "OPENSEARCH_INDEX", Settings.opensearch_index),
         opensearch_dlq_index=_str(env, "OPENSEARCH_DLQ_INDEX", Settings.opensearch_dlq_index),
         opensearch_bulk_max_docs=_int(env, "OPENSEARCH_BULK_MAX_DOCS", Settings.opensearch_bulk_max_docs, 1),
-        opensearch_bulk_max_bytes=_int(
-            env, "OPENSEARCH_BULK_MAX_BYTES", Settings.opensearch_bulk_max_bytes, 1024
-        ),
+        opensearch_bulk_max_bytes=_int(env, "OPENSEARCH_BULK_MAX_BYTES", Settings.opensearch_bulk_max_bytes, 1024),
         opensearch_timeout_s=_float(env, "OPENSEARCH_TIMEOUT_S", Settings.opensearch_timeout_s, 0.1),
-        opensearch_backoff_max_s=_float(
-            env, "OPENSEARCH_BACKOFF_MAX_S", Settings.opensearch_backoff_max_s, 0.0
-        ),
+        opensearch_backoff_max_s=_float(env, "OPENSEARCH_BACKOFF_MAX_S", Settings.opensearch_backoff_max_s, 0.0),
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
         log_level=level,
     )

@@ -1,0 +1,388 @@
+"""Kinesis Data Streams input: a Bytewax `FixedPartitionedSource` over every shard of a stream.
+
+A fixed number of virtual partitions (KINESIS_PARTITIONS) each own the shards whose id hashes to them, so
+the partitioning never changes when the stream is resharded. Each partition:
+
+- lists the shards at run time (ListShards, every KINESIS_DISCOVERY_INTERVAL_S and right after a shard
+  ends), so splits and merges are followed without a restart;
+- starts a child shard only after every parent is drained (parents owned by a partition of this process
+  are known exactly through `DrainLedger`; a parent owned by another process only needs to be closed);
+- checkpoints, per shard, the last sequence number emitted (resume AFTER it), `end` for a drained shard
+  (kept until the shard leaves the listing so a restart never re-reads it), or the start timestamp;
+- paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`);
+- on ExpiredIteratorException, throughput or other read errors, drops the iterator and re-acquires it from
+  the checkpoint after a backoff with full jitter;
+- with KINESIS_STOP_AT_END, ends once every owned shard is drained or caught up with the tip.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from dataflow import metrics
+from dataflow.records import KinesisRecord
+from dataflow.settings import Settings, StartPosition
+
+log = logging.getLogger(__name__)
+
+MIN_POLL_S = 0.2  # Kinesis allows 5 GetRecords calls per second per shard
+BACKOFF_BASE_S = 0.2
+BACKOFF_MAX_S = 10.0
+END = "end"
+ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"
+
+
+def shard_owner(shard_id: str, partitions: int) -> int:
+    """The virtual partition that owns a shard: a stable hash, the same in every process and run."""
+    return zlib.crc32(shard_id.encode()) % partitions
+
+
+def part_name(index: int) -> str:
+    return f"kinesis-{index}"
+
+
+def backoff_s(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_MAX_S) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog), never below the poll floor."""
+    return max(MIN_POLL_S, random.uniform(0, min(cap, base * (2**attempt))))
+
+
+class DrainLedger:
+    """Which shards are drained, shared by the partitions of one process (they may run on any worker)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._drained: set[tuple[str, str]] = set()
+        self._local_parts: set[tuple[str, int]] = set()
+
+    def register(self, stream: str, index: int) -> None:
+        with self._lock:
+            self._local_parts.add((stream, index))
+
+    def owns(self, stream: str, index: int) -> bool:
+        with self._lock:
+            return (stream, index) in self._local_parts
+
+    def mark_drained(self, stream: str, shard_id: str) -> None:
+        with self._lock:
+            self._drained.add((stream, shard_id))
+
+    def is_drained(self, stream: str, shard_id: str) -> bool:
+        with self._lock:
+            return (stream, shard_id) in self._drained
+
+
+LEDGER = DrainLedger()
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    shard_id: str
+    parents: tuple[str, ...]
+    ending_sequence: str | None
+
+    @classmethod
+    def from_api(cls, shard: dict[str, Any]) -> ShardInfo:
+        parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
+        return cls(shard["ShardId"], parents, shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"))
+
+
+@dataclass
+class ShardReader:
+    """Read state of one active shard; only `positions` in the partition is checkpointed."""
+
+    shard_id: str
+    iterator: str | None = None
+    next_poll: datetime = field(default_factory=lambda: datetime.now(UTC))
+    failures: int = 0
+    caught_up: bool = False
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", "ClientError"))
+
+
+class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
+    """One virtual partition: the shards that hash to `index`."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        index: int,
+        resume_state: ShardPositions | None,
+        ledger: DrainLedger = LEDGER,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._client = client
+        self._stream = settings.kinesis_stream_name
+        self._partitions = settings.kinesis_partitions
+        self._index = index
+        self._start = settings.kinesis_start_position
+        self._limit = settings.kinesis_get_records_limit
+        self._poll_s = max(MIN_POLL_S, settings.kinesis_poll_interval_s)
+        self._discovery_s = settings.kinesis_discovery_interval_s
+        self._stop_at_end = settings.kinesis_stop_at_end
+        self._ledger = ledger
+        self._now = now
+        self._positions: ShardPositions = dict(resume_state or {})
+        self._listing: dict[str, ShardInfo] = {}
+        self._readers: dict[str, ShardReader] = {}
+        self._next_discovery = now()
+        self._discovery_failures = 0
+        self._discovered_once = False
+        self._finished = False
+        ledger.register(self._stream, index)
+        for shard_id, pos in self._positions.items():
+            if pos == END:
+                ledger.mark_drained(self._stream, shard_id)
+        self._discover(first=True)
+
+    # -- discovery -------------------------------------------------------------------------------------
+
+    def _list_shards(self) -> list[dict[str, Any]]:
+        shards: list[dict[str, Any]] = []
+        resp = self._client.list_shards(StreamName=self._stream)
+        shards.extend(resp.get("Shards", []))
+        while resp.get("NextToken"):
+            resp = self._client.list_shards(NextToken=resp["NextToken"])
+            shards.extend(resp.get("Shards", []))
+        return shards
+
+    def _discover(self, first: bool = False) -> None:
+        now = self._now()
+        try:
+            listing = {s.shard_id: s for s in map(ShardInfo.from_api, self._list_shards())}
+        except ClientError as err:
+            code = _error_code(err)
+            if first and code == "ResourceNotFoundException":
+                raise RuntimeError(
+                    f"Kinesis stream {self._stream!r} not found (KINESIS_STREAM_NAME); create it first"
+                ) from err
+            self._discovery_failed(now, code, err)
+            return
+        except BotoCoreError as err:
+            if first:
+                raise RuntimeError(f"cannot reach Kinesis to list shards of {self._stream!r}: {err}") from err
+            self._discovery_failed(now, type(err).__name__, err)
+            return
+        self._discovery_failures = 0
+        self._discovered_once = True
+        self._next_discovery = now + timedelta(seconds=self._discovery_s)
+        self._listing = listing
+        # A drained shard's `end` is kept while the shard is listed (else a restart would re-read it).
+        for shard_id in [s for s, pos in self._positions.items() if s not in listing and pos == END]:
+            del self._positions[shard_id]
+        for shard in listing.values():
+            if shard_owner(shard.shard_id, self._partitions) != self._index:
+                continue
+            if shard.shard_id in self._readers or self._positions.get(shard.shard_id) == END:
+                continue
+            if self._parents_drained(shard):
+                self._readers[shard.shard_id] = ShardReader(shard.shard_id, next_poll=now)
+                log.info(
+                    "kinesis.shard_started partition=%d shard=%s position=%s",
+                    self._index,
+                    shard.shard_id,
+                    self._positions.get(shard.shard_id, "start"),
+                )
+
+    def _discovery_failed(self, now: datetime, code: str, err: Exception) -> None:
+        metrics.KINESIS_ERRORS.labels(code).inc()
+        delay = backoff_s(self._discovery_failures, cap=self._discovery_s)
+        self._discovery_failures += 1
+        self._next_discovery = now + timedelta(seconds=delay)
+        log.warning("kinesis.list_shards_failed partition=%d error=%s retry_in_s=%.2f", self._index, err, delay)
+
+    def _parents_drained(self, shard: ShardInfo) -> bool:
+        for parent in shard.parents:
+            info = self._listing.get(parent)
+            if info is None:
+                continue  # expired out of retention: nothing left to read
+            owner = shard_owner(parent, self._partitions)
+            if owner == self._index:
+                if self._positions.get(parent) != END:
+                    return False
+            elif self._ledger.owns(self._stream, owner):
+                if not self._ledger.is_drained(self._stream, parent):
+                    return False
+            elif info.ending_sequence is None:
+                return False  # owned by another process: at least wait until it is closed
+        return True
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _iterator_args(self, shard_id: str) -> dict[str, Any]:
+        pos = self._positions.get(shard_id)
+        if pos and pos.startswith("seq:"):
+            return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": pos[4:]}
+        if pos and pos.startswith("ts:"):
+            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": datetime.fromisoformat(pos[3:])}
+        info = self._listing.get(shard_id)
+        if info is not None and any(p in self._listing for p in info.parents):
+            return {"ShardIteratorType": "TRIM_HORIZON"}  # a child: everything after its parents
+        start: StartPosition = self._start
+        if start.kind == "AT_TIMESTAMP" and start.timestamp is not None:
+            self._positions[shard_id] = f"ts:{start.timestamp.isoformat()}"
+            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": start.timestamp}
+        if start.kind == "LATEST":
+            # Remember when we started so a restart before the first record loses nothing.
+            self._positions[shard_id] = f"ts:{self._now().isoformat()}"
+            return {"ShardIteratorType": "LATEST"}
+        return {"ShardIteratorType": "TRIM_HORIZON"}
+
+    def _read_failed(self, reader: ShardReader, now: datetime, code: str, err: Exception) -> None:
+        metrics.KINESIS_ERRORS.labels(code).inc()
+        reader.iterator = None  # re-acquire from the checkpoint
+        reader.caught_up = False
+        delay = backoff_s(reader.failures)
+        reader.failures += 1
+        reader.next_poll = now + timedelta(seconds=delay)
+        level = logging.INFO if code == "ExpiredIteratorException" else logging.WARNING
+        log.log(level, "kinesis.read_failed shard=%s error=%s retry_in_s=%.2f", reader.shard_id, code, delay)
+
+    def _poll(self, reader: ShardReader, now: datetime) -> list[KinesisRecord]:
+        try:
+            if reader.iterator is None:
+                resp = self._client.get_shard_iterator(
+                    StreamName=self._stream, ShardId=reader.shard_id, **self._iterator_args(reader.shard_id)
+                )
+                reader.iterator = resp["ShardIterator"]
+            resp = self._client.get_records(ShardIterator=reader.iterator, Limit=self._limit)
+        except ClientError as err:
+            code = _error_code(err)
+            if code == "ResourceNotFoundException" and reader.shard_id not in self._listing:
+                self._readers.pop(reader.shard_id, None)  # trimmed away: nothing left to read
+                return []
+            self._read_failed(reader, now, code, err)
+            return []
+        except BotoCoreError as err:
+            self._read_failed(reader, now, type(err).__name__, err)
+            return []
+        reader.failures = 0
+        records = resp.get("Records", [])
+        out = [
+            KinesisRecord(
+                shard_id=reader.shard_id,
+                sequence_number=r["SequenceNumber"],
+                partition_key=r.get("PartitionKey", ""),
+                arrival_ms=int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
+                data=bytes(r["Data"]),
+            )
+            for r in records
+        ]
+        if out:
+            self._positions[reader.shard_id] = f"seq:{out[-1].sequence_number}"
+            metrics.RECORDS_READ.labels(reader.shard_id).inc(len(out))
+        lag = resp.get("MillisBehindLatest")
+        if lag is not None:
+            metrics.SHARD_LAG_MS.labels(reader.shard_id).set(lag)
+        reader.iterator = resp.get("NextShardIterator")
+        reader.caught_up = len(records) < self._limit and (lag is None or lag == 0)
+        if self._is_drained(reader, records, lag):
+            self._shard_drained(reader, now)
+        else:
+            busy = len(records) >= self._limit or (lag or 0) > 0
+            reader.next_poll = now + timedelta(seconds=MIN_POLL_S if busy else self._poll_s)
+        return out
+
+    def _is_drained(self, reader: ShardReader, records: list[dict[str, Any]], lag: int | None) -> bool:
+        if reader.iterator is None:
+            return True  # Kinesis: no next iterator once a closed shard is fully read
+        info = self._listing.get(reader.shard_id)
+        if info is None or info.ending_sequence is None:
+            return False
+        pos = self._positions.get(reader.shard_id, "")
+        if pos.startswith("seq:") and int(pos[4:]) >= int(info.ending_sequence):
+            return True
+        return not records and lag == 0
+
+    def _shard_drained(self, reader: ShardReader, now: datetime) -> None:
+        self._positions[reader.shard_id] = END
+        self._readers.pop(reader.shard_id, None)
+        self._ledger.mark_drained(self._stream, reader.shard_id)
+        self._next_discovery = now  # children may be ready now
+        log.info("kinesis.shard_drained partition=%d shard=%s", self._index, reader.shard_id)
+
+    def _all_caught_up(self) -> bool:
+        if not self._discovered_once:
+            return False
+        for shard in self._listing.values():
+            if shard_owner(shard.shard_id, self._partitions) != self._index:
+                continue
+            if self._positions.get(shard.shard_id) == END:
+                continue
+            reader = self._readers.get(shard.shard_id)
+            if reader is None or not reader.caught_up:
+                return False
+        return True
+
+    # -- Bytewax partition API -------------------------------------------------------------------------
+
+    def next_batch(self) -> Iterable[KinesisRecord]:
+        if self._finished:
+            raise StopIteration
+        now = self._now()
+        if now >= self._next_discovery:
+            self._discover()
+        batch: list[KinesisRecord] = []
+        for reader in list(self._readers.values()):
+            if reader.next_poll <= now:
+                batch.extend(self._poll(reader, now))
+        if self._stop_at_end and not batch and self._all_caught_up():
+            # One last listing so a split that happened just now is not missed.
+            self._discover()
+            if self._all_caught_up():
+                log.info("kinesis.caught_up partition=%d shards=%d", self._index, len(self._positions))
+                self._finished = True
+                raise StopIteration
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        times = [r.next_poll for r in self._readers.values()]
+        times.append(self._next_discovery)
+        return min(times)
+
+    def snapshot(self) -> ShardPositions:
+        return dict(self._positions)
+
+
+def kinesis_client(settings: Settings) -> Any:
+    """A boto3 Kinesis client; AWS_ENDPOINT_URL_KINESIS points it at a local emulator."""
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=4,
+    )
+    return boto3.session.Session().client("kinesis", region_name=settings.aws_region, config=config)
+
+
+class KinesisSource(FixedPartitionedSource[KinesisRecord, ShardPositions]):
+    """Every shard of `KINESIS_STREAM_NAME`, split over KINESIS_PARTITIONS virtual partitions."""
+
+    def __init__(self, settings: Settings, client_factory: Callable[[Settings], Any] = kinesis_client) -> None:
+        self._settings = settings
+        self._client_factory = client_factory
+
+    def list_parts(self) -> list[str]:
+        return [part_name(i) for i in range(self._settings.kinesis_partitions)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: ShardPositions | None) -> KinesisPartition:
+        index = int(for_part.rsplit("-", 1)[1])
+        return KinesisPartition(self._client_factory(self._settings), self._settings, index, resume_state)

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the pipeline (DESIGN.md section 5), served on METRICS_PORT.
+
+One module-level registry per process: every worker thread updates the same collectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+RECORDS_READ = Counter("reviewstream_records_read_total", "Kinesis records read", ["shard"])
+SHARD_LAG_MS = Gauge("reviewstream_shard_millis_behind_latest", "MillisBehindLatest of the last GetRecords", ["shard"])
+KINESIS_ERRORS = Counter("reviewstream_kinesis_errors_total", "Kinesis read errors by kind", ["error_type"])
+REVIEWS_ENRICHED = Counter("reviewstream_reviews_enriched_total", "Reviews enriched by the model")
+DEAD_LETTERS = Counter(
+    "reviewstream_dead_letters_total", "Records sent to the dead-letter index", ["stage", "error_type"]
+)
+BEDROCK_REQUESTS = Counter("reviewstream_bedrock_requests_total", "Bedrock requests by outcome", ["outcome"])
+BEDROCK_THROTTLES = Counter("reviewstream_bedrock_throttles_total", "Bedrock requests throttled")
+BEDROCK_RETRIES = Counter("reviewstream_bedrock_retries_total", "Reviews re-queued for another attempt")
+BEDROCK_LATENCY = Histogram(
+    "reviewstream_bedrock_latency_seconds",
+    "Bedrock request latency",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+BEDROCK_IN_FLIGHT = Gauge("reviewstream_bedrock_in_flight", "Bedrock requests in flight", ["worker"])
+BEDROCK_LIMIT = Gauge("reviewstream_bedrock_concurrency_limit", "Current adaptive concurrency limit", ["worker"])
+BEDROCK_TOKENS = Counter("reviewstream_bedrock_tokens_total", "Bedrock tokens", ["direction"])
+BEDROCK_COST = Counter("reviewstream_bedrock_cost_usd_total", "Estimated Bedrock cost in USD")
+ENRICH_BUFFERED = Gauge("reviewstream_enrich_buffered_reviews", "Reviews held by the enrichment step", ["worker"])
+DOCS_INDEXED = Counter("reviewstream_documents_indexed_total", "Documents indexed", ["index"])
+INDEX_RETRIES = Counter("reviewstream_index_retries_total", "Bulk items retried", ["reason"])
+INDEX_LATENCY = Histogram(
+    "reviewstream_index_latency_seconds",
+    "Time to index one bulk batch, retries included",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+END_TO_END = Histogram(
+    "reviewstream_end_to_end_seconds",
+    "Kinesis arrival to indexed",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+
+_started = False
+_lock = threading.Lock()
+
+
+def start_metrics_server(port: int) -> None:
+    """Serve /metrics once per process; port 0 disables it, a taken port is logged, not fatal."""
+    global _started
+    with _lock:
+        if _started or port == 0:
+            return
+        try:
+            start_http_server(port)
+            log.info("metrics.serving port=%d", port)
+        except OSError as err:
+            log.warning("metrics.port_unavailable port=%d error=%s", port, err)
+        _started = True

@@ -1,0 +1,62 @@
+"""Assemble the dataflow: source -> parse -> enrich -> branch -> OpenSearch results / dead letters.
+
+`build_flow` takes its collaborators as arguments so tests can swap the outermost boundaries (the Kinesis
+source, the Bedrock client, the sinks) while the steps in between stay the production ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from dataflow import metrics
+from dataflow.bedrock_client import ClientFactory, aiobotocore_client
+from dataflow.enrich import EngineRegistry, EnrichLogic, EnrichOutput, InFlightState
+from dataflow.kinesis_source import KinesisSource
+from dataflow.opensearch_sink import OpenSearchSink
+from dataflow.parse import parse_record
+from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord, Review
+from dataflow.settings import Settings
+
+
+def build_flow(
+    settings: Settings,
+    *,
+    source: Source[KinesisRecord] | None = None,
+    bedrock_client_factory: ClientFactory = aiobotocore_client,
+    registry: EngineRegistry | None = None,
+    results_sink: Sink[Any] | None = None,
+    dead_letter_sink: Sink[Any] | None = None,
+    flow_id: str = "reviewstream",
+) -> Dataflow:
+    registry = registry or EngineRegistry(settings, bedrock_client_factory)
+    flow = Dataflow(flow_id)
+    records = op.input("kinesis", flow, source or KinesisSource(settings))
+
+    def parse(record: KinesisRecord) -> Review | DeadLetter:
+        result = parse_record(record, settings.review_max_chars)
+        if isinstance(result, DeadLetter):
+            metrics.DEAD_LETTERS.labels("parse", result.error_type).inc()
+        return result
+
+    parsed = op.map("parse", records, parse)
+    valid = op.branch("valid", parsed, lambda item: isinstance(item, Review))
+    by_shard = op.key_on("key_by_shard", valid.trues, lambda review: review.shard_id)
+
+    def enrich_logic(state: InFlightState | None) -> EnrichLogic:
+        return EnrichLogic(registry.for_current_worker(), state)
+
+    enriched = op.stateful_batch("enrich", by_shard, enrich_logic)
+    outcomes = op.map("unkey", enriched, lambda key_value: key_value[1])
+    succeeded = op.branch("succeeded", outcomes, lambda item: isinstance(item, EnrichedReview))
+    dead: Any = op.merge("dead_letters", valid.falses, succeeded.falses)
+    op.output("opensearch_results", succeeded.trues, results_sink or OpenSearchSink(settings, "results"))
+    op.output("opensearch_dead_letters", dead, dead_letter_sink or OpenSearchSink(settings, "dead_letters"))
+    return flow
+
+
+__all__ = ["EnrichOutput", "build_flow"]
