@@ -1,0 +1,136 @@
+"""Run-time knobs: simulated latency, injected faults, quotas and backend concurrency.
+
+Set per server start from CLI flags and changed while running with `POST /_admin/config` (a partial JSON
+object of the fields below). Every probability is in [0, 1]; 0 for quotas and concurrency means unlimited.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, fields
+
+from devstack.bedrock.errors import ERROR_STATUS
+
+FAULT_KINDS = ("throttle", "error", "timeout", "malformed")
+
+
+@dataclass
+class Knobs:
+    latency_ms: float = 0.0  # fixed added latency per request
+    latency_median_ms: float = 0.0  # lognormal added latency (median), used when > 0
+    latency_sigma: float = 0.0  # lognormal sigma (0 = always the median)
+    latency_per_output_token_ms: float = 0.0  # added per generated output token
+    throttle_rate: float = 0.0  # probability of an injected 429 ThrottlingException
+    error_rate: float = 0.0  # probability of an injected 5xx
+    error_codes: tuple[str, ...] = ("InternalServerException", "ServiceUnavailableException")
+    timeout_rate: float = 0.0  # probability of holding the request, then 408 ModelTimeoutException
+    timeout_hold_s: float = 10.0
+    malformed_rate: float = 0.0  # probability of a 200 whose text breaks the answer contract
+    fail_with: str | None = None  # answer every model request with this modeled error (drills, tests)
+    rpm: int = 0  # requests-per-minute quota
+    tpm: int = 0  # tokens-per-minute quota
+    max_concurrency: int = 0  # backend calls at once; the rest queue
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("throttle_rate", "error_rate", "timeout_rate", "malformed_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        for name in (
+            "latency_ms",
+            "latency_median_ms",
+            "latency_sigma",
+            "latency_per_output_token_ms",
+            "timeout_hold_s",
+            "rpm",
+            "tpm",
+            "max_concurrency",
+        ):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must not be negative")
+        self.error_codes = tuple(self.error_codes)
+        for code in (*self.error_codes, *([self.fail_with] if self.fail_with else [])):
+            if code not in ERROR_STATUS:
+                raise ValueError(f"unknown error code {code!r}; known: {', '.join(ERROR_STATUS)}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["error_codes"] = list(self.error_codes)
+        return out
+
+    def updated(self, changes: dict) -> Knobs:
+        """A new Knobs with `changes` applied; ValueError on an unknown field or a bad value."""
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ValueError(f"unknown knob(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        merged = {**self.to_dict(), **changes}
+        try:
+            return Knobs(**{k: _coerce(k, v) for k, v in merged.items()})
+        except (TypeError, ValueError) as err:
+            raise ValueError(str(err)) from err
+
+
+def _coerce(name: str, value: object) -> object:
+    if value is None or name in ("error_codes", "fail_with"):
+        return tuple(value) if name == "error_codes" and value is not None else value  # type: ignore[arg-type]
+    if name in ("rpm", "tpm", "max_concurrency", "seed"):
+        return int(value)  # type: ignore[arg-type]
+    return float(value)  # type: ignore[arg-type]
+
+
+@dataclass
+class FaultPlan:
+    """What one request will suffer, drawn once at admission."""
+
+    kind: str | None = None  # one of FAULT_KINDS or None
+    error_code: str | None = None
+
+
+class Faults:
+    """Draws faults and latencies from the current knobs with one seeded RNG."""
+
+    def __init__(self, knobs: Knobs) -> None:
+        self.knobs = knobs
+        self.rng = random.Random(knobs.seed)
+
+    def set(self, knobs: Knobs) -> None:
+        if knobs.seed != self.knobs.seed:
+            self.rng = random.Random(knobs.seed)
+        self.knobs = knobs
+
+    def draw(self) -> FaultPlan:
+        k = self.knobs
+        if k.fail_with:
+            return FaultPlan("error", k.fail_with)
+        codes = {"throttle": "ThrottlingException", "timeout": "ModelTimeoutException"}
+        for kind, rate in (("throttle", k.throttle_rate), ("error", k.error_rate), ("timeout", k.timeout_rate)):
+            if rate and self.rng.random() < rate:
+                return FaultPlan(kind, codes.get(kind) or self.rng.choice(k.error_codes))
+        if k.malformed_rate and self.rng.random() < k.malformed_rate:
+            return FaultPlan("malformed")
+        return FaultPlan()
+
+    def latency_s(self, output_tokens: int) -> float:
+        """Added latency for a successful request, in seconds."""
+        k = self.knobs
+        ms = k.latency_ms + k.latency_per_output_token_ms * output_tokens
+        if k.latency_median_ms > 0:
+            ms += k.latency_median_ms * math.exp(k.latency_sigma * self.rng.gauss(0.0, 1.0))
+        return ms / 1000.0
+
+    def malformed_text(self, ids: list[str]) -> str:
+        """A 200 answer that breaks the contract in one of the ways real models do."""
+        first = ids[0] if ids else "1"
+        variants = [
+            "I'm sorry, but I can't help with that request.",
+            '"results": [{"id": "' + first + '", "summary": "Truncated',
+            '"results": [{"id": "' + first + '", "summary": "", "sentiment": "neutral"}]}',
+            '"answer": "The review is positive."}',
+        ]
+        return self.rng.choice(variants)

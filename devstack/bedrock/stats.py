@@ -1,0 +1,75 @@
+"""Counters for every request the server saw, read by tests and benchmarks over `GET /_admin/stats`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    """Plain counters; the server is one asyncio loop, so no locking is needed."""
+
+    requests: int = 0
+    by_operation: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    throttles: int = 0
+    quota_throttles: Counter[str] = field(default_factory=Counter)
+    reviews: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    queued: int = 0
+    latency_ms_sum: float = 0.0
+    latency_ms_max: float = 0.0
+    started_at: float = field(default_factory=time.time)
+
+    def begin(self, operation: str) -> None:
+        self.requests += 1
+        self.by_operation[operation] += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def end(self, status: int, latency_ms: float, error_code: str | None = None) -> None:
+        self.in_flight -= 1
+        self.by_status[str(status)] += 1
+        self.latency_ms_sum += latency_ms
+        self.latency_ms_max = max(self.latency_ms_max, latency_ms)
+        if error_code:
+            self.errors[error_code] += 1
+            if error_code == "ThrottlingException":
+                self.throttles += 1
+
+    def to_dict(self) -> dict:
+        completed = self.by_status.get("200", 0)
+        return {
+            "requests": self.requests,
+            "completed": completed,
+            "by_operation": dict(self.by_operation),
+            "by_status": dict(self.by_status),
+            "errors": dict(self.errors),
+            "faults": dict(self.faults),
+            "throttles": self.throttles,
+            "quota_throttles": dict(self.quota_throttles),
+            "reviews": self.reviews,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "queued": self.queued,
+            "latency_ms_sum": round(self.latency_ms_sum, 3),
+            "latency_ms_max": round(self.latency_ms_max, 3),
+            "latency_ms_avg": round(self.latency_ms_sum / self.requests, 3) if self.requests else 0.0,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    def reset(self) -> None:
+        """Zero everything except the requests still in flight (they will still call `end`)."""
+        in_flight = self.in_flight
+        self.__init__()  # type: ignore[misc]
+        self.in_flight = in_flight
+        self.max_in_flight = in_flight
