@@ -1,0 +1,182 @@
+"""SSM-only bastion: no inbound rule, no public IP, IMDSv2, encrypted root volume.
+
+Operators reach it with Session Manager port forwarding; it runs a SigV4-signing proxy to the
+OpenSearch domain so Dashboards (IAM-only access) can be used from a workstation browser.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import AWS_MANAGED, service_trust_policy, to_json
+
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+PROXY_PORT = 9200
+PROXY_SOURCE = Path(__file__).parent / "assets" / "sigv4_proxy.py"
+
+
+@dataclass
+class Bastion:
+    instance_id: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+
+def build_bastion_role(name: str, tags: dict[str, str]) -> aws.iam.Role:
+    """Created before the domain because the domain's access policy and master user name it."""
+    role = aws.iam.Role(
+        f"{name}-bastion", assume_role_policy=to_json(service_trust_policy("ec2.amazonaws.com")), tags=tags
+    )
+    aws.iam.RolePolicyAttachment(
+        f"{name}-bastion-ssm", role=role.name, policy_arn=f"{AWS_MANAGED}/AmazonSSMManagedInstanceCore"
+    )
+    return role
+
+
+def build_bastion_security_group(
+    name: str,
+    vpc_id: pulumi.Input[str],
+    vpc_cidr: str,
+    s3_prefix_list_id: pulumi.Input[str],
+    tags: dict[str, str],
+) -> aws.ec2.SecurityGroup:
+    return aws.ec2.SecurityGroup(
+        f"{name}-bastion",
+        vpc_id=vpc_id,
+        description="Bastion: no inbound; HTTPS out to VPC endpoints, the domain and S3 only",
+        ingress=[],
+        egress=[
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_blocks=[vpc_cidr],
+                description="SSM endpoints and OpenSearch",
+            ),
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="tcp",
+                from_port=443,
+                to_port=443,
+                prefix_list_ids=[s3_prefix_list_id],
+                description="S3 gateway (dnf repositories)",
+            ),
+        ],
+        tags={**tags, "Name": f"{name}-bastion"},
+    )
+
+
+def security_mapping_script(writer_role_arn: str, index: str, dlq_index: str) -> str:
+    """Fine-grained access control: give the dataflow role write access to its two indices only.
+
+    Runs as the master user (the bastion role) through the local signing proxy, retried until the
+    domain answers; idempotent (PUT of the same role and mapping).
+    """
+    role = {
+        "cluster_permissions": [
+            "cluster_monitor",
+            "cluster_composite_ops",
+            "indices:admin/index_template/*",
+            "indices:admin/template/*",
+        ],
+        "index_permissions": [
+            {"index_patterns": [f"{index}*", f"{dlq_index}*"], "allowed_actions": ["crud", "create_index", "manage"]}
+        ],
+    }
+    mapping = {"backend_roles": [writer_role_arn]}
+    api = f"http://127.0.0.1:{PROXY_PORT}/_plugins/_security/api"
+    return f"""for attempt in $(seq 1 60); do
+  if curl -fsS -X PUT {api}/roles/reviewstream_writer -H 'Content-Type: application/json' \\
+       -d '{json.dumps(role)}' \\
+     && curl -fsS -X PUT {api}/rolesmapping/reviewstream_writer -H 'Content-Type: application/json' \\
+       -d '{json.dumps(mapping)}'; then break; fi
+  sleep 30
+done
+"""
+
+
+def user_data(endpoint: str, region: str, mapping_script: str = "") -> str:
+    """Install the signing proxy as a systemd service bound to loopback, then map the writer role."""
+    source = PROXY_SOURCE.read_text()
+    return f"""#!/bin/bash
+set -euo pipefail
+dnf install -y python3-botocore
+install -d -m 0755 /opt/sigv4-proxy
+cat > /opt/sigv4-proxy/proxy.py <<'PROXY'
+{source}
+PROXY
+cat > /etc/systemd/system/sigv4-proxy.service <<'UNIT'
+[Unit]
+Description=SigV4 proxy to OpenSearch
+After=network-online.target
+[Service]
+Environment=OPENSEARCH_ENDPOINT={endpoint} AWS_REGION={region} PROXY_PORT={PROXY_PORT}
+ExecStart=/usr/bin/python3 /opt/sigv4-proxy/proxy.py
+DynamicUser=yes
+Restart=always
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now sigv4-proxy
+{mapping_script}"""
+
+
+def build_bastion(
+    name: str,
+    *,
+    role: aws.iam.Role,
+    security_group_id: pulumi.Input[str],
+    subnet_id: pulumi.Input[str],
+    instance_type: str,
+    opensearch_endpoint: pulumi.Input[str],
+    writer_role_arn: pulumi.Input[str],
+    index: str,
+    dlq_index: str,
+    region: str,
+    tags: dict[str, str],
+) -> Bastion:
+    profile = aws.iam.InstanceProfile(f"{name}-bastion", role=role.name, tags=tags)
+    ami = aws.ssm.get_parameter(name=AMI_PARAMETER)
+    instance = aws.ec2.Instance(
+        f"{name}-bastion",
+        ami=ami.value,
+        instance_type=instance_type,
+        subnet_id=subnet_id,
+        vpc_security_group_ids=[security_group_id],
+        associate_public_ip_address=False,
+        iam_instance_profile=profile.name,
+        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+            http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1
+        ),
+        root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(encrypted=True, volume_type="gp3", volume_size=8),
+        user_data=pulumi.Output.all(opensearch_endpoint, writer_role_arn).apply(
+            lambda a: user_data(a[0], region, security_mapping_script(a[1], index, dlq_index))
+        ),
+        user_data_replace_on_change=True,
+        tags={**tags, "Name": f"{name}-bastion"},
+    )
+    return Bastion(
+        instance_id=instance.id, role_arn=role.arn, security_group_id=pulumi.Output.from_input(security_group_id)
+    )
+
+
+def port_forward_command(instance_id: str, host: str, remote_port: int = 443, local_port: int = 9443) -> str:
+    """Session Manager tunnel from a workstation port to a host the bastion can reach."""
+    return (
+        f"aws ssm start-session --target {instance_id} "
+        "--document-name AWS-StartPortForwardingSessionToRemoteHost "
+        f'--parameters \'{{"host":["{host}"],"portNumber":["{remote_port}"],"localPortNumber":["{local_port}"]}}\''
+    )
+
+
+def dashboards_tunnel_command(instance_id: str, local_port: int = PROXY_PORT) -> str:
+    """Tunnel to the bastion's signing proxy; Dashboards is then at http://localhost:<port>/_dashboards."""
+    return (
+        f"aws ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
+        f'--parameters \'{{"portNumber":["{PROXY_PORT}"],"localPortNumber":["{local_port}"]}}\''
+    )

@@ -1,0 +1,136 @@
+"""EKS cluster (pulumi-eks) with a private-only API endpoint, a managed node group in the private subnets,
+the EBS CSI driver (for the dataflow's recovery volumes) and a gp3 StorageClass.
+
+Nodes use the EKS-created cluster security group (`skip_default_security_groups`), which is what the
+OpenSearch security group admits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from infra.iam import AWS_MANAGED, build_irsa_role, service_trust_policy, to_json
+
+STORAGE_CLASS = "gp3-encrypted"
+NODE_POLICIES = (
+    f"{AWS_MANAGED}/AmazonEKSWorkerNodePolicy",
+    f"{AWS_MANAGED}/AmazonEKS_CNI_Policy",
+    f"{AWS_MANAGED}/AmazonEC2ContainerRegistryPullOnly",
+)
+EBS_CSI_POLICY = f"{AWS_MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
+
+
+@dataclass
+class Cluster:
+    name: str
+    kubeconfig: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    provider: k8s.Provider
+    storage_class: str
+
+
+def build_cluster(
+    name: str,
+    *,
+    vpc_id: pulumi.Input[str],
+    subnet_ids: Sequence[pulumi.Input[str]],
+    kubernetes_version: str,
+    public_access_cidrs: Sequence[str],
+    node_instance_type: str,
+    node_min_size: int,
+    node_max_size: int,
+    node_desired_size: int,
+    tags: dict[str, str],
+) -> Cluster:
+    cluster_name = f"{name}-eks"
+    secrets_key = aws.kms.Key(
+        f"{name}-eks-secrets",
+        description=f"{cluster_name}: Kubernetes secrets envelope encryption",
+        enable_key_rotation=True,
+        deletion_window_in_days=7,
+        tags=tags,
+    )
+    node_role = aws.iam.Role(
+        f"{name}-node", assume_role_policy=to_json(service_trust_policy("ec2.amazonaws.com")), tags=tags
+    )
+    for i, arn in enumerate(NODE_POLICIES):
+        aws.iam.RolePolicyAttachment(f"{name}-node-{i}", role=node_role.name, policy_arn=arn)
+
+    cluster = eks.Cluster(
+        cluster_name,
+        name=cluster_name,
+        version=kubernetes_version,
+        vpc_id=vpc_id,
+        private_subnet_ids=list(subnet_ids),
+        node_associate_public_ip_address=False,
+        endpoint_private_access=True,
+        # Off unless the operator names CIDRs (e.g. their /32) to run `pulumi up` from outside the VPC.
+        endpoint_public_access=bool(public_access_cidrs),
+        public_access_cidrs=list(public_access_cidrs) or None,
+        authentication_mode=eks.AuthenticationMode.API,
+        create_oidc_provider=True,
+        skip_default_node_group=True,
+        skip_default_security_groups=True,
+        encryption_config_key_arn=secrets_key.arn,
+        enabled_cluster_log_types=["api", "audit", "authenticator"],
+        tags=tags,
+    )
+    node_group = eks.ManagedNodeGroup(
+        f"{name}-nodes",
+        cluster=cluster,
+        node_role=node_role,
+        subnet_ids=list(subnet_ids),
+        instance_types=[node_instance_type],
+        scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+            min_size=node_min_size, max_size=node_max_size, desired_size=node_desired_size
+        ),
+        enable_imd_sv2=True,
+        tags=tags,
+    )
+    ebs_role = build_irsa_role(
+        f"{name}-ebs-csi",
+        cluster.oidc_provider_arn,
+        cluster.oidc_issuer,
+        "kube-system",
+        "ebs-csi-controller-sa",
+        tags,
+        managed_policy_arns=[EBS_CSI_POLICY],
+    )
+    aws.eks.Addon(
+        f"{name}-ebs-csi",
+        cluster_name=cluster_name,
+        addon_name="aws-ebs-csi-driver",
+        service_account_role_arn=ebs_role.arn,
+        resolve_conflicts_on_create="OVERWRITE",
+        resolve_conflicts_on_update="OVERWRITE",
+        tags=tags,
+        opts=pulumi.ResourceOptions(depends_on=[cluster, node_group]),  # its pods need nodes to turn ACTIVE
+    )
+    provider = k8s.Provider(f"{name}-k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
+    k8s.storage.v1.StorageClass(
+        f"{name}-gp3",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=STORAGE_CLASS),
+        provisioner="ebs.csi.aws.com",
+        parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+        volume_binding_mode="WaitForFirstConsumer",  # volume lands in the AZ the pod is scheduled to
+        reclaim_policy="Retain",  # recovery state outlives an accidental StatefulSet deletion
+        allow_volume_expansion=True,
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
+    return Cluster(
+        name=cluster_name,
+        kubeconfig=pulumi.Output.secret(cluster.kubeconfig_json),
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
+        security_group_id=cluster.cluster_security_group_id,
+        provider=provider,
+        storage_class=STORAGE_CLASS,
+    )

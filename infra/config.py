@@ -1,0 +1,124 @@
+"""The stack's knobs, read once from Pulumi config (namespace `reviewstream`) into a typed dataclass.
+
+Tests build `StackConfig` directly; `load()` is the only place that touches `pulumi.Config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+CAPACITY_MODES = ("ON_DEMAND", "PROVISIONED")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the program can be told; defaults are the documented dev sizes."""
+
+    project: str = "reviewstream"
+    stack: str = "dev"
+    region: str = "us-east-1"
+    vpc_cidr: str = "10.40.0.0/16"
+    stream_capacity_mode: str = "ON_DEMAND"
+    stream_shard_count: int = 2
+    stream_retention_hours: int = 48
+    bedrock_model_id: str = DEFAULT_MODEL_ID
+    # Regions the model may be routed to; empty = derived from the inference profile's geography prefix.
+    bedrock_model_regions: tuple[str, ...] = ()
+    bedrock_max_concurrency: int = 16
+    bedrock_reviews_per_request: int = 5
+    bedrock_timeout_s: float = 30.0
+    bedrock_max_attempts: int = 5
+    opensearch_engine_version: str = "OpenSearch_2.19"
+    opensearch_instance_type: str = "t3.medium.search"
+    opensearch_instance_count: int = 2
+    opensearch_volume_size_gb: int = 20
+    create_service_linked_role: bool = True
+    kubernetes_version: str = "1.33"
+    cluster_public_access_cidrs: tuple[str, ...] = ()
+    node_instance_type: str = "t3.large"
+    node_min_size: int = 1
+    node_max_size: int = 3
+    node_desired_size: int = 2
+    dataflow_replicas: int = 2
+    dataflow_workers_per_process: int = 2
+    recovery_partitions: int = 4
+    recovery_volume_size_gb: int = 5
+    kinesis_start_position: str = "TRIM_HORIZON"
+    image_tag: str = "0.1.0"
+    namespace: str = "reviewstream"
+    service_account: str = "dataflow"
+    opensearch_index: str = "processed_reviews"
+    opensearch_dlq_index: str = "processed_reviews_dlq"
+    bastion_instance_type: str = "t3.micro"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stream_capacity_mode not in CAPACITY_MODES:
+            raise ValueError(f"streamCapacityMode: {self.stream_capacity_mode!r} is not one of {CAPACITY_MODES}")
+        if not self.node_min_size <= self.node_desired_size <= self.node_max_size:
+            raise ValueError("eksNodeMinSize <= eksNodeDesiredSize <= eksNodeMaxSize must hold")
+        if self.dataflow_replicas < 1 or self.dataflow_workers_per_process < 1:
+            raise ValueError("dataflowReplicas and dataflowWorkersPerProcess must be >= 1")
+        if self.opensearch_instance_count < 1:
+            raise ValueError("opensearchInstanceCount must be >= 1")
+
+    @property
+    def name(self) -> str:
+        """Prefix of every physical name, so two stacks in one account never collide."""
+        return f"{self.project}-{self.stack}"
+
+    @property
+    def resource_tags(self) -> dict[str, str]:
+        return {"project": self.project, "stack": self.stack, **self.tags}
+
+
+def load() -> StackConfig:
+    """Read the stack's config; unset keys keep the dataclass defaults."""
+    cfg = pulumi.Config("reviewstream")
+    aws_cfg = pulumi.Config("aws")
+    d = StackConfig()
+    return StackConfig(
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        region=aws_cfg.get("region") or d.region,
+        vpc_cidr=cfg.get("vpcCidr") or d.vpc_cidr,
+        stream_capacity_mode=(cfg.get("streamCapacityMode") or d.stream_capacity_mode).upper(),
+        stream_shard_count=cfg.get_int("streamShardCount") or d.stream_shard_count,
+        stream_retention_hours=cfg.get_int("streamRetentionHours") or d.stream_retention_hours,
+        bedrock_model_id=cfg.get("bedrockModelId") or d.bedrock_model_id,
+        bedrock_model_regions=tuple(cfg.get_object("bedrockModelRegions") or ()),
+        bedrock_max_concurrency=cfg.get_int("bedrockMaxConcurrency") or d.bedrock_max_concurrency,
+        bedrock_reviews_per_request=cfg.get_int("bedrockReviewsPerRequest") or d.bedrock_reviews_per_request,
+        bedrock_timeout_s=cfg.get_float("bedrockTimeoutS") or d.bedrock_timeout_s,
+        bedrock_max_attempts=cfg.get_int("bedrockMaxAttempts") or d.bedrock_max_attempts,
+        opensearch_engine_version=cfg.get("opensearchEngineVersion") or d.opensearch_engine_version,
+        opensearch_instance_type=cfg.get("opensearchInstanceType") or d.opensearch_instance_type,
+        opensearch_instance_count=cfg.get_int("opensearchInstanceCount") or d.opensearch_instance_count,
+        opensearch_volume_size_gb=cfg.get_int("opensearchVolumeSizeGb") or d.opensearch_volume_size_gb,
+        create_service_linked_role=_bool(cfg.get_bool("createServiceLinkedRole"), d.create_service_linked_role),
+        kubernetes_version=cfg.get("kubernetesVersion") or d.kubernetes_version,
+        cluster_public_access_cidrs=tuple(cfg.get_object("clusterPublicAccessCidrs") or ()),
+        node_instance_type=cfg.get("eksNodeInstanceType") or d.node_instance_type,
+        node_min_size=_int(cfg.get_int("eksNodeMinSize"), d.node_min_size),
+        node_max_size=_int(cfg.get_int("eksNodeMaxSize"), d.node_max_size),
+        node_desired_size=_int(cfg.get_int("eksNodeDesiredSize"), d.node_desired_size),
+        dataflow_replicas=cfg.get_int("dataflowReplicas") or d.dataflow_replicas,
+        dataflow_workers_per_process=cfg.get_int("dataflowWorkersPerProcess") or d.dataflow_workers_per_process,
+        recovery_partitions=cfg.get_int("recoveryPartitions") or d.recovery_partitions,
+        recovery_volume_size_gb=cfg.get_int("recoveryVolumeSizeGb") or d.recovery_volume_size_gb,
+        kinesis_start_position=cfg.get("kinesisStartPosition") or d.kinesis_start_position,
+        image_tag=cfg.get("imageTag") or d.image_tag,
+        bastion_instance_type=cfg.get("bastionInstanceType") or d.bastion_instance_type,
+    )
+
+
+def _bool(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
+def _int(value: int | None, default: int) -> int:
+    """Like `or`, but keeps an explicit 0 (a node group may scale to zero)."""
+    return default if value is None else value

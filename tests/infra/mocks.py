@@ -1,0 +1,141 @@
+"""Pulumi mocks for the infra tests: record every resource with its resolved inputs, return plausible outputs.
+
+pulumi-eks `Cluster` and `ManagedNodeGroup` are remote component resources: under mocks the Python SDK
+registers them like any resource (type `eks:index:Cluster`) and resolves their output properties from
+the state `new_resource` returns, so we return the scalar outputs the program reads (kubeconfig,
+OIDC provider, cluster security group). Nothing inside those components is created here: that is what
+pulumi-eks does at deploy time, and it is out of reach offline (see docs/DEPLOY.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import resource_pb2
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+OIDC_ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "c", "cluster": {"server": "https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com"}}],
+    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    "current-context": "c",
+    "users": [{"name": "u", "user": {"exec": {"command": "aws"}}}],
+}
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    custom: bool
+    provider: str | None
+
+
+@dataclass
+class RecordingMocks(pulumi.runtime.Mocks):
+    resources: list[Recorded] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    def of_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str) -> Recorded:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, got {[r.name for r in found]}"
+        return found[0]
+
+    def named(self, typ: str, name: str) -> Recorded:
+        found = [r for r in self.of_type(typ) if r.name == name]
+        assert len(found) == 1, f"no {typ} named {name}: {[r.name for r in self.of_type(typ)]}"
+        return found[0]
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        self.calls.append(args.token)
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDA", "id": ACCOUNT}, []
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
+            return {"names": names, "zoneIds": ["use1-az1", "use1-az2", "use1-az4"], "id": REGION}, []
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {
+                "name": args.args.get("name"),
+                "value": "ami-0123456789abcdef0",
+                "type": "String",
+                "arn": "arn:aws:ssm:us-east-1::parameter/x",
+                "id": args.args.get("name"),
+            }, []
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), bool(args.custom), args.provider))
+        state = dict(args.inputs)
+        typ, name = args.typ, args.name
+        physical = state.get("name") or name
+        rid = f"{name}-id"
+        if typ == "eks:index:Cluster":
+            return None, {
+                "kubeconfig": KUBECONFIG,
+                "kubeconfigJson": json.dumps(KUBECONFIG),
+                "oidcProviderArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC_ISSUER}",
+                "oidcProviderUrl": f"https://{OIDC_ISSUER}",
+                "oidcIssuer": OIDC_ISSUER,
+                "clusterSecurityGroupId": "sg-0eksclustersg",
+                "nodeSecurityGroupId": "sg-0eksclustersg",
+            }
+        if typ == "eks:index:ManagedNodeGroup":
+            return None, {}
+        if not args.custom:
+            return None, {}
+        service = typ.split(":")[1].split("/")[0] if ":" in typ else "x"
+        state.setdefault("arn", f"arn:aws:{service}:{REGION}:{ACCOUNT}:{physical}")
+        if typ == "aws:kms/key:Key":
+            rid = f"key-{name}"
+            state.update(keyId=rid, arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}")
+        elif typ == "aws:iam/role:Role":
+            state.update(name=physical, arn=f"arn:aws:iam::{ACCOUNT}:role/{physical}")
+        elif typ == "aws:kinesis/stream:Stream":
+            state.update(arn=f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{physical}")
+        elif typ == "aws:ecr/repository:Repository":
+            state.update(repositoryUrl=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}")
+        elif typ == "aws:opensearch/domain:Domain":
+            domain = state["domainName"]
+            state.update(
+                arn=f"arn:aws:es:{REGION}:{ACCOUNT}:domain/{domain}",
+                endpoint=f"vpc-{domain}-abc123.{REGION}.es.amazonaws.com",
+                dashboardEndpoint=f"vpc-{domain}-abc123.{REGION}.es.amazonaws.com/_dashboards",
+            )
+        elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+            state.update(prefixListId="pl-63a5400a")
+        elif typ == "aws:ec2/instance:Instance":
+            rid = "i-0123456789abcdef0"
+        elif typ == "aws:ec2/securityGroup:SecurityGroup":
+            rid = f"sg-{name}"
+        elif typ == "aws:ec2/subnet:Subnet":
+            rid = f"subnet-{name}"
+        return rid, state
+
+
+class NoResourceRefsMonitor(MockMonitor):
+    """A mock monitor without resource references.
+
+    Inputs such as `ManagedNodeGroup(cluster=<Cluster>, node_role=<Role>)` are then sent as URN/ID strings;
+    with references on, the stock monitor rehydrates them on its worker thread's event loop and the
+    program fails with "attached to a different loop".
+    """
+
+    def SupportsFeature(self, request):
+        supported = request.id not in ("outputValues", "resourceReferences")
+        return type("SupportsFeatureResponse", (object,), {"hasSupport": supported})
+
+    def GetDeploymentInfo(self, request):
+        info = super().GetDeploymentInfo(request)
+        features = [f for f in info.supportedFeatures if f != resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES]
+        return resource_pb2.DeploymentInfo(supportedFeatures=features)
