@@ -115,6 +115,11 @@ class EnrichEngine:
 
     def close(self) -> None:
         async def shutdown() -> None:
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if self._client_cm is not None:
                 await self._client_cm.__aexit__(None, None, None)
 

@@ -12,7 +12,8 @@ the partitioning never changes when the stream is resharded. Each partition:
 - paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`);
 - on ExpiredIteratorException, throughput or other read errors, drops the iterator and re-acquires it from
   the checkpoint after a backoff with full jitter;
-- with KINESIS_STOP_AT_END, ends once every owned shard is drained or caught up with the tip.
+- with KINESIS_STOP_AT_END, ends once every shard read by this process is drained or caught up with the
+  tip (partitions of one process stop together, so a shard born of a late reshard is not orphaned).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class DrainLedger:
         self._lock = threading.Lock()
         self._drained: set[tuple[str, str]] = set()
         self._local_parts: set[tuple[str, int]] = set()
+        self._caught_up: dict[tuple[str, int], bool] = {}
 
     def register(self, stream: str, index: int) -> None:
         with self._lock:
@@ -81,6 +83,16 @@ class DrainLedger:
     def is_drained(self, stream: str, shard_id: str) -> bool:
         with self._lock:
             return (stream, shard_id) in self._drained
+
+    def set_caught_up(self, stream: str, index: int, caught_up: bool) -> None:
+        with self._lock:
+            self._caught_up[(stream, index)] = caught_up
+
+    def all_caught_up(self, stream: str) -> bool:
+        """True when every partition of this process reading `stream` has caught up."""
+        with self._lock:
+            parts = [p for p in self._local_parts if p[0] == stream]
+            return all(self._caught_up.get(p, False) for p in parts)
 
 
 LEDGER = DrainLedger()
@@ -344,8 +356,11 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         for reader in list(self._readers.values()):
             if reader.next_poll <= now:
                 batch.extend(self._poll(reader, now))
-        if self._stop_at_end and not batch and self._all_caught_up():
-            # One last listing so a split that happened just now is not missed.
+        if self._stop_at_end:
+            self._ledger.set_caught_up(self._stream, self._index, not batch and self._all_caught_up())
+        if self._stop_at_end and not batch and self._ledger.all_caught_up(self._stream):
+            # Stop together with the other partitions of this process (a shard created by a reshard may
+            # belong to any of them), after one last listing so a reshard that happened just now is seen.
             self._discover()
             if self._all_caught_up():
                 log.info("kinesis.caught_up partition=%d shards=%d", self._index, len(self._positions))

@@ -146,11 +146,11 @@ def start_kinesis(port: int | None = None, log_path: Path | None = None) -> Mana
     """moto's server on loopback: the Kinesis API (and any other moto service) at the returned URL."""
     port = port or free_port()
     _require_port("kinesis (moto)", port)
-    exe = _require_executable("kinesis (moto)", "moto_server", "moto[server]")
+    _require_executable("kinesis (moto)", "moto_server", "moto[server]")
     url = f"http://{LOOPBACK}:{port}"
     return spawn(
         "kinesis (moto)",
-        [exe, "-H", LOOPBACK, "-p", str(port)],
+        [sys.executable, "-m", "devstack.kinesis_server", "-H", LOOPBACK, "-p", str(port)],
         url,
         lambda: http_ok(f"{url}/moto-api/"),
         log_path=log_path,

@@ -1,0 +1,66 @@
+"""Builders for dataflow tests: records, settings and a flow with injected boundaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from bytewax.testing import TestingSink, TestingSource
+
+from dataflow.enrich import EngineRegistry
+from dataflow.pipeline import build_flow
+from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord
+from dataflow.settings import Settings, load_settings
+
+
+def record(n: int, shard: str = "shardId-000000000000", **fields: Any) -> KinesisRecord:
+    doc = {
+        "review_id": f"r{n}",
+        "user_id": f"u{n % 7}",
+        "date_time": 1_700_000_000_000 + n,
+        "text": f"Review number {n}: the product is {'great' if n % 2 else 'awful'}.",
+        "label": "positive" if n % 2 else "negative",
+    }
+    doc.update(fields)
+    return KinesisRecord(shard, str(1000 + n), f"r{n}", 1_700_000_000_000 + n, orjson.dumps(doc))
+
+
+def raw_record(n: int, data: bytes, shard: str = "shardId-000000000000") -> KinesisRecord:
+    return KinesisRecord(shard, str(1000 + n), f"k{n}", 1_700_000_000_000, data)
+
+
+def settings(**env: Any) -> Settings:
+    base = {
+        "BEDROCK_MAX_CONCURRENCY": "8",
+        "BEDROCK_TIMEOUT_S": "2",
+        "BEDROCK_MAX_ATTEMPTS": "4",
+        "BEDROCK_BACKOFF_BASE_S": "0.01",
+        "BEDROCK_BACKOFF_MAX_S": "0.05",
+        "METRICS_PORT": "0",
+    }
+    base.update({k: str(v) for k, v in env.items()})
+    return load_settings(base)
+
+
+def flow_with(
+    items: list[Any], bedrock: Any, cfg: Settings, results: list[Any], dead: list[Any], **source_kw: Any
+) -> tuple[Any, EngineRegistry]:
+    registry = EngineRegistry(cfg, bedrock.factory())
+    flow = build_flow(
+        cfg,
+        source=TestingSource(items, **source_kw),
+        registry=registry,
+        results_sink=TestingSink(results),
+        dead_letter_sink=TestingSink(dead),
+    )
+    return flow, registry
+
+
+def ids(items: list[Any]) -> list[str]:
+    out = []
+    for item in items:
+        if isinstance(item, EnrichedReview):
+            out.append(item.review.review_id)
+        elif isinstance(item, DeadLetter):
+            out.append(item.doc_id)
+    return out
