@@ -17,7 +17,6 @@ import sys
 
 from moto.kinesis import models
 from moto.kinesis.exceptions import InvalidArgumentError
-
 from moto.utilities.utils import md5_hash
 
 
