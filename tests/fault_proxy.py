@@ -1,0 +1,88 @@
+"""A loopback HTTP proxy that injects faults in front of a local service (OpenSearch, Kinesis, ...).
+
+It forwards requests unchanged and, on demand, answers some of them itself: a 429 with OpenSearch's error
+body, a 503, or a closed connection (an outage). Faults are chosen per request by `decide(method, path)`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+
+Decision = str | None  # None: forward; "429"; "503"; "drop": close the connection without answering
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, decide: Callable[[str, str], Decision] = lambda m, p: None) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.decide = decide
+        self.requests: list[tuple[str, str, Decision]] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                decision = proxy.decide(self.command, self.path)
+                with proxy._lock:
+                    proxy.requests.append((self.command, self.path, decision))
+                    proxy.headers.append(dict(self.headers))
+                if decision == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if decision in ("429", "503"):
+                    status = int(decision)
+                    payload = orjson.dumps(
+                        {"error": {"type": "es_rejected_execution_exception", "reason": "injected"}, "status": status}
+                    )
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def count(self, decision: Decision, path_part: str = "") -> int:
+        with self._lock:
+            return sum(1 for _, path, d in self.requests if d == decision and path_part in path)
