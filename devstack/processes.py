@@ -173,9 +173,7 @@ def start_opensearch(port: int | None = None, log_path: Path | None = None) -> M
 def opensearch_request(url: str, method: str, path: str, body: object | None = None) -> dict:
     """A small JSON request helper for health checks and reports (no client needed)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         text = resp.read().decode()
     return json.loads(text) if text else {}
@@ -204,3 +202,44 @@ class ProcessGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def start_bedrock(
+    port: int | None = None,
+    log_path: Path | None = None,
+    backend: str = "lexicon",
+    extra_args: Sequence[str] = (),
+    timeout: float | None = None,
+) -> ManagedProcess:
+    """Our Bedrock-runtime-compatible server (`python -m devstack.bedrock`) on loopback.
+
+    `extra_args` are more `devstack.bedrock` flags (knobs, llm options). The llm backend loads its model
+    before it listens, so it gets a longer start-up allowance.
+    """
+    port = port or free_port()
+    _require_port("bedrock", port)
+    try:
+        import aiohttp  # noqa: F401
+        import vaderSentiment  # noqa: F401
+    except ImportError as err:
+        hint = "install it with: pip install -e '.[local]'"
+        raise ServiceError(f"bedrock: missing dependency ({err.name}); {hint}") from err
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [sys.executable, "-m", "devstack.bedrock", "--host", LOOPBACK, "--port", str(port), "--backend", backend]
+    return spawn(
+        f"bedrock ({backend})",
+        [*argv, *extra_args],
+        url,
+        lambda: http_ok(f"{url}/ping"),
+        log_path=log_path,
+        env=_child_env(),
+        timeout=timeout or (180.0 if backend == "llm" else 30.0),
+    )
+
+
+def _child_env() -> dict[str, str]:
+    """The current environment, with this checkout importable by `python -m` from any working directory."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 import orjson
@@ -210,21 +210,17 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
                 state.stats.queued -= 1
         try:
             result = await state.backend.generate(request)
+            if plan.kind == "malformed":
+                ids = [ident for ident, _ in request.reviews()]
+                text = state.faults.malformed_text(ids)
+                result = replace(result, text=text, output_tokens=max(1, len(text) // 4), stop_reason="end_turn")
+            # Simulated model time holds the backend slot, as real model time would.
+            extra = state.faults.latency_s(result.output_tokens)
+            if extra > 0:
+                await asyncio.sleep(extra)
         finally:
             if slots is not None:
                 slots.release()
-        if plan.kind == "malformed":
-            ids = [ident for ident, _ in request.reviews()]
-            result = ModelResult(
-                state.faults.malformed_text(ids),
-                result.input_tokens,
-                result.output_tokens,
-                result.stop_reason,
-                result.reviews,
-            )
-        extra = state.faults.latency_s(result.output_tokens)
-        if extra > 0:
-            await asyncio.sleep(extra)
         settled = result.input_tokens + result.output_tokens
         state.stats.input_tokens += result.input_tokens
         state.stats.output_tokens += result.output_tokens
@@ -258,10 +254,10 @@ def _model_handler(
             return response
         except BedrockError as err:
             status, code = err.status, err.code
-            return err.response(request_id)
+            return error_response(err, request_id)
         except Exception:
             log.exception("internal error in %s", operation)
-            return BedrockError("InternalServerException").response(request_id)
+            return error_response(BedrockError("InternalServerException"), request_id)
         finally:
             state.stats.end(status, (time.monotonic() - started) * 1000, code or None)
 
@@ -308,9 +304,14 @@ async def health(http_request: web.Request) -> web.Response:
 
 
 async def not_found(http_request: web.Request) -> web.Response:
-    return BedrockError(
-        "ResourceNotFoundException", f"No route for {http_request.method} {http_request.path}"
-    ).response(str(uuid.uuid4()))
+    message = f"No route for {http_request.method} {http_request.path}"
+    return error_response(BedrockError("ResourceNotFoundException", message), str(uuid.uuid4()))
+
+
+def error_response(err: BedrockError, request_id: str) -> web.Response:
+    """restJson1 error: the code in `x-amzn-ErrorType` (what botocore reads first), the text in the body."""
+    body = orjson.dumps({"message": err.message})
+    return web.Response(status=err.status, body=body, content_type="application/json", headers=err.headers(request_id))
 
 
 def _json(doc: object, status: int = 200) -> web.Response:

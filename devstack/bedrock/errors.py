@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import orjson
-from aiohttp import web
-
 ERROR_STATUS: dict[str, int] = {
     "ValidationException": 400,
     "ServiceQuotaExceededException": 400,
@@ -61,10 +58,5 @@ class BedrockError(Exception):
     def status(self) -> int:
         return ERROR_STATUS[self.code]
 
-    def response(self, request_id: str) -> web.Response:
-        return web.Response(
-            status=self.status,
-            body=orjson.dumps({"message": self.message}),
-            content_type="application/json",
-            headers={"x-amzn-ErrorType": self.code + _ERROR_TYPE_SUFFIX, "x-amzn-RequestId": request_id},
-        )
+    def headers(self, request_id: str) -> dict[str, str]:
+        return {"x-amzn-ErrorType": self.code + _ERROR_TYPE_SUFFIX, "x-amzn-RequestId": request_id}
