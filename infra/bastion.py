@@ -15,6 +15,9 @@ import pulumi_aws as aws
 
 from infra.iam import AWS_MANAGED, service_trust_policy, to_json
 
+# Checked by the policy pack: a group with this tag must have no ingress rule.
+NO_INGRESS_TAG = "reviewstream:no-ingress"
+
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 PROXY_PORT = 9200
 PROXY_SOURCE = Path(__file__).parent / "assets" / "sigv4_proxy.py"
@@ -66,7 +69,7 @@ def build_bastion_security_group(
                 description="S3 gateway (dnf repositories)",
             ),
         ],
-        tags={**tags, "Name": f"{name}-bastion"},
+        tags={**tags, "Name": f"{name}-bastion", NO_INGRESS_TAG: "true"},
     )
 
 

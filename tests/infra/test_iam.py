@@ -1,0 +1,134 @@
+"""IAM documents, parsed from the JSON the program registered: least privilege and a pinned IRSA trust."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.iam import KINESIS_READ_ACTIONS, bedrock_model_arns, dataflow_policy
+from tests.infra.mocks import ACCOUNT, OIDC_ISSUER
+
+STREAM_ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/reviewstream-dev-reviews"
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/key-reviewstream-dev-stream"
+DOMAIN_ARN = f"arn:aws:es:us-east-1:{ACCOUNT}:domain/reviewstream-dev-search"
+MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
+
+
+def statements(doc: dict) -> list[dict]:
+    found = doc["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def assert_no_wildcards(doc: dict) -> None:
+    for st in statements(doc):
+        for action in as_list(st["Action"]):
+            assert action != "*" and not action.endswith(":*"), action
+            assert "*" not in action, f"wildcard action {action}"
+        for resource in as_list(st["Resource"]):
+            assert resource != "*", st
+
+
+def dataflow_doc(mocks) -> dict:
+    policy = mocks.named("aws:iam/rolePolicy:RolePolicy", "reviewstream-dev-dataflow").inputs
+    assert policy["role"] == "reviewstream-dev-dataflow"
+    return json.loads(policy["policy"])
+
+
+def test_dataflow_policy_has_no_wildcards(stack) -> None:
+    _, mocks = stack
+    assert_no_wildcards(dataflow_doc(mocks))
+
+
+def test_dataflow_policy_grants_exactly_what_the_dataflow_uses(stack) -> None:
+    _, mocks = stack
+    by_sid = {st["Sid"]: st for st in statements(dataflow_doc(mocks))}
+    assert set(by_sid) == {"ReadStream", "DecryptStream", "InvokeModel", "WriteSearch"}
+    assert by_sid["ReadStream"]["Resource"] == STREAM_ARN
+    assert set(as_list(by_sid["ReadStream"]["Action"])) == set(KINESIS_READ_ACTIONS)
+    assert not any(a in KINESIS_READ_ACTIONS for a in ("kinesis:ListStreams", "kinesis:PutRecords"))
+    assert by_sid["DecryptStream"]["Action"] == "kms:Decrypt"
+    assert by_sid["DecryptStream"]["Resource"] == KEY_ARN
+    assert by_sid["InvokeModel"]["Action"] == "bedrock:InvokeModel"
+    assert sorted(by_sid["InvokeModel"]["Resource"]) == sorted(
+        [
+            f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.{MODEL}",
+            f"arn:aws:bedrock:us-east-1::foundation-model/{MODEL}",
+            f"arn:aws:bedrock:us-east-2::foundation-model/{MODEL}",
+            f"arn:aws:bedrock:us-west-2::foundation-model/{MODEL}",
+        ]
+    )
+    assert by_sid["WriteSearch"]["Resource"] == f"{DOMAIN_ARN}/*"
+    assert all(a.startswith("es:ESHttp") for a in by_sid["WriteSearch"]["Action"])
+    assert all(st["Effect"] == "Allow" for st in by_sid.values())
+
+
+def test_irsa_trust_names_the_service_account_and_audience(stack) -> None:
+    _, mocks = stack
+    role = mocks.named("aws:iam/role:Role", "reviewstream-dev-dataflow").inputs
+    (st,) = statements(json.loads(role["assumeRolePolicy"]))
+    assert st["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert st["Principal"] == {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC_ISSUER}"}
+    assert st["Condition"] == {
+        "StringEquals": {
+            f"{OIDC_ISSUER}:sub": "system:serviceaccount:reviewstream:dataflow",
+            f"{OIDC_ISSUER}:aud": "sts.amazonaws.com",
+        }
+    }
+
+
+def test_ebs_csi_trust_names_its_controller(stack) -> None:
+    _, mocks = stack
+    role = mocks.named("aws:iam/role:Role", "reviewstream-dev-ebs-csi").inputs
+    (st,) = statements(json.loads(role["assumeRolePolicy"]))
+    assert st["Condition"]["StringEquals"][f"{OIDC_ISSUER}:sub"] == (
+        "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+    )
+
+
+def test_domain_access_policy_names_only_dataflow_and_bastion(stack) -> None:
+    _, mocks = stack
+    doc = json.loads(mocks.one("aws:opensearch/domainPolicy:DomainPolicy").inputs["accessPolicies"])
+    (st,) = statements(doc)
+    roles = sorted(f"arn:aws:iam::{ACCOUNT}:role/reviewstream-dev-{r}" for r in ("dataflow", "bastion"))
+    assert sorted(st["Principal"]["AWS"]) == roles
+    assert st["Action"] == "es:ESHttp*"
+    assert st["Resource"] == f"{DOMAIN_ARN}/*"
+
+
+def test_every_inline_policy_and_trust_is_narrow(stack) -> None:
+    _, mocks = stack
+    for policy in mocks.of_type("aws:iam/rolePolicy:RolePolicy"):
+        assert_no_wildcards(json.loads(policy.inputs["policy"]))
+    for role in mocks.of_type("aws:iam/role:Role"):
+        for st in statements(json.loads(role.inputs["assumeRolePolicy"])):
+            assert st["Principal"] != "*" and st["Principal"].get("AWS") != "*"
+
+
+def test_wildcard_check_would_catch_a_broad_policy() -> None:
+    broad = dataflow_policy(STREAM_ARN, KEY_ARN, ["*"], DOMAIN_ARN)
+    with pytest.raises(AssertionError):
+        assert_no_wildcards(broad)
+    broad = dataflow_policy(STREAM_ARN, KEY_ARN, [], DOMAIN_ARN)
+    broad["Statement"][0]["Action"] = "kinesis:*"
+    with pytest.raises(AssertionError):
+        assert_no_wildcards(broad)
+
+
+@pytest.mark.parametrize(
+    "model_id, expected_regions",
+    [
+        (f"us.{MODEL}", ["us-east-1", "us-east-2", "us-west-2"]),
+        (MODEL, ["eu-west-1"]),
+    ],
+)
+def test_bedrock_model_arns(model_id: str, expected_regions: list[str]) -> None:
+    arns = bedrock_model_arns(model_id, "eu-west-1" if model_id == MODEL else "us-east-1", ACCOUNT)
+    models = [a for a in arns if ":foundation-model/" in a]
+    assert [a.split(":")[3] for a in models] == expected_regions
+    assert all(a.endswith(f"foundation-model/{MODEL}") for a in models)
+    assert (len(arns) - len(models)) == (1 if model_id.startswith("us.") else 0)
