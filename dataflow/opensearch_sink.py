@@ -94,7 +94,7 @@ def opensearch_client(settings: Settings) -> OpenSearch:
 
 
 def ensure_index_templates(client: OpenSearch, settings: Settings) -> None:
-    """Create the two index templates when missing, waiting up to a minute for OpenSearch to answer."""
+    """Create the index templates and indices when missing, waiting up to a minute for OpenSearch."""
     templates = {
         "reviewstream-processed": (settings.opensearch_index, PROCESSED_MAPPINGS),
         "reviewstream-dlq": (settings.opensearch_dlq_index, DLQ_MAPPINGS),
@@ -109,6 +109,9 @@ def ensure_index_templates(client: OpenSearch, settings: Settings) -> None:
                         name=name, body={"index_patterns": [index], "template": {"mappings": mappings}}
                     )
                     log.info("opensearch.template_created name=%s index=%s", name, index)
+                # Both indices exist from the start, so dashboards and reports never meet a missing one.
+                if not client.indices.exists(index=index):
+                    client.indices.create(index=index, ignore=400)  # 400: another worker just made it
             return
         except (OSConnectionError, TransportError) as err:
             status = getattr(err, "status_code", "N/A")
