@@ -1,0 +1,73 @@
+"""Stack config: every knob in Pulumi.dev.yaml is read, and bad values fail at load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from infra import config
+from infra.config import StackConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _set_config(values: dict[str, object]) -> None:
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+
+
+def test_dev_stack_file_sets_every_knob(mocks) -> None:
+    stack_file = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    _set_config(stack_file)
+    try:
+        cfg = config.load()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert cfg.region == stack_file["aws:region"]
+    assert cfg.stream_capacity_mode == stack_file["reviewstream:streamCapacityMode"]
+    assert cfg.bedrock_model_id == "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert cfg.opensearch_instance_count == stack_file["reviewstream:opensearchInstanceCount"]
+    assert cfg.node_desired_size == stack_file["reviewstream:eksNodeDesiredSize"]
+    assert cfg.dataflow_replicas == stack_file["reviewstream:dataflowReplicas"]
+    assert cfg.image_tag == str(stack_file["reviewstream:imageTag"])
+    assert cfg.create_service_linked_role is True
+    assert (cfg.project, cfg.stack) == ("reviewstream", "dev")
+
+
+def test_project_file_points_at_infra() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "reviewstream"
+    assert project["main"].rstrip("/") == "infra"
+    assert project["runtime"]["name"] == "python"
+
+
+def test_config_overrides_are_read(mocks) -> None:
+    _set_config(
+        {
+            "reviewstream:streamCapacityMode": "provisioned",
+            "reviewstream:streamShardCount": 6,
+            "reviewstream:createServiceLinkedRole": False,
+            "reviewstream:eksNodeMinSize": 0,
+            "reviewstream:clusterPublicAccessCidrs": ["203.0.113.7/32"],
+        }
+    )
+    try:
+        cfg = config.load()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert (cfg.stream_capacity_mode, cfg.stream_shard_count) == ("PROVISIONED", 6)
+    assert cfg.create_service_linked_role is False
+    assert cfg.node_min_size == 0
+    assert cfg.cluster_public_access_cidrs == ("203.0.113.7/32",)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"stream_capacity_mode": "SERVERLESS"}, {"node_min_size": 3, "node_desired_size": 2}, {"dataflow_replicas": 0}],
+)
+def test_bad_config_fails_at_load(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        StackConfig(**kwargs)
