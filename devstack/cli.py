@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from devstack.processes import ServiceError
 
 # Modules whose import registers commands (add e.g. "devstack.report" here).
-COMMAND_MODULES: list[str] = ["devstack.stack_commands"]
+COMMAND_MODULES: list[str] = ["devstack.stack_commands", "devstack.report", "devstack.demo"]
 
 
 @dataclass(frozen=True)
