@@ -1,0 +1,14 @@
+#!/bin/sh
+# Import the shipped OpenSearch Dashboards saved objects through the bastion tunnel.
+#
+# First open the tunnel in another terminal (the stack output `dashboardsTunnelCommand`):
+#   aws ssm start-session --target <bastion id> --document-name AWS-StartPortForwardingSession \
+#     --parameters '{"portNumber":["9200"],"localPortNumber":["9200"]}'
+# The bastion's signing proxy turns the plain local requests into SigV4-signed ones for the domain.
+# Usage: deploy/import-dashboards.sh [local port, default 9200]
+set -eu
+port="${1:-9200}"
+file="$(dirname "$0")/dashboards/reviewstream.ndjson"
+curl -fsS -X POST "http://localhost:${port}/_dashboards/api/saved_objects/_import?overwrite=true" \
+    -H "osd-xsrf: true" --form "file=@${file}"
+echo
