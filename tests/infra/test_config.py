@@ -71,3 +71,21 @@ def test_config_overrides_are_read(mocks) -> None:
 def test_bad_config_fails_at_load(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         StackConfig(**kwargs)
+
+
+def test_main_exports_the_documented_outputs(mocks) -> None:
+    import runpy
+
+    from tests.infra.conftest import run
+
+    exported: dict[str, object] = {}
+    original = pulumi.export
+    pulumi.export = lambda key, value: exported.setdefault(key, value)  # type: ignore[assignment]
+    try:
+        run(lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
+    finally:
+        pulumi.export = original  # type: ignore[assignment]
+    assert set(exported) >= {
+        "streamName", "opensearchEndpoint", "dashboardsUrl", "bastionInstanceId", "portForwardCommand",
+        "ecrRepositoryUrl", "clusterName", "kubeconfig",
+    }  # fmt: skip
