@@ -155,6 +155,9 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._stop_at_end = settings.kinesis_stop_at_end
         self._ledger = ledger
         self._now = now
+        # Partitions of this process register as Bytewax builds them; until they all have, an owner missing
+        # from the ledger may still be local, so it is not yet taken for another process's.
+        self._local_grace_until = now() + timedelta(seconds=max(2.0, self._discovery_s))
         self._positions: ShardPositions = dict(resume_state or {})
         self._listing: dict[str, ShardInfo] = {}
         self._readers: dict[str, ShardReader] = {}
@@ -236,7 +239,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             elif self._ledger.owns(self._stream, owner):
                 if not self._ledger.is_drained(self._stream, parent):
                     return False
-            elif info.ending_sequence is None:
+            elif self._now() < self._local_grace_until or info.ending_sequence is None:
                 return False  # owned by another process: at least wait until it is closed
         return True
 
