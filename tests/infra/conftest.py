@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pulumi
@@ -13,13 +14,19 @@ from infra.config import StackConfig
 from tests.infra.mocks import NoResourceRefsMonitor, RecordingMocks
 
 
+_INFRA_LOOP = asyncio.new_event_loop()
+
+
 @pytest.fixture()
-def mocks() -> RecordingMocks:
+def mocks() -> Iterator[RecordingMocks]:
+    # Pulumi's runtime uses the current event loop and keeps futures on it across tests; other tests
+    # (asyncio.run, aiohttp) may have closed or unset the thread's loop, so the infra tests share their own.
+    asyncio.set_event_loop(_INFRA_LOOP)
     recording = RecordingMocks()
     pulumi.runtime.set_mocks(
         recording, project="reviewstream", stack="dev", preview=False, monitor=NoResourceRefsMonitor(recording)
     )
-    return recording
+    yield recording
 
 
 def run(fn: Callable[[], Any]) -> Any:
