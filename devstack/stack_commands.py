@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from devstack.bedrock import DEFAULT_MODEL_ID
-from devstack.bedrock.options import add_knob_arguments, knob_argv
+from devstack.bedrock.options import add_knob_arguments, knob_argv, knobs_from_args
 from devstack.cli import command
 from devstack.processes import ServiceError, http_ok
 from devstack.stack import LocalStack, StackConfig
@@ -89,6 +89,10 @@ def up(args: argparse.Namespace) -> int:
     state = _read_state(args)
     if state and any(_alive(s) for s in state["services"].values()):
         raise ServiceError(f"the stack in {base} is already up; run `python -m devstack down` first")
+    try:
+        knobs_from_args(args)  # a bad knob fails here, before anything starts
+    except ValueError as err:
+        raise ServiceError(f"bad knob: {err}") from err
     bedrock_args = knob_argv(args)
     for flag in ("model_path", "llm_mode", "llm_threads", "llm_parallel"):
         value = getattr(args, flag)
