@@ -66,7 +66,9 @@ class LocalStack:
         if self.config.log_dir is None:
             return None
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
-        return self.config.log_dir / f"{name}.log"
+        path = self.config.log_dir / f"{name}.log"
+        path.write_bytes(b"")  # a fresh log per start, so a start-up error shows this run's lines only
+        return path
 
     def start(self) -> LocalStack:
         cfg = self.config

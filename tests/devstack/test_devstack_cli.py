@@ -136,3 +136,12 @@ def test_local_stack_context_manager() -> None:
         kinesis = boto3.client("kinesis", endpoint_url=env["AWS_ENDPOINT_URL_KINESIS"], region_name="us-east-1")
         assert kinesis.describe_stream_summary(StreamName="inproc")["StreamDescriptionSummary"]["OpenShardCount"] == 1
     assert all(proc_start_time(pid) is None for pid in pids)
+
+
+def test_crashed_child_during_up_stops_the_others(workdir: Path) -> None:
+    result = devstack(workdir, "up", "--backend", "llm", "--model-path", str(workdir / "missing.gguf"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "bedrock (llm) exited" in result.stderr and ("missing.gguf" in result.stderr or "xllamacpp" in result.stderr)
+    assert not (workdir / ".devstack" / "state.json").exists()
+    bad_knob = devstack(workdir, "up", "--throttle-rate", "2")
+    assert bad_knob.returncode == 1 and "throttle_rate" in bad_knob.stderr
