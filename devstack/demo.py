@@ -51,7 +51,7 @@ INJECTION = orjson.dumps(
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("llm", "lexicon"), default="llm", help="model behind the local Bedrock")
-    p.add_argument("--reviews", type=int, default=None, help="synthetic reviews to produce (llm: 120, lexicon: 500)")
+    p.add_argument("--reviews", type=int, default=None, help="synthetic reviews to produce (llm: 200, lexicon: 500)")
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="Bytewax workers (-w)")
     p.add_argument("--concurrency", type=int, default=None, help="BEDROCK_MAX_CONCURRENCY (llm: 4, lexicon: 16)")
@@ -130,7 +130,7 @@ def demo(args: argparse.Namespace) -> int:
     llm = args.backend == "llm"
     if llm:
         _check_llm()
-    reviews = args.reviews or (120 if llm else 500)
+    reviews = args.reviews or (200 if llm else 500)
     concurrency = args.concurrency or (4 if llm else 16)
     per_request = args.reviews_per_request or (1 if llm else 4)
     args.logs.mkdir(parents=True, exist_ok=True)

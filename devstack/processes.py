@@ -157,7 +157,9 @@ def start_kinesis(port: int | None = None, log_path: Path | None = None) -> Mana
     )
 
 
-def start_opensearch(port: int | None = None, log_path: Path | None = None) -> ManagedProcess:
+def start_opensearch(
+    port: int | None = None, log_path: Path | None = None, parent_pid: int | None = None
+) -> ManagedProcess:
     """osmem-server (OpenSearch-compatible REST API) on loopback, kept alive without a stdin pipe."""
     port = port or free_port()
     _require_port("opensearch (osmem)", port)
@@ -167,6 +169,8 @@ def start_opensearch(port: int | None = None, log_path: Path | None = None) -> M
         raise ServiceError("opensearch (osmem): install it with: pip install osmem-server") from err
     url = f"http://{LOOPBACK}:{port}"
     argv = [resolve_binary(), "--addr", f"{LOOPBACK}:{port}", "--no-ja", "--no-stdin-watch"]
+    if parent_pid is not None:
+        argv += ["--parent-pid", str(parent_pid)]  # exits with its owner, even if the owner is killed
     return spawn("opensearch (osmem)", argv, url, lambda: http_ok(url), log_path=log_path)
 
 

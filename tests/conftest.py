@@ -42,7 +42,7 @@ def kinesis_server() -> Iterator[ManagedProcess]:
 
 @pytest.fixture(scope="session")
 def opensearch_server() -> Iterator[ManagedProcess]:
-    proc = start_opensearch()
+    proc = start_opensearch(parent_pid=os.getpid())
     yield proc
     proc.stop()
 
