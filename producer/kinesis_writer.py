@@ -127,7 +127,7 @@ class TokenBucket:
             now = self._clock()
             self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
             self._last = now
-            if self.tokens >= n:
+            if self.tokens >= n - 1e-9:  # tolerance: float refills may land a hair short of n forever
                 self.tokens -= n
                 return
             self._sleep((n - self.tokens) / self.rate)

@@ -225,7 +225,7 @@ def make_client(region: str | None):  # -> KinesisClient
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 1},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=10,
         read_timeout=60,
         user_agent_extra="reviewstream-producer",
