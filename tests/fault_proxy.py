@@ -1,7 +1,10 @@
 """A loopback HTTP proxy that injects faults in front of a local service (OpenSearch, Kinesis, ...).
 
 It forwards requests unchanged and, on demand, answers some of them itself: a 429 with OpenSearch's error
-body, a 503, or a closed connection (an outage). Faults are chosen per request by `decide(method, path)`.
+body, a 503, a closed connection (an outage), or any canned `Reply` (status, body, content type), such as a
+Kinesis awsJson1.1 error. Faults are chosen per request by `decide(method, path)`, or, when a decision needs
+the headers or the body (Kinesis puts the operation in `X-Amz-Target`), by `inspect(method, path, headers,
+body)`. `requests` records `(method, path, label)` where the label is the decision (a `Reply`'s `label`).
 """
 
 from __future__ import annotations
@@ -9,19 +12,50 @@ from __future__ import annotations
 import http.client
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-Decision = str | None  # None: forward; "429"; "503"; "drop": close the connection without answering
+AWS_JSON_11 = "application/x-amz-json-1.1"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A canned answer given instead of forwarding; `label` is what `FaultProxy.count` matches."""
+
+    status: int
+    body: bytes
+    label: str
+    content_type: str = "application/json"
+
+
+Decision = str | Reply | None  # None: forward; "429"; "503"; "drop": close the connection; or a Reply
+Inspect = Callable[[str, str, Mapping[str, str], bytes], Decision]
+
+
+def aws_json_error(code: str, message: str, label: str, status: int = 400) -> Reply:
+    """An awsJson1.1 error as Kinesis (and moto) send it: botocore reads the code from `__type`."""
+    return Reply(status, orjson.dumps({"__type": code, "message": message}), label, AWS_JSON_11)
+
+
+def _label(decision: Decision) -> str | None:
+    return decision.label if isinstance(decision, Reply) else decision
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, decide: Callable[[str, str], Decision] = lambda m, p: None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        decide: Callable[[str, str], Decision] = lambda m, p: None,
+        *,
+        inspect: Inspect | None = None,
+    ) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.decide = decide
-        self.requests: list[tuple[str, str, Decision]] = []
+        self.inspect = inspect
+        self.requests: list[tuple[str, str, str | None]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -32,27 +66,36 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:  # quiet
                 return
 
+            def _reply(self, status: int, payload: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                decision = proxy.decide(self.command, self.path)
+                if proxy.inspect is not None:
+                    decision = proxy.inspect(self.command, self.path, self.headers, body)
+                else:
+                    decision = proxy.decide(self.command, self.path)
                 with proxy._lock:
-                    proxy.requests.append((self.command, self.path, decision))
+                    proxy.requests.append((self.command, self.path, _label(decision)))
                     proxy.headers.append(dict(self.headers))
                 if decision == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
+                    return
+                if isinstance(decision, Reply):
+                    self._reply(decision.status, decision.body, decision.content_type)
                     return
                 if decision in ("429", "503"):
                     status = int(decision)
                     payload = orjson.dumps(
                         {"error": {"type": "es_rejected_execution_exception", "reason": "injected"}, "status": status}
                     )
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._reply(status, payload, "application/json")
                     return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
@@ -83,6 +126,7 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def count(self, decision: Decision, path_part: str = "") -> int:
+    def count(self, decision: str | None, path_part: str = "") -> int:
+        """Requests that got `decision` (a `Reply`'s label for canned answers) on a path containing `path_part`."""
         with self._lock:
             return sum(1 for _, path, d in self.requests if d == decision and path_part in path)
