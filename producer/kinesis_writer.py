@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,8 @@ def _call_error(err: Exception) -> tuple[str, str, bool]:
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
         return code, str(error.get("Message") or err), retryable
-    return type(err).__name__, str(err), True  # connection / timeout errors
+    # Connection resets and timeouts are worth another try; missing credentials and the like are not.
+    return type(err).__name__, str(err), isinstance(err, HTTPClientError | BotoConnectionError)
 
 
 class KinesisWriter:
@@ -250,7 +251,7 @@ class KinesisWriter:
                     StreamName=self.stream_name,
                     Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in pending],
                 )
-            except (ClientError, HTTPClientError, BotoConnectionError) as err:
+            except (ClientError, BotoCoreError) as err:
                 code, message, retryable = _call_error(err)
                 self.stats.calls += 1
                 if not retryable or attempt >= self.max_retries:

@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", err)
         return EXIT_USAGE
 
-    from botocore.exceptions import NoRegionError
+    from botocore.exceptions import BotoCoreError, NoRegionError
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -278,6 +278,9 @@ def run(args: argparse.Namespace) -> int:
         client = make_client(args.region)
     except NoRegionError:
         log.error("no AWS region: pass --region or set AWS_REGION")
+        return EXIT_USAGE
+    except BotoCoreError as err:  # e.g. a named profile that does not exist
+        log.error("cannot create the Kinesis client: %s", err)
         return EXIT_USAGE
     log.info(
         "sending %s reviews from %s to stream %r at %s",

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from producer.kinesis_writer import (
     MAX_BYTES_PER_CALL,
@@ -150,6 +150,7 @@ def test_entries_failing_past_max_retries_are_reported() -> None:
         client_error("ServiceUnavailable", 503),
         client_error("SomethingNew", 502),
         lambda _r: EndpointConnectionError(endpoint_url="http://x"),
+        lambda _r: ReadTimeoutError(endpoint_url="http://x"),
     ],
 )
 def test_retryable_call_errors_resend_the_whole_batch(error) -> None:
@@ -169,6 +170,14 @@ def test_fatal_call_error_aborts_and_reports_everything_unsent() -> None:
     assert len(client.calls) == 1 and sleeps == []
     codes = [f.error_code for f in w.stats.failures]
     assert codes.count("AccessDeniedException") == 500 and codes.count("NotAttempted") == 600
+
+
+def test_missing_credentials_abort_without_retrying() -> None:
+    client = FakeKinesis(lambda _r: NoCredentialsError())
+    w, sleeps = writer(client)
+    with pytest.raises(WriteAborted, match="NoCredentialsError"):
+        w.write(entry(i) for i in range(3))
+    assert sleeps == [] and w.stats.failed == 3
 
 
 def test_call_errors_past_max_retries_abort() -> None:
