@@ -1,0 +1,75 @@
+"""kill -9 at random moments with Bytewax recovery on: each restart resumes, and the end result is exact."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.faults.accounting import bedrock_summary, check_accounting, flow_process, kill_group, synthetic_ids
+from tests.integration.conftest import ROOT, Pipeline
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
+
+SEED = 20240611
+TOTAL = 800
+
+
+def kill_points(rng: random.Random, kills: int) -> list[float]:
+    """One progress fraction per equal slice of [0.1, 0.9], so two kills never land on the same moment."""
+    width = 0.8 / kills
+    return [0.1 + i * width + rng.uniform(0.1, 0.9) * width for i in range(kills)]
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    rng = random.Random(SEED)
+    kills = rng.choice((2, 3))
+    points = kill_points(rng, kills)
+    faulty.produce(TOTAL)
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT)
+    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+    # Slow enough that every kill point falls mid-run. Small reads: an epoch (so a checkpoint) closes only
+    # once the enrichment step has taken a whole GetRecords batch, and with 1,000-record reads the first
+    # checkpoint would come after nearly the whole backlog, so every kill would restart from scratch.
+    faulty.bedrock_config(latency_ms=30, seed=SEED)
+    slow = {"BEDROCK_MAX_CONCURRENCY": "4", "KINESIS_GET_RECORDS_LIMIT": "25"}
+    at_kill: list[int] = []
+    for run, point in enumerate(points):
+        log = tmp_path / f"run{run}.log"
+        with flow_process(faulty, *args, log=log, extra_env=slow) as proc:
+            target = int(point * TOTAL)
+            faulty.wait_for(
+                lambda target=target, proc=proc: faulty.count() >= target or proc.poll() is not None,
+                timeout=120,
+                what=f"{target} indexed before kill {run + 1}",
+            )
+            assert proc.poll() is None, f"run {run} ended before its kill point:\n{log.read_text()[-2000:]}"
+            kill_group(proc)
+        at_kill.append(faulty.count())
+    faulty.bedrock_config(latency_ms=0)
+    stderr = faulty.run_flow(*args, timeout=180, extra_env={"KINESIS_GET_RECORDS_LIMIT": "25"})
+    restarts = [*[log.read_text() for log in sorted(tmp_path.glob("run*.log"))][1:], stderr]
+    resumed = [sum("shard_started" in ln and "position=seq:" in ln for ln in t.splitlines()) for t in restarts]
+    reissued = [
+        sum(int(ln.split("reviews=")[1].split()[0]) for ln in t.splitlines() if "enrich.reissue" in ln)
+        for t in restarts
+    ]
+    check_accounting(
+        faulty,
+        synthetic_ids(TOTAL),
+        f"sigkill x{kills}",
+        record_property,
+        f"kill_points={[round(p, 2) for p in points]} indexed_at_kill={at_kill} "
+        f"shards_resumed_from_checkpoint_per_restart={resumed} reissued_in_flight_per_restart={reissued} "
+        f"{bedrock_summary(faulty)}",
+    )
+    assert any(resumed), "no restart resumed from a checkpoint: recovery was not exercised"
+    assert all(0 < n < TOTAL for n in at_kill), f"every kill should land mid-run: {at_kill}"
