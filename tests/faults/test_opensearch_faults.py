@@ -1,0 +1,84 @@
+"""OpenSearch answering 429 to a share of `_bulk` requests and going away entirely, at start and mid-run:
+the sink retries until every document is stored, and a retried bulk never duplicates (idempotent `_id`)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.fault_proxy import Decision, FaultProxy
+from tests.faults.accounting import bedrock_summary, check_accounting, flow_process, synthetic_ids, wait_exit
+from tests.integration.conftest import Pipeline
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
+
+SEED = 4242
+BULK_429_RATE = 0.3
+START_OUTAGE_S = 3.0
+OUTAGE_S = 5.0
+
+
+class OpenSearchFaults:
+    """Every request dropped while an outage is on; otherwise a seeded share of `_bulk` answered 429."""
+
+    def __init__(self) -> None:
+        self.rng = random.Random(SEED)
+        self.lock = threading.Lock()
+        self.outage_until = 0.0
+
+    def outage(self, seconds: float) -> None:
+        with self.lock:
+            self.outage_until = time.monotonic() + seconds
+
+    def decide(self, method: str, path: str) -> Decision:
+        with self.lock:
+            if time.monotonic() < self.outage_until:
+                return "drop"
+            if "_bulk" in path and self.rng.random() < BULK_429_RATE:
+                return "429"
+        return None
+
+
+def test_bulk_429s_and_outages_are_retried_until_everything_is_indexed(
+    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    total = 600
+    faulty.produce(total)
+    faulty.bedrock_config(latency_ms=20, seed=SEED)  # about 10 s of work, so the outage falls mid-run
+    faults = OpenSearchFaults()
+    log = tmp_path / "flow.log"
+    with FaultProxy(faulty.env["OPENSEARCH_URL"], faults.decide) as proxy:
+        env = {
+            "OPENSEARCH_URL": proxy.url,
+            "OPENSEARCH_BACKOFF_MAX_S": "0.5",
+            "OPENSEARCH_TIMEOUT_S": "5",
+            "OPENSEARCH_BULK_MAX_DOCS": "50",
+            "BEDROCK_MAX_CONCURRENCY": "4",
+        }
+        faults.outage(START_OUTAGE_S)  # the sink must wait for OpenSearch to prepare its templates
+        with flow_process(faulty, "-w", "2", log=log, extra_env=env) as proc:
+            faulty.wait_for(lambda: faulty.count() >= total // 4, timeout=90, what="a quarter indexed")
+            before = faulty.count()
+            faults.outage(OUTAGE_S)
+            time.sleep(OUTAGE_S)
+            during = faulty.count() - before
+            wait_exit(proc, log, timeout=120)
+        dropped, throttled = proxy.count("drop"), proxy.count("429", "_bulk")
+        bulks = sum(1 for _, path, _ in proxy.requests if "_bulk" in path)
+    retries = log.read_text().count("opensearch.bulk_retry")
+    check_accounting(
+        faulty,
+        synthetic_ids(total),
+        "opensearch 429+outage",
+        record_property,
+        f"bulk_requests={bulks} bulk_429={throttled} dropped={dropped} bulk_retry_logs={retries} "
+        f"indexed_before_outage={before} indexed_during_outage={during} {bedrock_summary(faulty)}",
+    )
+    assert before < total, "the outage should start mid-run"
+    assert during == 0, f"{during} documents were indexed while every request was dropped"
+    assert throttled > 0 and dropped > 0 and retries > 0
