@@ -204,12 +204,13 @@ def flow_process(
         kill_group(proc)
 
 
-def wait_exit(proc: subprocess.Popen, log: Path, timeout: float) -> None:
+def wait_exit(proc: subprocess.Popen, log: Path, timeout: float, progress: Callable[[], str] = lambda: "") -> None:
     """Wait for a flow that should end by itself (KINESIS_STOP_AT_END) and succeed."""
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the flow did not end within {timeout:.0f} s; log tail:\n{log.read_text()[-3000:]}")
+        tail = log.read_text()[-3000:]
+        pytest.fail(f"the flow did not end within {timeout:.0f} s ({progress()}); log tail:\n{tail}")
     assert code == 0, f"the flow exited with {code}; log tail:\n{log.read_text()[-3000:]}"
 
 

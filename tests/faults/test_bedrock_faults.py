@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from dataflow import aimd
 from tests.faults.accounting import (
     bedrock_stats,
     bedrock_summary,
     check_accounting,
     flow_process,
     synthetic_ids,
+    wait_exit,
     wait_until,
 )
 from tests.integration.conftest import Pipeline
@@ -27,6 +29,7 @@ STORM = {
     "timeout_hold_s": 1.5,  # held past BEDROCK_TIMEOUT_S: the client gives up first, as with a hung call
     "malformed_rate": 0.1,
 }
+STORM_DEADLINE_S = 45
 STORM_ENV = {
     "BEDROCK_TIMEOUT_S": "0.5",
     # Half the attempts fail; 40 attempts leave a review a ~1e-12 chance of running out.
@@ -37,14 +40,30 @@ STORM_ENV = {
 }
 
 
+# dataflow/aimd.py RatePacer (work in progress when this suite was written): on a throttle it paces the worker
+# at (successes in the last 60 s) / 60 s, even when the engine has run for only a few seconds, and grows back
+# by 0.05% per success; under a storm of throttles the first one, seconds into the run, pins the rate near
+# 0.1-0.4 requests/s and 300 reviews take many minutes. Strict: remove this mark once the pacer is fixed.
+PACER_STALLS = hasattr(aimd, "RatePacer")
+
+
+@pytest.mark.xfail(
+    PACER_STALLS,
+    strict=True,
+    reason="RatePacer.on_throttle divides a few seconds of successes by the full 60 s window: the storm stalls",
+)
 @pytest.mark.parametrize("per_request", [1, 4])
 def test_storm_of_throttles_errors_timeouts_and_malformed_answers_is_retried(
-    faulty: Pipeline, per_request: int, record_property: Callable[[str, object], None]
+    faulty: Pipeline, per_request: int, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     total = 300
     faulty.produce(total)
     faulty.bedrock_config(**STORM, seed=1000 + per_request)
-    faulty.run_flow("-w", "2", timeout=180, extra_env={**STORM_ENV, "BEDROCK_REVIEWS_PER_REQUEST": str(per_request)})
+    log = tmp_path / "flow.log"
+    env = {**STORM_ENV, "BEDROCK_REVIEWS_PER_REQUEST": str(per_request)}
+    with flow_process(faulty, "-w", "2", log=log, extra_env=env) as proc:
+        # About 10 s on this machine; a stalled window shows as a timeout with the flow's log tail.
+        wait_exit(proc, log, timeout=STORM_DEADLINE_S, progress=lambda: bedrock_summary(faulty))
     stats = bedrock_stats(faulty)
     result = check_accounting(
         faulty,
