@@ -1,18 +1,27 @@
-"""OpenSearch answering 429 to a share of `_bulk` requests and going away entirely, at start and mid-run:
-the sink retries until every document is stored, and a retried bulk never duplicates (idempotent `_id`)."""
+"""OpenSearch answering 429 to a share of `_bulk` requests (whole request or per item) and going away
+entirely, at start and mid-run: the sink retries until every document is stored, and a retried bulk never
+duplicates (idempotent `_id`)."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import orjson
 import pytest
 
-from tests.fault_proxy import Decision, FaultProxy
-from tests.faults.accounting import bedrock_summary, check_accounting, flow_process, synthetic_ids, wait_exit
+from tests.fault_proxy import Decision, FaultProxy, Reply
+from tests.faults.accounting import (
+    bedrock_summary,
+    check_accounting,
+    flow_process,
+    put_raw,
+    synthetic_ids,
+    wait_exit,
+)
 from tests.integration.conftest import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -21,10 +30,23 @@ SEED = 4242
 BULK_429_RATE = 0.3
 START_OUTAGE_S = 3.0
 OUTAGE_S = 5.0
+BAD = 5
+
+
+def per_item_429(body: bytes) -> Reply:
+    """A 200 whose every item is rejected with 429, as a node with a full write queue answers a bulk."""
+    lines = [orjson.loads(line) for line in body.splitlines() if line.strip()]
+    items = []
+    for action in lines[::2]:  # action line, then the document
+        op, meta = next(iter(action.items()))
+        error = {"type": "es_rejected_execution_exception", "reason": "rejected execution (injected)"}
+        items.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": 429, "error": error}})
+    return Reply(200, orjson.dumps({"took": 1, "errors": True, "items": items}), "per_item_429")
 
 
 class OpenSearchFaults:
-    """Every request dropped while an outage is on; otherwise a seeded share of `_bulk` answered 429."""
+    """Every request dropped while an outage is on; otherwise a seeded share of `_bulk` answered 429, either
+    for the whole request or item by item inside a 200."""
 
     def __init__(self) -> None:
         self.rng = random.Random(SEED)
@@ -35,12 +57,15 @@ class OpenSearchFaults:
         with self.lock:
             self.outage_until = time.monotonic() + seconds
 
-    def decide(self, method: str, path: str) -> Decision:
+    def inspect(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Decision:
         with self.lock:
             if time.monotonic() < self.outage_until:
                 return "drop"
-            if "_bulk" in path and self.rng.random() < BULK_429_RATE:
-                return "429"
+            draw = self.rng.random() if "_bulk" in path else 1.0
+        if draw < BULK_429_RATE / 2:
+            return "429"
+        if draw < BULK_429_RATE:
+            return per_item_429(body)
         return None
 
 
@@ -49,10 +74,13 @@ def test_bulk_429s_and_outages_are_retried_until_everything_is_indexed(
 ) -> None:
     total = 600
     faulty.produce(total)
+    # A few dead letters too, so the DLQ writer meets the same faults.
+    placed = put_raw(faulty, [b"not json %d" % i for i in range(BAD)], prefix="bad")
+    bad_ids = {f"{shard}-{seq}" for shard, seq in placed}
     faulty.bedrock_config(latency_ms=20, seed=SEED)  # about 10 s of work, so the outage falls mid-run
     faults = OpenSearchFaults()
     log = tmp_path / "flow.log"
-    with FaultProxy(faulty.env["OPENSEARCH_URL"], faults.decide) as proxy:
+    with FaultProxy(faulty.env["OPENSEARCH_URL"], inspect=faults.inspect) as proxy:
         env = {
             "OPENSEARCH_URL": proxy.url,
             "OPENSEARCH_BACKOFF_MAX_S": "0.5",
@@ -69,16 +97,19 @@ def test_bulk_429s_and_outages_are_retried_until_everything_is_indexed(
             during = faulty.count() - before
             wait_exit(proc, log, timeout=120)
         dropped, throttled = proxy.count("drop"), proxy.count("429", "_bulk")
+        item_throttled = proxy.count("per_item_429", "_bulk")
         bulks = sum(1 for _, path, _ in proxy.requests if "_bulk" in path)
     retries = log.read_text().count("opensearch.bulk_retry")
-    check_accounting(
+    result = check_accounting(
         faulty,
-        synthetic_ids(total),
+        synthetic_ids(total) | bad_ids,
         "opensearch 429+outage",
         record_property,
-        f"bulk_requests={bulks} bulk_429={throttled} dropped={dropped} bulk_retry_logs={retries} "
+        f"bulk_requests={bulks} bulk_429={throttled} bulk_200_items_429={item_throttled} dropped={dropped} "
+        f"bulk_retry_logs={retries} "
         f"indexed_before_outage={before} indexed_during_outage={during} {bedrock_summary(faulty)}",
     )
     assert before < total, "the outage should start mid-run"
+    assert set(result.dead) == bad_ids
     assert during == 0, f"{during} documents were indexed while every request was dropped"
-    assert throttled > 0 and dropped > 0 and retries > 0
+    assert throttled > 0 and item_throttled > 0 and dropped > 0 and retries > 0
