@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.accounting import bedrock_summary, check_accounting, flow_process, kill_group, synthetic_ids
+from tests.faults.accounting import (
+    bedrock_stats,
+    bedrock_summary,
+    check_accounting,
+    flow_process,
+    kill_group,
+    synthetic_ids,
+)
 from tests.integration.conftest import ROOT, Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -73,3 +80,37 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     )
     assert any(resumed), "no restart resumed from a checkpoint: recovery was not exercised"
     assert all(0 < n < TOTAL for n in at_kill), f"every kill should land mid-run: {at_kill}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dataflow/enrich.py EnrichLogic.on_batch blocks the worker until a whole GetRecords batch is nearly "
+    "enriched, so no epoch closes (no checkpoint) while a backlog read with the default 1,000-record limit drains",
+)
+def test_a_kill_during_a_backlog_resumes_from_a_checkpoint(
+    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """With `-s 1`, a kill at half the backlog should cost about a second of work, not the whole run."""
+    faulty.produce(TOTAL)
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT)
+    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+    faulty.bedrock_config(latency_ms=30, seed=SEED)
+    log = tmp_path / "killed.log"
+    with flow_process(faulty, *args, log=log, extra_env={"BEDROCK_MAX_CONCURRENCY": "4"}) as proc:
+        # Enriched, not indexed: results leave the enrichment step in bursts while it blocks.
+        faulty.wait_for(lambda: bedrock_stats(faulty)["requests"] >= TOTAL // 2, timeout=120, what="half enriched")
+        kill_group(proc)
+    at_kill = faulty.count()
+    faulty.bedrock_config(latency_ms=0)
+    stderr = faulty.run_flow(*args, timeout=180)
+    resumed = sum("shard_started" in ln and "position=seq:" in ln for ln in stderr.splitlines())
+    check_accounting(
+        faulty,
+        synthetic_ids(TOTAL),
+        "sigkill during backlog (default read size)",
+        record_property,
+        f"indexed_at_kill={at_kill} shards_resumed_from_checkpoint={resumed} {bedrock_summary(faulty)}",
+    )
+    assert resumed > 0, f"killed with {at_kill}/{TOTAL} indexed, the restart re-read every shard from the start"
