@@ -47,6 +47,23 @@ def wait_active(pipeline: Pipeline) -> None:
     )
 
 
+def event_line(text: str, event: str, shard_id: str) -> int:
+    """The line number of the first `event` for `shard_id` in the flow's log; -1 when absent."""
+    lines = text.splitlines()
+    return next((i for i, ln in enumerate(lines) if f"event={event} " in ln and f"shard={shard_id}" in ln), -1)
+
+
+def assert_children_after_parents(pipeline: Pipeline, text: str) -> None:
+    """One process owns every partition, so a child must start only after each parent has drained."""
+    shards = kinesis(pipeline).list_shards(StreamName=pipeline.env["KINESIS_STREAM_NAME"])["Shards"]
+    for shard in shards:
+        parents = [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
+        started = event_line(text, "kinesis.shard_started", shard["ShardId"])
+        for parent in parents:
+            drained = event_line(text, "kinesis.shard_drained", parent)
+            assert 0 <= drained < started, f"{shard['ShardId']} started (line {started}) before {parent} drained"
+
+
 def test_split_and_merge_mid_stream_lose_nothing(
     faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
@@ -91,6 +108,7 @@ def test_split_and_merge_mid_stream_lose_nothing(
         f"split={parent['ShardId'][-3:]} merged={first['ShardId'][-3:]}+{second['ShardId'][-3:]} "
         f"records_per_shard={per_shard} {bedrock_summary(faulty)}",
     )
+    assert_children_after_parents(faulty, log.read_text())
     read_from = {doc["shard_id"] for doc in result.indexed.values()}
     children = {s for s in {r.shard_id for r in stream} if int(s.rsplit("-", 1)[1]) >= 4}
     assert children and children <= read_from, f"children {children} not all read: {read_from}"
