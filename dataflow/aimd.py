@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,4 +52,69 @@ class AimdLimit:
         self.value = max(float(self.minimum), self.value * self.decrease_factor)
         self.last_decrease = self.clock()
         self.decreases += 1
+        return True
+
+
+@dataclass
+class RatePacer:
+    """Paces request starts under a per-minute quota, so a backlog runs at the quota instead of into it.
+
+    Bedrock quotas are per minute (RPM and TPM): with a full minute of history, the requests admitted over
+    the last 60 s are what the quota lets through. After a throttle the pacer then sends at `backoff` x that
+    rate (never faster than it already does, never below `floor` x the best admitted rate seen, so scattered
+    throttles that pacing cannot cure do not starve the pipeline), and every success probes upward by
+    `growth`: a probe cycle is about ln(1/backoff)/growth successes (~50), keeping throttled requests near 2%.
+    Every throttle also pauses all sends, doubling while throttles continue (as they do until a burst leaves
+    the 60 s window) and reset by a success. Before the first throttle nothing is paced.
+    """
+
+    window_s: float = 60.0
+    backoff: float = 0.95
+    growth: float = 0.001
+    floor: float = 0.25
+    pause_base_s: float = 0.1
+    pause_max_s: float = 8.0
+    clock: Callable[[], float] = time.monotonic
+    rate: float | None = field(init=False, default=None)
+    _next_at: float = field(init=False, default=0.0)
+    _admitted: deque[float] = field(init=False, default_factory=deque)
+    _last_cut: float = field(init=False, default=float("-inf"))
+    _consecutive: int = field(init=False, default=0)
+    _first_send: float | None = field(init=False, default=None)
+    _peak: float = field(init=False, default=0.0)
+
+    def delay(self) -> float:
+        """Seconds until the next request may start (0 when unpaced and not paused)."""
+        return max(0.0, self._next_at - self.clock())
+
+    def on_send(self) -> None:
+        now = self.clock()
+        if self._first_send is None:
+            self._first_send = now
+        if self.rate is not None:
+            self._next_at = max(now, self._next_at) + 1.0 / self.rate
+
+    def on_success(self, request_started: float) -> None:
+        self._admitted.append(request_started)
+        self._consecutive = 0
+        if self.rate is not None:
+            self.rate *= 1.0 + self.growth
+
+    def on_throttle(self, request_started: float) -> bool:
+        """React once per congestion event: pause, and pace at the admitted rate; True when it reacted."""
+        if request_started < self._last_cut:
+            return False
+        now = self.clock()
+        while self._admitted and self._admitted[0] < now - self.window_s:
+            self._admitted.popleft()
+        if self._first_send is not None and now - self._first_send >= self.window_s:
+            admitted = len(self._admitted) / self.window_s
+            self._peak = max(self._peak, admitted)
+            target = max(admitted * self.backoff, self._peak * self.floor, 1.0 / self.window_s)
+            if self.rate is None or self.rate > target:
+                self.rate = target
+        pause = min(self.pause_max_s, self.pause_base_s * 2**self._consecutive)
+        self._consecutive += 1
+        self._next_at = max(self._next_at, now + pause)
+        self._last_cut = now
         return True

@@ -32,7 +32,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from dataflow import metrics
-from dataflow.aimd import AimdLimit, full_jitter
+from dataflow.aimd import AimdLimit, RatePacer, full_jitter
 from dataflow.bedrock_client import CallError, ClientFactory, aiobotocore_client, classify
 from dataflow.pricing import cost_usd, price_per_mtok
 from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
@@ -52,6 +52,7 @@ class Job:
     review: Review
     sink: collections.deque[EnrichOutput]
     attempts: int = 0
+    throttles: int = 0
     solo: bool = False
     last_error: CallError | None = None
 
@@ -70,7 +71,11 @@ class EnrichEngine:
     def __init__(self, settings: Settings, client_factory: ClientFactory, worker: str) -> None:
         self.settings = settings
         self.worker = worker
-        self.limit = AimdLimit(settings.bedrock_max_concurrency, settings.bedrock_min_concurrency)
+        # BEDROCK_ADAPTIVE=false pins the window at its maximum and never paces (the reference behaviour).
+        minimum = settings.bedrock_min_concurrency if settings.bedrock_adaptive else settings.bedrock_max_concurrency
+        self.limit = AimdLimit(settings.bedrock_max_concurrency, minimum)
+        self.pacer = RatePacer() if settings.bedrock_adaptive else None
+        self._pace_timer: asyncio.TimerHandle | None = None
         self.stats = EngineStats()
         self._factory = client_factory
         self._price = price_per_mtok(
@@ -175,12 +180,23 @@ class EnrichEngine:
         assert self._wake is not None
         while True:
             while self._pending and self._in_flight < self.limit.current:
+                if self.pacer is not None and (delay := self.pacer.delay()) > 0:
+                    if self._pace_timer is None:
+                        self._pace_timer = self._loop.call_later(delay, self._paced)
+                    break
+                if self.pacer is not None:
+                    self.pacer.on_send()
                 jobs = self._take_request()
                 self._in_flight += 1
                 metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
                 self._loop.create_task(self._request(jobs))
             self._wake.clear()
             await self._wake.wait()
+
+    def _paced(self) -> None:
+        self._pace_timer = None
+        assert self._wake is not None
+        self._wake.set()
 
     async def _request(self, jobs: list[Job]) -> None:
         started = time.monotonic()
@@ -211,8 +227,16 @@ class EnrichEngine:
         if error.kind == "throttled":
             self.stats.throttled += 1
             metrics.BEDROCK_THROTTLES.inc()
-            if self.limit.on_throttle(started):
-                log.info("bedrock.window_cut worker=%s limit=%d", self.worker, self.limit.current)
+            for job in jobs:
+                job.throttles += 1
+            if self.pacer is not None and self.pacer.on_throttle(started):
+                self.limit.on_throttle(started)
+                log.info(
+                    "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
+                    self.worker,
+                    self.limit.current,
+                    self.pacer.rate or 0.0,
+                )
         elif error.kind == "fatal":
             log.warning("bedrock.request_rejected worker=%s error=%s %s", self.worker, error.error_type, error.message)
         for job in jobs:
@@ -223,6 +247,8 @@ class EnrichEngine:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
         self.limit.on_success()
+        if self.pacer is not None:
+            self.pacer.on_success(started)
         usage = response.get("usage", {})
         input_tokens = int(usage.get("inputTokens", 0))
         output_tokens = int(usage.get("outputTokens", 0))
@@ -276,7 +302,12 @@ class EnrichEngine:
     def _retry_or_fail(self, job: Job, backoff: bool) -> None:
         error = job.last_error
         assert error is not None
-        if not error.retryable or job.attempts >= self.settings.bedrock_max_attempts:
+        # Throttling is the quota's doing, not the review's: it has its own, larger attempt budget.
+        exhausted = (
+            job.attempts - job.throttles >= self.settings.bedrock_max_attempts
+            or job.throttles >= self.settings.bedrock_max_throttled_attempts
+        )
+        if not error.retryable or exhausted:
             self._complete(
                 job,
                 DeadLetter.for_review(

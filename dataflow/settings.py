@@ -64,6 +64,8 @@ class Settings:
     bedrock_min_concurrency: int = 1
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
+    bedrock_max_throttled_attempts: int = 30
+    bedrock_adaptive: bool = True
     bedrock_reviews_per_request: int = 1
     bedrock_max_tokens_per_review: int = 120
     bedrock_backoff_base_s: float = 0.5
@@ -176,6 +178,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bedrock_min_concurrency=_int(env, "BEDROCK_MIN_CONCURRENCY", 1, 1, max_conc),
         bedrock_timeout_s=_float(env, "BEDROCK_TIMEOUT_S", Settings.bedrock_timeout_s, 0.05),
         bedrock_max_attempts=_int(env, "BEDROCK_MAX_ATTEMPTS", Settings.bedrock_max_attempts, 1, 100),
+        bedrock_max_throttled_attempts=_int(
+            env, "BEDROCK_MAX_THROTTLED_ATTEMPTS", Settings.bedrock_max_throttled_attempts, 1, 10_000
+        ),
+        bedrock_adaptive=_bool(env, "BEDROCK_ADAPTIVE", True),
         bedrock_reviews_per_request=_int(
             env, "BEDROCK_REVIEWS_PER_REQUEST", Settings.bedrock_reviews_per_request, 1, 50
         ),

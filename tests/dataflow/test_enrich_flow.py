@@ -153,3 +153,22 @@ def test_prompt_injection_stays_inside_its_delimiters() -> None:
     assert user_text.count("<review ") == 1 and user_text.count("</review>") == 1
     assert "&lt;/review&gt;" in user_text
     assert request["messages"][-1] == {"role": "assistant", "content": [{"text": "{"}]}
+
+
+def test_throttles_have_their_own_attempt_budget() -> None:
+    """A review throttled more times than BEDROCK_MAX_ATTEMPTS still gets through: quota is not its fault."""
+    seen: dict[str, int] = {}
+
+    def throttle_four_times(n: int, reviews: list[tuple[str, str]]) -> str | None:
+        key = reviews[0][1]
+        seen[key] = seen.get(key, 0) + 1
+        return "throttle" if seen[key] <= 4 else None
+
+    bedrock = FakeBedrock(behaviour=throttle_four_times)
+    results, dead = run([record(1), record(2)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=2))
+    assert dead == [] and sorted(ids(results)) == ["r1", "r2"]
+    assert all(r.attempts == 5 for r in results)
+
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: "throttle")
+    results, dead = run([record(3)], bedrock, settings(BEDROCK_MAX_THROTTLED_ATTEMPTS=3))
+    assert results == [] and [(d.error_type, d.attempts) for d in dead] == [("ThrottlingException", 3)]

@@ -205,3 +205,82 @@ def test_error_classification() -> None:
     assert classify(client_error("ModelTimeoutException", 408)).kind == "transient"
     assert classify(client_error("ValidationException", 400)).kind == "fatal"
     assert classify(TimeoutError()).kind == "timeout"
+
+
+# -- rate pacer ----------------------------------------------------------------------------------------
+
+
+def fake_clock(start: float = 0.0) -> tuple[list[float], object]:
+    now = [start]
+    return now, lambda: now[0]
+
+
+def test_pacer_only_pauses_within_the_first_minute() -> None:
+    from dataflow.aimd import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    assert pacer.delay() == 0
+    pacer.on_send()
+    now[0] = 5.0
+    assert pacer.on_throttle(request_started=4.9)
+    assert pacer.rate is None and pacer.delay() == pytest.approx(0.1)
+    assert not pacer.on_throttle(request_started=4.95)  # same congestion event
+    now[0] = 5.2
+    assert pacer.on_throttle(request_started=5.15)
+    assert pacer.delay() == pytest.approx(0.2)  # the pause doubles while throttles continue
+
+
+def test_pacer_paces_at_the_admitted_rate_of_the_last_minute() -> None:
+    from dataflow.aimd import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    pacer.on_send()
+    for i in range(120):  # 120 admitted in the last minute: a 120 RPM quota
+        now[0] = 10 + i * 0.5
+        pacer.on_success(request_started=now[0])
+    now[0] = 70.0
+    assert pacer.on_throttle(request_started=69.9)
+    assert pacer.rate == pytest.approx(120 / 60 * 0.95, rel=0.05)
+    paced = pacer.rate
+    assert pacer.on_throttle(request_started=70.0)  # a new event, but already below the admitted rate
+
+    assert pacer.rate == paced
+    for _ in range(100):
+        pacer.on_success(request_started=now[0])
+    assert pacer.rate > paced  # probing upward again
+    now[0] = 80.0
+    pacer.on_send()
+    first = pacer._next_at
+    pacer.on_send()
+    assert pacer._next_at - first == pytest.approx(1 / pacer.rate)
+
+
+def test_pacer_floor_keeps_scattered_throttles_from_starving() -> None:
+    from dataflow.aimd import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    pacer.on_send()
+    for i in range(600):
+        now[0] = i * 0.1
+        pacer.on_success(request_started=now[0])
+    for minute in range(6):  # throttled at 60 s (10/s admitted), then nothing gets through for five minutes
+        now[0] = 60.0 * minute + 60
+        pacer.on_throttle(request_started=now[0] - 0.01)
+    assert pacer.rate == pytest.approx(10 * 0.25, rel=0.02)
+
+
+def test_reference_behaviour_is_not_adaptive() -> None:
+    from dataflow.enrich import EnrichEngine
+    from tests.dataflow.helpers import settings as make_settings
+    from tests.fakes import FakeBedrock
+
+    engine = EnrichEngine(make_settings(BEDROCK_ADAPTIVE="false"), FakeBedrock().factory(), worker="t")
+    try:
+        assert engine.pacer is None and engine.limit.minimum == engine.limit.maximum == 8
+        engine.limit.on_throttle(request_started=1e12)
+        assert engine.limit.current == 8
+    finally:
+        engine.close()
