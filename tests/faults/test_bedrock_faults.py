@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from dataflow import aimd
 from tests.faults.accounting import (
     bedrock_stats,
     bedrock_summary,
@@ -40,18 +39,6 @@ STORM_ENV = {
 }
 
 
-# dataflow/aimd.py RatePacer (work in progress when this suite was written): on a throttle it paces the worker
-# at (successes in the last 60 s) / 60 s, even when the engine has run for only a few seconds, and grows back
-# by 0.05% per success; under a storm of throttles the first one, seconds into the run, pins the rate near
-# 0.1-0.4 requests/s and 300 reviews take many minutes. Strict: remove this mark once the pacer is fixed.
-PACER_STALLS = hasattr(aimd, "RatePacer")
-
-
-@pytest.mark.xfail(
-    PACER_STALLS,
-    strict=True,
-    reason="RatePacer.on_throttle divides a few seconds of successes by the full 60 s window: the storm stalls",
-)
 @pytest.mark.parametrize("per_request", [1, 4])
 def test_storm_of_throttles_errors_timeouts_and_malformed_answers_is_retried(
     faulty: Pipeline, per_request: int, tmp_path: Path, record_property: Callable[[str, object], None]
@@ -76,6 +63,26 @@ def test_storm_of_throttles_errors_timeouts_and_malformed_answers_is_retried(
     for kind in ("throttle", "error", "timeout", "malformed"):
         assert stats["faults"].get(kind, 0) > 0, f"no {kind} fault was injected: {result.summary}"
     assert max(int(doc["attempts"]) for doc in result.indexed.values()) > 1, result.summary
+
+
+def test_an_early_throttle_does_not_stall_the_run(
+    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """Throttles for the first moment of a run only, then none: the window and the pacer must open up again
+    quickly (a pacer that judged the quota from a few seconds of history once pinned a worker near 0 rps)."""
+    total = 300
+    faulty.produce(total)
+    faulty.bedrock_config(throttle_rate=1.0, seed=5)
+    log = tmp_path / "flow.log"
+    env = {"BEDROCK_MAX_ATTEMPTS": "20", "BEDROCK_MAX_CONCURRENCY": "8"}
+    with flow_process(faulty, "-w", "2", log=log, extra_env=env) as proc:
+        wait_until(lambda: bedrock_stats(faulty)["throttles"] > 0, 30, "a first throttle", log)
+        faulty.bedrock_config(throttle_rate=0.0)
+        wait_exit(proc, log, timeout=30, progress=lambda: bedrock_summary(faulty))  # about 3 s without the bug
+    result = check_accounting(
+        faulty, synthetic_ids(total), "bedrock early throttle", record_property, bedrock_summary(faulty)
+    )
+    assert not result.dead, result.summary
 
 
 def test_malformed_answers_for_a_subset_are_dead_lettered_at_enrich(
