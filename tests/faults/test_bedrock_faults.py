@@ -1,5 +1,6 @@
 """Bedrock misbehaving: a storm of throttles, 5xx, timeouts and malformed answers is retried until every
-review is enriched; a fault that never clears for a subset of reviews dead-letters exactly that subset."""
+review is enriched; throttles at start-up do not stall the run; a fault that never clears for a subset of
+reviews dead-letters exactly that subset, at stage `enrich`, with the reason."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ STORM = {
 STORM_DEADLINE_S = 45
 STORM_ENV = {
     "BEDROCK_TIMEOUT_S": "0.5",
-    # Half the attempts fail; 40 attempts leave a review a ~1e-12 chance of running out.
+    # About 42% of requests fail; 40 attempts leave a review no real chance of running out (0.42^40 ~ 1e-15).
     "BEDROCK_MAX_ATTEMPTS": "40",
     "BEDROCK_BACKOFF_BASE_S": "0.02",
     "BEDROCK_BACKOFF_MAX_S": "0.3",
