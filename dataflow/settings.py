@@ -57,7 +57,7 @@ class Settings:
     kinesis_stop_at_end: bool = False
     kinesis_partitions: int = 8
     kinesis_get_records_limit: int = 1000
-    kinesis_poll_interval_s: float = 1.0
+    kinesis_poll_interval_s: float = 0.25
     kinesis_discovery_interval_s: float = 30.0
     bedrock_model_id: str = DEFAULT_MODEL_ID
     bedrock_max_concurrency: int = 16

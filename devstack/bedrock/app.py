@@ -215,7 +215,7 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
                 text = state.faults.malformed_text(ids)
                 result = replace(result, text=text, output_tokens=max(1, len(text) // 4), stop_reason="end_turn")
             # Simulated model time holds the backend slot, as real model time would.
-            extra = state.faults.latency_s(result.output_tokens)
+            extra = state.faults.latency_s(result.output_tokens, request.last_user_text)
             if extra > 0:
                 await asyncio.sleep(extra)
         finally:

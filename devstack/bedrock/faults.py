@@ -21,6 +21,8 @@ class Knobs:
     latency_median_ms: float = 0.0  # lognormal added latency (median), used when > 0
     latency_sigma: float = 0.0  # lognormal sigma (0 = always the median)
     latency_per_output_token_ms: float = 0.0  # added per generated output token
+    straggler_marker: str = ""  # a request whose review text contains this ...
+    straggler_ms: float = 0.0  # ... takes this much longer (benchmarks: one slow request among many)
     throttle_rate: float = 0.0  # probability of an injected 429 ThrottlingException
     error_rate: float = 0.0  # probability of an injected 5xx
     error_codes: tuple[str, ...] = ("InternalServerException", "ServiceUnavailableException")
@@ -46,6 +48,7 @@ class Knobs:
             "latency_median_ms",
             "latency_sigma",
             "latency_per_output_token_ms",
+            "straggler_ms",
             "timeout_hold_s",
             "rpm",
             "tpm",
@@ -77,7 +80,7 @@ class Knobs:
 
 
 def _coerce(name: str, value: object) -> object:
-    if value is None or name in ("error_codes", "fail_with"):
+    if value is None or name in ("error_codes", "fail_with", "straggler_marker"):
         return tuple(value) if name == "error_codes" and value is not None else value  # type: ignore[arg-type]
     if name in ("rpm", "tpm", "max_concurrency", "seed"):
         return int(value)  # type: ignore[arg-type]
@@ -116,10 +119,12 @@ class Faults:
             return FaultPlan("malformed")
         return FaultPlan()
 
-    def latency_s(self, output_tokens: int) -> float:
+    def latency_s(self, output_tokens: int, text: str = "") -> float:
         """Added latency for a successful request, in seconds."""
         k = self.knobs
         ms = k.latency_ms + k.latency_per_output_token_ms * output_tokens
+        if k.straggler_marker and k.straggler_marker in text:
+            ms += k.straggler_ms
         if k.latency_median_ms > 0:
             ms += k.latency_median_ms * math.exp(k.latency_sigma * self.rng.gauss(0.0, 1.0))
         return ms / 1000.0
