@@ -33,6 +33,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflow import metrics
 from dataflow.aimd import AimdLimit, RatePacer, full_jitter
+from dataflow.backpressure import BUFFERS
 from dataflow.bedrock_client import CallError, ClientFactory, aiobotocore_client, classify
 from dataflow.pricing import cost_usd, price_per_mtok
 from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
@@ -94,6 +95,7 @@ class EnrichEngine:
         self._client_cm: Any = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        BUFFERS.register(id(self), settings.max_buffered_reviews)
         self._thread = threading.Thread(target=self._run, name=f"bedrock-{worker}", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -128,6 +130,7 @@ class EnrichEngine:
             if self._client_cm is not None:
                 await self._client_cm.__aexit__(None, None, None)
 
+        BUFFERS.unregister(id(self))
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -137,6 +140,7 @@ class EnrichEngine:
 
     def _outstanding_add(self, n: int) -> None:
         self._outstanding += n
+        BUFFERS.set(id(self), self._outstanding)
         metrics.ENRICH_BUFFERED.labels(self.worker).set(self._outstanding)
 
     def _run(self) -> None:
@@ -347,6 +351,9 @@ class EngineRegistry:
         self.client_factory = client_factory
         self._engines: dict[int, EnrichEngine] = {}
         self._lock = threading.Lock()
+        # Engines start with their first review; until then this stands in for them, so the source's
+        # first reads are already bounded by the enrichment buffer.
+        BUFFERS.register(id(self), settings.max_buffered_reviews)
 
     def for_current_worker(self) -> EnrichEngine:
         ident = threading.get_ident()
@@ -355,6 +362,7 @@ class EngineRegistry:
             if engine is None:
                 engine = EnrichEngine(self.settings, self.client_factory, worker=str(len(self._engines)))
                 self._engines[ident] = engine
+                BUFFERS.unregister(id(self))
             return engine
 
     def engines(self) -> list[EnrichEngine]:
@@ -362,6 +370,7 @@ class EngineRegistry:
             return list(self._engines.values())
 
     def close(self) -> None:
+        BUFFERS.unregister(id(self))
         for engine in self.engines():
             engine.close()
         with self._lock:
@@ -401,8 +410,9 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
 
     def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
         self._submit(values)
-        # Backpressure: hold the worker (and so its source) while the engine has a full buffer.
-        limit = self._engine.settings.max_buffered_reviews
+        # The source holds back while this process's buffers are full (dataflow.backpressure); blocking here
+        # stops epochs and checkpoints, so it is only the last resort, past twice the limit.
+        limit = 2 * self._engine.settings.max_buffered_reviews
         while self._engine.buffered() >= limit:
             self._engine.wait_changed(0.05)
         return self._drain(), StatefulBatchLogic.RETAIN

@@ -33,12 +33,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflow import metrics
+from dataflow.backpressure import BUFFERS
 from dataflow.records import KinesisRecord
 from dataflow.settings import Settings, StartPosition
 
 log = logging.getLogger(__name__)
 
 MIN_POLL_S = 0.2  # Kinesis allows 5 GetRecords calls per second per shard
+BACKPRESSURE_WAIT_S = 0.02  # how soon to look again when the enrichment buffers are full
 BACKOFF_BASE_S = 0.2
 BACKOFF_MAX_S = 10.0
 END = "end"
@@ -165,6 +167,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._discovery_failures = 0
         self._discovered_once = False
         self._finished = False
+        self._held_back = False
         ledger.register(self._stream, index)
         for shard_id, pos in self._positions.items():
             if pos == END:
@@ -274,14 +277,14 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         level = logging.INFO if code == "ExpiredIteratorException" else logging.WARNING
         log.log(level, "kinesis.read_failed shard=%s error=%s retry_in_s=%.2f", reader.shard_id, code, delay)
 
-    def _poll(self, reader: ShardReader, now: datetime) -> list[KinesisRecord]:
+    def _poll(self, reader: ShardReader, now: datetime, limit: int) -> list[KinesisRecord]:
         try:
             if reader.iterator is None:
                 resp = self._client.get_shard_iterator(
                     StreamName=self._stream, ShardId=reader.shard_id, **self._iterator_args(reader.shard_id)
                 )
                 reader.iterator = resp["ShardIterator"]
-            resp = self._client.get_records(ShardIterator=reader.iterator, Limit=self._limit)
+            resp = self._client.get_records(ShardIterator=reader.iterator, Limit=limit)
         except ClientError as err:
             code = _error_code(err)
             if code == "ResourceNotFoundException" and reader.shard_id not in self._listing:
@@ -311,11 +314,11 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         if lag is not None:
             metrics.SHARD_LAG_MS.labels(reader.shard_id).set(lag)
         reader.iterator = resp.get("NextShardIterator")
-        reader.caught_up = len(records) < self._limit and (lag is None or lag == 0)
+        reader.caught_up = len(records) < limit and (lag is None or lag == 0)
         if self._is_drained(reader, records, lag):
             self._shard_drained(reader, now)
         else:
-            busy = len(records) >= self._limit or (lag or 0) > 0
+            busy = len(records) >= limit or (lag or 0) > 0
             reader.next_poll = now + timedelta(seconds=MIN_POLL_S if busy else self._poll_s)
         return out
 
@@ -359,12 +362,18 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         if now >= self._next_discovery:
             self._discover()
         batch: list[KinesisRecord] = []
+        self._held_back = False
         for reader in list(self._readers.values()):
             if reader.next_poll <= now:
-                batch.extend(self._poll(reader, now))
-        if self._stop_at_end:
+                room = BUFFERS.room()
+                if room is not None and room - len(batch) <= 0:
+                    self._held_back = True  # enrichment is full: read nothing, look again shortly
+                    break
+                limit = self._limit if room is None else max(1, min(self._limit, room - len(batch)))
+                batch.extend(self._poll(reader, now, limit))
+        if self._stop_at_end and not self._held_back:
             self._ledger.set_caught_up(self._stream, self._index, not batch and self._all_caught_up())
-        if self._stop_at_end and not batch and self._ledger.all_caught_up(self._stream):
+        if self._stop_at_end and not batch and not self._held_back and self._ledger.all_caught_up(self._stream):
             # Stop together with the other partitions of this process (a shard created by a reshard may
             # belong to any of them), after one last listing so a reshard that happened just now is seen.
             self._discover()
@@ -375,6 +384,8 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         return batch
 
     def next_awake(self) -> datetime | None:
+        if self._held_back:
+            return self._now() + timedelta(seconds=BACKPRESSURE_WAIT_S)
         times = [r.next_poll for r in self._readers.values()]
         times.append(self._next_discovery)
         return min(times)

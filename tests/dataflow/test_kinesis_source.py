@@ -145,8 +145,8 @@ def test_children_wait_for_their_parents(client, factory, stream_name, kinesis_s
     for part in reader.parts.values():
         original = part._poll
 
-        def spy(shard_reader, now, _original=original):
-            out = _original(shard_reader, now)
+        def spy(shard_reader, now, limit, _original=original):
+            out = _original(shard_reader, now, limit)
             order.extend((r.shard_id, r.data.decode()) for r in out)
             return out
 

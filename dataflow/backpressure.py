@@ -1,0 +1,44 @@
+"""How full the enrichment buffers of this process are, so the Kinesis reader can hold back.
+
+Blocking inside a Bytewax step stops its worker from closing epochs, so no checkpoint is taken while it
+blocks. Instead, every enrichment engine publishes how many reviews it holds and how many it may hold, and
+the source reads only as many records as there is room for (none while the buffers are full). The
+enrichment step still blocks, but only past twice its limit: the last resort for keys whose source is in
+another process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class BufferGauge:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, int] = {}
+        self._limits: dict[int, int] = {}
+
+    def register(self, owner: int, limit: int) -> None:
+        with self._lock:
+            self._limits[owner] = limit
+            self._held.setdefault(owner, 0)
+
+    def unregister(self, owner: int) -> None:
+        with self._lock:
+            self._limits.pop(owner, None)
+            self._held.pop(owner, None)
+
+    def set(self, owner: int, held: int) -> None:
+        with self._lock:
+            if owner in self._limits:
+                self._held[owner] = held
+
+    def room(self) -> int | None:
+        """Reviews the process can still take in; None when no enrichment buffer is registered."""
+        with self._lock:
+            if not self._limits:
+                return None
+            return max(0, sum(self._limits.values()) - sum(self._held.values()))
+
+
+BUFFERS = BufferGauge()
