@@ -24,7 +24,7 @@ def _stat_delta(samples: list[tuple[float, dict[str, Any]]], start: float, end: 
     return float(inside[-1][key] - inside[0][key])
 
 
-def quota_throughput(bench: Bench, duration: float, warmup: float = 60.0) -> list[dict[str, Any]]:
+def quota_throughput(bench: Bench, duration: float, warmup: float = 90.0) -> list[dict[str, Any]]:
     """Reviews/min sustained under an RPM+TPM quota with ~1 s latency; reference vs ours, same quota."""
     rpm, tpm = 120, 240_000  # Bedrock's Haiku quotas have about this tokens-per-request ratio
     configs = [

@@ -63,13 +63,13 @@ class RatePacer:
     the last 60 s are what the quota lets through. After a throttle the pacer then sends at `backoff` x that
     rate (never faster than it already does, never below `floor` x the best admitted rate seen, so scattered
     throttles that pacing cannot cure do not starve the pipeline), and every success probes upward by
-    `growth`: a probe cycle is about ln(1/backoff)/growth successes (~50), keeping throttled requests near 2%.
+    `growth`: a probe cycle is about ln(1/backoff)/growth successes (~100), keeping throttled requests near 1%.
     Every throttle also pauses all sends, doubling while throttles continue (as they do until a burst leaves
     the 60 s window) and reset by a success. Before the first throttle nothing is paced.
     """
 
     window_s: float = 60.0
-    backoff: float = 0.95
+    backoff: float = 0.9
     growth: float = 0.001
     floor: float = 0.25
     pause_base_s: float = 0.1

@@ -242,7 +242,7 @@ def test_pacer_paces_at_the_admitted_rate_of_the_last_minute() -> None:
         pacer.on_success(request_started=now[0])
     now[0] = 70.0
     assert pacer.on_throttle(request_started=69.9)
-    assert pacer.rate == pytest.approx(120 / 60 * 0.95, rel=0.05)
+    assert pacer.rate == pytest.approx(120 / 60 * 0.9, rel=0.05)
     paced = pacer.rate
     assert pacer.on_throttle(request_started=70.0)  # a new event, but already below the admitted rate
 

@@ -13,7 +13,6 @@ from infra import program
 from infra.config import StackConfig
 from tests.infra.mocks import NoResourceRefsMonitor, RecordingMocks
 
-
 _INFRA_LOOP = asyncio.new_event_loop()
 
 
