@@ -59,29 +59,31 @@ class AimdLimit:
 class RatePacer:
     """Paces request starts under a per-minute quota, so a backlog runs at the quota instead of into it.
 
-    Bedrock quotas are per minute (RPM and TPM): with a full minute of history, the requests admitted over
-    the last 60 s are what the quota lets through. After a throttle the pacer then sends at `backoff` x that
-    rate (never faster than it already does, never below `floor` x the best admitted rate seen, so scattered
-    throttles that pacing cannot cure do not starve the pipeline), and every success probes upward by
-    `growth`: a probe cycle is about ln(1/backoff)/growth successes (~100), keeping throttled requests near 1%.
+    A quota shows itself as throttling that persists: in a run younger than the 60 s window, four throttle
+    events in a row with no success; later, throttle events less than `recent_s` apart (scattered throttles,
+    which pacing cannot cure, rarely do either). Then the pacer sends at `backoff` x the rate admitted over the
+    last 60 s (Bedrock quotas are per minute, so that is what the quota lets through), never faster than it
+    already does and never below `floor` x the best such rate seen; every success then probes upward by
+    `growth`. A probe cycle is about ln(1/backoff)/growth successes (~150) for two throttles, about 1.3%.
     Every throttle also pauses all sends, doubling while throttles continue (as they do until a burst leaves
-    the 60 s window) and reset by a success. Before the first throttle nothing is paced.
+    the 60 s window) and reset by a success. Before the quota shows, nothing is paced.
     """
 
     window_s: float = 60.0
     backoff: float = 0.9
-    growth: float = 0.001
+    growth: float = 0.0007
     floor: float = 0.25
     pause_base_s: float = 0.1
     pause_max_s: float = 8.0
+    recent_s: float = 5.0
     clock: Callable[[], float] = time.monotonic
     rate: float | None = field(init=False, default=None)
     _next_at: float = field(init=False, default=0.0)
     _admitted: deque[float] = field(init=False, default_factory=deque)
     _last_cut: float = field(init=False, default=float("-inf"))
     _consecutive: int = field(init=False, default=0)
-    _first_send: float | None = field(init=False, default=None)
     _peak: float = field(init=False, default=0.0)
+    _first_send: float | None = field(init=False, default=None)
 
     def delay(self) -> float:
         """Seconds until the next request may start (0 when unpaced and not paused)."""
@@ -101,13 +103,18 @@ class RatePacer:
             self.rate *= 1.0 + self.growth
 
     def on_throttle(self, request_started: float) -> bool:
-        """React once per congestion event: pause, and pace at the admitted rate; True when it reacted."""
+        """React once per congestion event: pause, and pace when throttling persists; True when it reacted."""
         if request_started < self._last_cut:
             return False
         now = self.clock()
         while self._admitted and self._admitted[0] < now - self.window_s:
             self._admitted.popleft()
-        if self._first_send is not None and now - self._first_send >= self.window_s:
+        age = now - (self._first_send if self._first_send is not None else now)
+        recent = now - self._last_cut < self.recent_s
+        # A run younger than the window paces only when throttling has persisted (4 events, no success): then the
+        # window is plainly full. An older run paces on any repeated throttling, successes in between or not.
+        quota = self._consecutive >= 3 if age < self.window_s else (self._consecutive >= 1 or recent)
+        if quota and self._admitted:  # with nothing admitted there is no rate to learn: the pause does
             admitted = len(self._admitted) / self.window_s
             self._peak = max(self._peak, admitted)
             target = max(admitted * self.backoff, self._peak * self.floor, 1.0 / self.window_s)

@@ -215,7 +215,7 @@ def fake_clock(start: float = 0.0) -> tuple[list[float], object]:
     return now, lambda: now[0]
 
 
-def test_pacer_only_pauses_within_the_first_minute() -> None:
+def test_a_single_throttle_only_pauses() -> None:
     from dataflow.aimd import RatePacer
 
     now, clock = fake_clock()
@@ -226,26 +226,43 @@ def test_pacer_only_pauses_within_the_first_minute() -> None:
     assert pacer.on_throttle(request_started=4.9)
     assert pacer.rate is None and pacer.delay() == pytest.approx(0.1)
     assert not pacer.on_throttle(request_started=4.95)  # same congestion event
+    pacer.on_success(request_started=5.0)  # a success in between: the next throttle is scattered, not a quota
     now[0] = 5.2
     assert pacer.on_throttle(request_started=5.15)
-    assert pacer.delay() == pytest.approx(0.2)  # the pause doubles while throttles continue
+    assert pacer.rate is None and pacer.delay() == pytest.approx(0.1)
+    now[0] = 70.0  # an older run: throttle events seconds apart mean a quota, successes in between or not
+    pacer.on_success(request_started=69.0)
+    assert pacer.on_throttle(request_started=69.9)
+    now[0] = 72.0
+    pacer.on_success(request_started=71.0)
+    assert pacer.on_throttle(request_started=71.9)
+    assert pacer.rate == pytest.approx(2 / 60 * 0.9)
 
 
-def test_pacer_paces_at_the_admitted_rate_of_the_last_minute() -> None:
+def test_persistent_throttling_paces_at_the_admitted_rate_of_the_last_minute() -> None:
     from dataflow.aimd import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
-    pacer.on_send()
-    for i in range(120):  # 120 admitted in the last minute: a 120 RPM quota
-        now[0] = 10 + i * 0.5
+    for i in range(120):  # a burst: 120 admitted in 12 s, as a 120 RPM quota allows
+        now[0] = i * 0.1
+        pacer.on_send()
         pacer.on_success(request_started=now[0])
-    now[0] = 70.0
-    assert pacer.on_throttle(request_started=69.9)
-    assert pacer.rate == pytest.approx(120 / 60 * 0.9, rel=0.05)
+    now[0] = 13.0
+    assert pacer.on_throttle(request_started=12.9)
+    assert pacer.rate is None
+    now[0] = 13.2
+    assert pacer.on_throttle(request_started=13.15)  # again, no success in between
+    assert pacer.rate is None and pacer.delay() == pytest.approx(0.2)  # a young run: only the pause doubles
+    now[0] = 13.6
+    assert pacer.on_throttle(request_started=13.5)
+    assert pacer.rate is None
+    now[0] = 14.5
+    assert pacer.on_throttle(request_started=14.4)  # the fourth in a row: the window is full, pace over 60 s
+    assert pacer.rate == pytest.approx(120 / 60 * 0.9)
     paced = pacer.rate
-    assert pacer.on_throttle(request_started=70.0)  # a new event, but already below the admitted rate
-
+    now[0] = 16.0
+    assert pacer.on_throttle(request_started=15.9)
     assert pacer.rate == paced
     for _ in range(100):
         pacer.on_success(request_started=now[0])
@@ -257,19 +274,20 @@ def test_pacer_paces_at_the_admitted_rate_of_the_last_minute() -> None:
     assert pacer._next_at - first == pytest.approx(1 / pacer.rate)
 
 
-def test_pacer_floor_keeps_scattered_throttles_from_starving() -> None:
+def test_pacer_floor_keeps_throttle_storms_from_starving() -> None:
     from dataflow.aimd import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
-    pacer.on_send()
     for i in range(600):
         now[0] = i * 0.1
+        pacer.on_send()
         pacer.on_success(request_started=now[0])
-    for minute in range(6):  # throttled at 60 s (10/s admitted), then nothing gets through for five minutes
-        now[0] = 60.0 * minute + 60
+    for event in range(12):  # 10/s admitted, then throttled for minutes with no success at all
+        now[0] = 60.0 + 30 * event
         pacer.on_throttle(request_started=now[0] - 0.01)
-    assert pacer.rate == pytest.approx(10 * 0.25, rel=0.02)
+    # Paced at 90 s from the 5/s admitted over [30, 90]; starved windows never push it under the floor.
+    assert pacer.rate is not None and pacer.rate >= 5 * 0.25 - 1e-9
 
 
 def test_reference_behaviour_is_not_adaptive() -> None:
