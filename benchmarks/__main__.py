@@ -7,6 +7,7 @@ python -m benchmarks --quick     # one run each, shorter quota runs, ~8 min
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -201,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         "scaling": lambda b: median_of(args.repeat, lambda: scenarios.scaling(b, args.scaling_reviews)),
         "cost": lambda b: median_of(args.repeat, lambda: scenarios.cost(b, 400)),
     }
-    results: dict[str, Any] = {}
+    # Results accumulate in a JSON file, so `--only` can re-run part of the suite and still write the page.
+    saved = args.logs.parent / "bench-results.json"
+    results: dict[str, Any] = json.loads(saved.read_text()) if args.only and saved.exists() else {}
     with Bench(args.logs) as bench:
         for name, fn in plan.items():
             if args.only and name not in args.only:
@@ -209,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmark {name} ...", flush=True)
             t = time.time()
             results[name] = fn(bench)
+            saved.write_text(json.dumps(results, indent=1))
             print(f"  {results[name]}  ({time.time() - t:.0f} s)", flush=True)
-    if args.only:
+    if set(plan) - set(results):
+        print(f"results saved in {saved}; missing for the page: {sorted(set(plan) - set(results))}")
         return 0
     args.out.write_text(render(results, args, time.time() - started))
     print(f"wrote {args.out}")

@@ -63,9 +63,12 @@ def enrich_batch(reviews: list[Review]) -> list[EnrichedReview | DeadLetter]:
     loop, client = _client()
     out: list[EnrichedReview | DeadLetter] = []
     size = settings.bedrock_max_concurrency
+
+    async def chunk(part: list[Review]) -> list[EnrichedReview | DeadLetter]:
+        return list(await asyncio.gather(*(_one(client, r) for r in part)))
+
     for i in range(0, len(reviews), size):
-        chunk = reviews[i : i + size]
-        out.extend(loop.run_until_complete(asyncio.gather(*(_one(client, r) for r in chunk))))
+        out.extend(loop.run_until_complete(chunk(reviews[i : i + size])))
     return out
 
 

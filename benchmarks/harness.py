@@ -112,7 +112,13 @@ class Run:
     def put_raw(self, records: list[bytes]) -> None:
         import boto3
 
-        client = boto3.client("kinesis", endpoint_url=self.env["AWS_ENDPOINT_URL_KINESIS"], region_name="us-east-1")
+        client = boto3.client(
+            "kinesis",
+            endpoint_url=self.env["AWS_ENDPOINT_URL_KINESIS"],
+            region_name=self.env["AWS_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
         entries = [{"Data": r, "PartitionKey": f"raw-{i}"} for i, r in enumerate(records)]
         client.put_records(StreamName=self.env["KINESIS_STREAM_NAME"], Records=entries)
 
