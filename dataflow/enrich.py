@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,7 +63,6 @@ class EngineStats:
     requests: int = 0
     throttled: int = 0
     retries: int = 0
-    in_flight_samples: list[tuple[float, int]] = field(default_factory=list)
 
 
 class EnrichEngine:

@@ -15,7 +15,7 @@ from bytewax.outputs import Sink
 
 from dataflow import metrics
 from dataflow.bedrock_client import ClientFactory, aiobotocore_client
-from dataflow.enrich import EngineRegistry, EnrichLogic, EnrichOutput, InFlightState
+from dataflow.enrich import EngineRegistry, EnrichLogic, InFlightState
 from dataflow.kinesis_source import KinesisSource
 from dataflow.opensearch_sink import OpenSearchSink
 from dataflow.parse import parse_record
@@ -57,6 +57,3 @@ def build_flow(
     op.output("opensearch_results", succeeded.trues, results_sink or OpenSearchSink(settings, "results"))
     op.output("opensearch_dead_letters", dead, dead_letter_sink or OpenSearchSink(settings, "dead_letters"))
     return flow
-
-
-__all__ = ["EnrichOutput", "build_flow"]

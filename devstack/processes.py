@@ -8,7 +8,6 @@ port is taken, the child crashes or a dependency is missing.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -172,15 +171,6 @@ def start_opensearch(
     if parent_pid is not None:
         argv += ["--parent-pid", str(parent_pid)]  # exits with its owner, even if the owner is killed
     return spawn("opensearch (osmem)", argv, url, lambda: http_ok(url), log_path=log_path)
-
-
-def opensearch_request(url: str, method: str, path: str, body: object | None = None) -> dict:
-    """A small JSON request helper for health checks and reports (no client needed)."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        text = resp.read().decode()
-    return json.loads(text) if text else {}
 
 
 class ProcessGroup:
