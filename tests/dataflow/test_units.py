@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from dataflow.aimd import AimdLimit, full_jitter
-from dataflow.bedrock_client import classify
+from dataflow.bedrock_errors import classify
 from dataflow.parse import parse_record
 from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, is_one_sentence, parse_answer
 from dataflow.records import DeadLetter, Review

@@ -1,0 +1,366 @@
+"""The per-worker Bedrock enrichment engine: an asyncio loop in a background thread.
+
+Each Bytewax worker thread has one `EnrichEngine`. It keeps up to the concurrency limit of Converse
+requests in flight at all times, across Bytewax batches, so one slow request never empties the window.
+Reviews come in through `submit` and leave, in completion order, through the sink deque they came with.
+
+Failure handling per review: throttling (window cut + pacing + backoff), 5xx, timeouts and invalid
+answers are retried with exponential backoff and full jitter, then dead-lettered with the last reason.
+Several reviews may share a request (BEDROCK_REVIEWS_PER_REQUEST); answers are matched by id and any
+review without a valid entry falls back to a request of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dataflow import metrics
+from dataflow.aimd import AimdLimit, RatePacer, full_jitter
+from dataflow.backpressure import BUFFERS
+from dataflow.bedrock_client import ClientFactory, aiobotocore_client
+from dataflow.bedrock_errors import CallError, classify
+from dataflow.pricing import cost_usd, price_per_mtok
+from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
+from dataflow.records import DeadLetter, EnrichedReview, Review
+from dataflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EnrichOutput = EnrichedReview | DeadLetter
+
+
+@dataclass
+class Job:
+    """One review on its way through the engine."""
+
+    review: Review
+    sink: collections.deque[EnrichOutput]
+    attempts: int = 0
+    throttles: int = 0
+    solo: bool = False
+    last_error: CallError | None = None
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+
+
+class EnrichEngine:
+    """Per-worker asyncio loop, Bedrock client, AIMD window and job queue."""
+
+    def __init__(self, settings: Settings, client_factory: ClientFactory, worker: str) -> None:
+        self.settings = settings
+        self.worker = worker
+        # BEDROCK_ADAPTIVE=false pins the window at its maximum and never paces (the reference behaviour).
+        minimum = settings.bedrock_min_concurrency if settings.bedrock_adaptive else settings.bedrock_max_concurrency
+        self.limit = AimdLimit(settings.bedrock_max_concurrency, minimum)
+        self.pacer = RatePacer() if settings.bedrock_adaptive else None
+        self._pace_timer: asyncio.TimerHandle | None = None
+        self.stats = EngineStats()
+        self._factory = client_factory
+        self._price = price_per_mtok(
+            settings.bedrock_model_id,
+            settings.bedrock_price_input_per_mtok,
+            settings.bedrock_price_output_per_mtok,
+        )
+        self._pending: collections.deque[Job] = collections.deque()
+        self._outstanding = 0  # handed over and not yet finished; guarded by _changed
+        self._in_flight = 0
+        self._waiting_retry = 0
+        self._changed = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._wake: asyncio.Event | None = None
+        self._client: Any = None
+        self._client_cm: Any = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        BUFFERS.register(id(self), settings.max_buffered_reviews)
+        self._thread = threading.Thread(target=self._run, name=f"bedrock-{worker}", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise RuntimeError(f"cannot create the Bedrock client: {self._start_error}") from self._start_error
+
+    # -- thread-safe API for the Bytewax worker --------------------------------------------------------
+
+    def submit(self, reviews: Iterable[Review], sink: collections.deque[EnrichOutput]) -> None:
+        jobs = [Job(r, sink) for r in reviews]
+        if jobs:
+            with self._changed:
+                self._outstanding_add(len(jobs))
+            self._loop.call_soon_threadsafe(self._enqueue, jobs, False)
+
+    def buffered(self) -> int:
+        """Reviews queued, waiting for a retry or in flight (not the finished ones)."""
+        with self._changed:
+            return self._outstanding
+
+    def wait_changed(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._client_cm is not None:
+                await self._client_cm.__aexit__(None, None, None)
+
+        BUFFERS.unregister(id(self))
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    # -- event loop side -------------------------------------------------------------------------------
+
+    def _outstanding_add(self, n: int) -> None:
+        self._outstanding += n
+        BUFFERS.set(id(self), self._outstanding)
+        metrics.ENRICH_BUFFERED.labels(self.worker).set(self._outstanding)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._open_client())
+        except BaseException as err:  # reported to the constructor's caller
+            self._start_error = err
+            self._ready.set()
+            return
+        self._wake = asyncio.Event()
+        self._loop.create_task(self._dispatch())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _open_client(self) -> None:
+        self._client_cm = self._factory(self.settings)
+        self._client = await self._client_cm.__aenter__()
+
+    def _enqueue(self, jobs: list[Job], front: bool) -> None:
+        if front:
+            self._pending.extendleft(reversed(jobs))
+        else:
+            self._pending.extend(jobs)
+        assert self._wake is not None
+        self._wake.set()
+
+    def _take_request(self) -> list[Job]:
+        first = self._pending.popleft()
+        if first.solo or self.settings.bedrock_reviews_per_request == 1:
+            return [first]
+        jobs = [first]
+        skipped: list[Job] = []
+        while self._pending and len(jobs) < self.settings.bedrock_reviews_per_request:
+            job = self._pending.popleft()
+            (skipped if job.solo else jobs).append(job)
+        self._pending.extendleft(reversed(skipped))
+        return jobs
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        while True:
+            while self._pending and self._in_flight < self.limit.current:
+                if self.pacer is not None and (delay := self.pacer.delay()) > 0:
+                    if self._pace_timer is None:
+                        self._pace_timer = self._loop.call_later(delay, self._paced)
+                    break
+                if self.pacer is not None:
+                    self.pacer.on_send()
+                jobs = self._take_request()
+                self._in_flight += 1
+                metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
+                self._loop.create_task(self._request(jobs))
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _paced(self) -> None:
+        self._pace_timer = None
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _request(self, jobs: list[Job]) -> None:
+        started = time.monotonic()
+        for job in jobs:
+            job.attempts += 1
+        request = build_converse_request(
+            self.settings.bedrock_model_id,
+            [j.review.text for j in jobs],
+            self.settings.bedrock_max_tokens_per_review,
+        )
+        self.stats.requests += 1
+        try:
+            response = await asyncio.wait_for(self._client.converse(**request), self.settings.bedrock_timeout_s)
+        except Exception as exc:
+            self._failed(jobs, classify(exc), started)
+        else:
+            self._answered(jobs, response, started)
+        finally:
+            self._in_flight -= 1
+            metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
+            metrics.BEDROCK_LIMIT.labels(self.worker).set(self.limit.current)
+            assert self._wake is not None
+            self._wake.set()
+
+    def _failed(self, jobs: list[Job], error: CallError, started: float) -> None:
+        metrics.BEDROCK_REQUESTS.labels(error.kind).inc()
+        metrics.BEDROCK_LATENCY.observe(time.monotonic() - started)
+        if error.kind == "throttled":
+            self.stats.throttled += 1
+            metrics.BEDROCK_THROTTLES.inc()
+            for job in jobs:
+                job.throttles += 1
+            if self.pacer is not None and self.pacer.on_throttle(started):
+                self.limit.on_throttle(started)
+                log.info(
+                    "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
+                    self.worker,
+                    self.limit.current,
+                    self.pacer.rate or 0.0,
+                )
+        elif error.kind == "fatal":
+            log.warning("bedrock.request_rejected worker=%s error=%s %s", self.worker, error.error_type, error.message)
+        for job in jobs:
+            job.last_error = error
+            self._retry_or_fail(job, backoff=True)
+
+    def _answered(self, jobs: list[Job], response: dict[str, Any], started: float) -> None:
+        latency_s = time.monotonic() - started
+        metrics.BEDROCK_LATENCY.observe(latency_s)
+        self.limit.on_success()
+        if self.pacer is not None:
+            self.pacer.on_success(started)
+        usage = response.get("usage", {})
+        input_tokens = int(usage.get("inputTokens", 0))
+        output_tokens = int(usage.get("outputTokens", 0))
+        metrics.BEDROCK_TOKENS.labels("input").inc(input_tokens)
+        metrics.BEDROCK_TOKENS.labels("output").inc(output_tokens)
+        metrics.BEDROCK_COST.inc(cost_usd(input_tokens, output_tokens, self._price))
+        latency_ms = int(response.get("metrics", {}).get("latencyMs", latency_s * 1000))
+        try:
+            content = response["output"]["message"]["content"]
+            text = "".join(block.get("text", "") for block in content)
+            answers: dict[int, ReviewAnswer | AnswerError] = parse_answer(text, len(jobs))
+        except (KeyError, TypeError) as err:
+            answers = {}
+            whole_error: AnswerError | None = AnswerError("bad_response", f"response has no text content: {err}")
+        except AnswerError as err:
+            answers = {}
+            whole_error = err
+        else:
+            whole_error = None
+        metrics.BEDROCK_REQUESTS.labels("answered" if whole_error is None else "invalid").inc()
+        n = len(jobs)
+        for i, job in enumerate(jobs, start=1):
+            answer = answers.get(i)
+            if isinstance(answer, ReviewAnswer):
+                share_in = input_tokens // n + (input_tokens % n if i == 1 else 0)
+                share_out = output_tokens // n + (output_tokens % n if i == 1 else 0)
+                self._complete(
+                    job,
+                    EnrichedReview(
+                        review=job.review,
+                        summary=answer.summary,
+                        sentiment=answer.sentiment,
+                        model_id=self.settings.bedrock_model_id,
+                        input_tokens=share_in,
+                        output_tokens=share_out,
+                        latency_ms=latency_ms,
+                        attempts=job.attempts,
+                    ),
+                )
+                metrics.REVIEWS_ENRICHED.inc()
+                continue
+            err = answer if isinstance(answer, AnswerError) else whole_error
+            if err is None:
+                err = AnswerError("incomplete_answer", f"the combined answer has no entry for review {i} of {n}")
+            job.last_error = CallError("invalid", f"invalid_answer:{err.kind}", str(err))
+            # A review the combined answer missed or botched goes alone next time, without waiting.
+            retry_now = n > 1
+            job.solo = True
+            self._retry_or_fail(job, backoff=not retry_now)
+
+    def _retry_or_fail(self, job: Job, backoff: bool) -> None:
+        error = job.last_error
+        assert error is not None
+        # Throttling is the quota's doing, not the review's: it has its own, larger attempt budget.
+        exhausted = (
+            job.attempts - job.throttles >= self.settings.bedrock_max_attempts
+            or job.throttles >= self.settings.bedrock_max_throttled_attempts
+        )
+        if not error.retryable or exhausted:
+            self._complete(
+                job,
+                DeadLetter.for_review(
+                    job.review,
+                    stage="enrich",
+                    error_type=error.error_type,
+                    error=f"{error.message} (after {job.attempts} attempt(s))",
+                    attempts=job.attempts,
+                ),
+            )
+            metrics.DEAD_LETTERS.labels("enrich", error.error_type).inc()
+            return
+        self.stats.retries += 1
+        metrics.BEDROCK_RETRIES.inc()
+        delay = (
+            full_jitter(job.attempts - 1, self.settings.bedrock_backoff_base_s, self.settings.bedrock_backoff_max_s)
+            if backoff
+            else 0.0
+        )
+        if delay <= 0:
+            self._enqueue([job], True)
+        else:
+            self._loop.call_later(delay, self._enqueue, [job], True)
+
+    def _complete(self, job: Job, result: EnrichOutput) -> None:
+        job.sink.append(result)
+        with self._changed:
+            self._outstanding_add(-1)
+            self._changed.notify_all()
+
+
+class EngineRegistry:
+    """One engine per Bytewax worker thread, created on first use, for one built flow."""
+
+    def __init__(self, settings: Settings, client_factory: ClientFactory = aiobotocore_client) -> None:
+        self.settings = settings
+        self.client_factory = client_factory
+        self._engines: dict[int, EnrichEngine] = {}
+        self._lock = threading.Lock()
+        # Engines start with their first review; until then this stands in for them, so the source's
+        # first reads are already bounded by the enrichment buffer.
+        BUFFERS.register(id(self), settings.max_buffered_reviews)
+
+    def for_current_worker(self) -> EnrichEngine:
+        ident = threading.get_ident()
+        with self._lock:
+            engine = self._engines.get(ident)
+            if engine is None:
+                engine = EnrichEngine(self.settings, self.client_factory, worker=str(len(self._engines)))
+                self._engines[ident] = engine
+                BUFFERS.unregister(id(self))
+            return engine
+
+    def engines(self) -> list[EnrichEngine]:
+        with self._lock:
+            return list(self._engines.values())
+
+    def close(self) -> None:
+        BUFFERS.unregister(id(self))
+        for engine in self.engines():
+            engine.close()
+        with self._lock:
+            self._engines.clear()
