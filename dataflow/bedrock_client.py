@@ -2,7 +2,9 @@
 
 The client is aiobotocore's `bedrock-runtime`; `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (read by botocore itself)
 points it at the local Bedrock-compatible server, so there is one code path for AWS and local. botocore's
-own retries are off: the enrichment step retries with its own backoff and feeds throttling into AIMD.
+own retries are off (`total_max_attempts=1`: one HTTP request per call; botocore's `max_attempts` counts
+*retries*, so `max_attempts=1` would send two): the enrichment engine owns retries, so every throttle reaches
+the concurrency window and the pacer, and no hidden backoff eats into BEDROCK_TIMEOUT_S.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ ClientFactory = Callable[[Settings], contextlib.AbstractAsyncContextManager[Any]
 def aiobotocore_client(settings: Settings) -> contextlib.AbstractAsyncContextManager[Any]:
     """The real `bedrock-runtime` client, sized for the concurrency window."""
     config = AioConfig(
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
         read_timeout=settings.bedrock_timeout_s + 5,
         max_pool_connections=settings.bedrock_max_concurrency,
