@@ -98,6 +98,7 @@ class RatePacer:
 
     def on_success(self, request_started: float) -> None:
         self._admitted.append(request_started)
+        self._forget_before(self.clock() - self.window_s)  # bounded by the window, however long the run
         self._consecutive = 0
         if self.rate is not None:
             self.rate *= 1.0 + self.growth
@@ -107,8 +108,7 @@ class RatePacer:
         if request_started < self._last_cut:
             return False
         now = self.clock()
-        while self._admitted and self._admitted[0] < now - self.window_s:
-            self._admitted.popleft()
+        self._forget_before(now - self.window_s)
         age = now - (self._first_send if self._first_send is not None else now)
         recent = now - self._last_cut < self.recent_s
         # A run younger than the window paces only when throttling has persisted (4 events, no success): then the
@@ -125,3 +125,7 @@ class RatePacer:
         self._next_at = max(self._next_at, now + pause)
         self._last_cut = now
         return True
+
+    def _forget_before(self, cutoff: float) -> None:
+        while self._admitted and self._admitted[0] < cutoff:
+            self._admitted.popleft()

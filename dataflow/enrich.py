@@ -60,6 +60,7 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         return out
 
     def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
+        self._engine.check()
         self._submit(values)
         # The source holds back while this process's buffers are full (dataflow.backpressure); blocking here
         # stops epochs and checkpoints, so it is only the last resort, past twice the limit.
@@ -69,11 +70,13 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         return self._drain(), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[EnrichOutput], bool]:
+        self._engine.check()
         return self._drain(), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[EnrichOutput], bool]:
         # The input ended (KINESIS_STOP_AT_END or a finite test source): finish what is in flight.
         while len(self._outstanding) > len(self._done):
+            self._engine.check()  # a halted or dead engine would otherwise keep this waiting forever
             self._engine.wait_changed(0.05)
         return self._drain(), StatefulBatchLogic.RETAIN
 

@@ -27,25 +27,19 @@ from dataflow.backpressure import BUFFERS
 from dataflow.bedrock_client import ClientFactory, aiobotocore_client
 from dataflow.bedrock_errors import CallError, classify
 from dataflow.pricing import cost_usd, price_per_mtok
-from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
+from dataflow.prompt import AnswerError, ReviewAnswer, answer_text, build_converse_request, parse_answer
 from dataflow.records import DeadLetter, EnrichedReview, Review
+from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_NOW, Job, decide
 from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EnrichOutput = EnrichedReview | DeadLetter
+CONFIG_ERRORS_TO_HALT = 3  # configuration errors in a row (no success between) that halt the flow
 
 
-@dataclass
-class Job:
-    """One review on its way through the engine."""
-
-    review: Review
-    sink: collections.deque[EnrichOutput]
-    attempts: int = 0
-    throttles: int = 0
-    solo: bool = False
-    last_error: CallError | None = None
+class EngineHalted(RuntimeError):
+    """The flow must stop (one line naming what to fix); the reviews in flight are re-read after a restart."""
 
 
 @dataclass
@@ -76,7 +70,6 @@ class EnrichEngine:
         self._pending: collections.deque[Job] = collections.deque()
         self._outstanding = 0  # handed over and not yet finished; guarded by _changed
         self._in_flight = 0
-        self._waiting_retry = 0
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._wake: asyncio.Event | None = None
@@ -84,6 +77,8 @@ class EnrichEngine:
         self._client_cm: Any = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self._config_errors = 0
+        self.halt_reason: str | None = None  # set when a configuration error halts the flow
         BUFFERS.register(id(self), settings.max_buffered_reviews)
         self._thread = threading.Thread(target=self._run, name=f"bedrock-{worker}", daemon=True)
         self._thread.start()
@@ -108,6 +103,13 @@ class EnrichEngine:
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
+
+    def check(self) -> None:
+        """Raise when the flow must stop: a configuration error halted the engine, or its loop died."""
+        if self.halt_reason is not None:
+            raise EngineHalted(self.halt_reason)
+        if not self._thread.is_alive():
+            raise EngineHalted(f"reviewstream: the Bedrock engine of worker {self.worker} stopped unexpectedly")
 
     def close(self) -> None:
         async def shutdown() -> None:
@@ -172,7 +174,7 @@ class EnrichEngine:
     async def _dispatch(self) -> None:
         assert self._wake is not None
         while True:
-            while self._pending and self._in_flight < self.limit.current:
+            while self._pending and self._in_flight < self.limit.current and self.halt_reason is None:
                 if self.pacer is not None and (delay := self.pacer.delay()) > 0:
                     if self._pace_timer is None:
                         self._pace_timer = self._loop.call_later(delay, self._paced)
@@ -195,18 +197,28 @@ class EnrichEngine:
         started = time.monotonic()
         for job in jobs:
             job.attempts += 1
+        lone = jobs[0] if len(jobs) == 1 else None
         request = build_converse_request(
             self.settings.bedrock_model_id,
             [j.review.text for j in jobs],
             self.settings.bedrock_max_tokens_per_review,
+            correction=lone.correction if lone else None,
+            temperature=lone.temperature if lone else 0.0,
         )
         self.stats.requests += 1
         try:
-            response = await asyncio.wait_for(self._client.converse(**request), self.settings.bedrock_timeout_s)
-        except Exception as exc:
-            self._failed(jobs, classify(exc), started)
-        else:
-            self._answered(jobs, response, started)
+            try:
+                response = await asyncio.wait_for(self._client.converse(**request), self.settings.bedrock_timeout_s)
+            except Exception as exc:
+                self._failed(jobs, classify(exc, self.settings.bedrock_model_id, self.settings.aws_region), started)
+            else:
+                self._answered(jobs, response, started)
+        except Exception as exc:  # a bug in handling the answer must not strand its reviews
+            log.exception("bedrock.answer_handling_failed worker=%s reviews=%d", self.worker, len(jobs))
+            error = CallError("invalid", "bad_response", f"could not handle the response: {exc!r}")
+            for job in jobs:
+                if not job.done:
+                    self._after_failure(job, error, packed=len(jobs) > 1)
         finally:
             self._in_flight -= 1
             metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
@@ -217,50 +229,69 @@ class EnrichEngine:
     def _failed(self, jobs: list[Job], error: CallError, started: float) -> None:
         metrics.BEDROCK_REQUESTS.labels(error.kind).inc()
         metrics.BEDROCK_LATENCY.observe(time.monotonic() - started)
-        if error.kind == "throttled":
+        if error.kind in ("throttled", "unavailable"):
             self.stats.throttled += 1
             metrics.BEDROCK_THROTTLES.inc()
-            for job in jobs:
-                job.throttles += 1
-            if self.pacer is not None and self.pacer.on_throttle(started):
-                self.limit.on_throttle(started)
-                log.info(
-                    "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
+        if error.kind == "throttled" and self.pacer is not None and self.pacer.on_throttle(started):
+            self.limit.on_throttle(started)
+            log.info(
+                "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
+                self.worker,
+                self.limit.current,
+                self.pacer.rate or 0.0,
+            )
+        elif error.kind == "config":
+            self._config_error(error)
+        else:
+            self._config_errors = 0
+            if error.kind == "request":
+                log.warning(
+                    "bedrock.request_rejected worker=%s reviews=%d error=%s %s",
                     self.worker,
-                    self.limit.current,
-                    self.pacer.rate or 0.0,
+                    len(jobs),
+                    error.error_type,
+                    error.message,
                 )
-        elif error.kind == "fatal":
-            log.warning("bedrock.request_rejected worker=%s error=%s %s", self.worker, error.error_type, error.message)
         for job in jobs:
-            job.last_error = error
-            self._retry_or_fail(job, backoff=True)
+            self._after_failure(job, error, packed=len(jobs) > 1)
+
+    def _config_error(self, error: CallError) -> None:
+        """A few configuration errors in a row halt the flow; the reviews stay held, nothing is dead-lettered."""
+        self._config_errors += 1
+        log.warning(
+            "bedrock.config_error worker=%s in_a_row=%d error=%s %s",
+            self.worker,
+            self._config_errors,
+            error.error_type,
+            error.message,
+        )
+        if self._config_errors >= CONFIG_ERRORS_TO_HALT and self.halt_reason is None:
+            self.halt_reason = f"reviewstream: Bedrock refused every request: {error.fix}"
+            log.error("bedrock.halt worker=%s reason=%s", self.worker, self.halt_reason)
+            with self._changed:
+                self._changed.notify_all()
 
     def _answered(self, jobs: list[Job], response: dict[str, Any], started: float) -> None:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
+        self._config_errors = 0
         self.limit.on_success()
         if self.pacer is not None:
             self.pacer.on_success(started)
-        usage = response.get("usage", {})
-        input_tokens = int(usage.get("inputTokens", 0))
-        output_tokens = int(usage.get("outputTokens", 0))
+        usage = response.get("usage") or {}
+        input_tokens = int(usage.get("inputTokens", 0) or 0)
+        output_tokens = int(usage.get("outputTokens", 0) or 0)
         metrics.BEDROCK_TOKENS.labels("input").inc(input_tokens)
         metrics.BEDROCK_TOKENS.labels("output").inc(output_tokens)
         metrics.BEDROCK_COST.inc(cost_usd(input_tokens, output_tokens, self._price))
-        latency_ms = int(response.get("metrics", {}).get("latencyMs", latency_s * 1000))
+        latency_ms = int((response.get("metrics") or {}).get("latencyMs", latency_s * 1000))
+        text: str | None = None
         try:
-            content = response["output"]["message"]["content"]
-            text = "".join(block.get("text", "") for block in content)
+            text = answer_text(response)
             answers: dict[int, ReviewAnswer | AnswerError] = parse_answer(text, len(jobs))
-        except (KeyError, TypeError) as err:
-            answers = {}
-            whole_error: AnswerError | None = AnswerError("bad_response", f"response has no text content: {err}")
+            whole_error: AnswerError | None = None
         except AnswerError as err:
-            answers = {}
-            whole_error = err
-        else:
-            whole_error = None
+            answers, whole_error = {}, err
         metrics.BEDROCK_REQUESTS.labels("answered" if whole_error is None else "invalid").inc()
         n = len(jobs)
         for i, job in enumerate(jobs, start=1):
@@ -286,28 +317,24 @@ class EnrichEngine:
             err = answer if isinstance(answer, AnswerError) else whole_error
             if err is None:
                 err = AnswerError("incomplete_answer", f"the combined answer has no entry for review {i} of {n}")
-            job.last_error = CallError("invalid", f"invalid_answer:{err.kind}", str(err))
+            error = CallError("invalid", f"invalid_answer:{err.kind}", str(err))
             # A review the combined answer missed or botched goes alone next time, without waiting.
-            retry_now = n > 1
-            job.solo = True
-            self._retry_or_fail(job, backoff=not retry_now)
+            self._after_failure(job, error, packed=n > 1, answer=text if n == 1 else None)
 
-    def _retry_or_fail(self, job: Job, backoff: bool) -> None:
-        error = job.last_error
-        assert error is not None
-        # Throttling is the quota's doing, not the review's: it has its own, larger attempt budget.
-        exhausted = (
-            job.attempts - job.throttles >= self.settings.bedrock_max_attempts
-            or job.throttles >= self.settings.bedrock_max_throttled_attempts
-        )
-        if not error.retryable or exhausted:
+    def _after_failure(self, job: Job, error: CallError, packed: bool, answer: str | None = None) -> None:
+        step = decide(job, error, self.settings, packed, answer)
+        if step == DEAD_LETTER:
+            repeated = error.kind == "invalid" and answer is not None and job.invalid_answers.count(answer) > 1
+            note = f"after {job.attempts} attempt(s)"
+            if repeated:
+                note += "; the model gave the same invalid answer again"
             self._complete(
                 job,
                 DeadLetter.for_review(
                     job.review,
                     stage="enrich",
                     error_type=error.error_type,
-                    error=f"{error.message} (after {job.attempts} attempt(s))",
+                    error=f"{error.message} ({note})",
                     attempts=job.attempts,
                 ),
             )
@@ -315,17 +342,15 @@ class EnrichEngine:
             return
         self.stats.retries += 1
         metrics.BEDROCK_RETRIES.inc()
-        delay = (
-            full_jitter(job.attempts - 1, self.settings.bedrock_backoff_base_s, self.settings.bedrock_backoff_max_s)
-            if backoff
-            else 0.0
-        )
-        if delay <= 0:
+        if step == RETRY_NOW:
             self._enqueue([job], True)
-        else:
-            self._loop.call_later(delay, self._enqueue, [job], True)
+            return
+        tries = job.held if step == HOLD else job.attempts - 1
+        delay = full_jitter(min(tries, 10), self.settings.bedrock_backoff_base_s, self.settings.bedrock_backoff_max_s)
+        self._loop.call_later(delay, self._enqueue, [job], True)
 
     def _complete(self, job: Job, result: EnrichOutput) -> None:
+        job.done = True
         job.sink.append(result)
         with self._changed:
             self._outstanding_add(-1)

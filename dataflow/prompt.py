@@ -17,6 +17,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -44,6 +45,15 @@ EXAMPLE_ANSWER = (
 )
 
 _SENTENCE_BREAK = re.compile(r"[.!?][\"')\]]*\s+[A-Z0-9\"'(]")
+_DOTTED = re.compile(r"(?:[A-Za-z]\.){2,}")
+# Words that end in a full stop without ending the sentence; NUMBERED ones only before a number ("No. 5").
+# fmt: off
+ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr", "vs", "etc", "inc", "ltd", "corp", "dept", "approx",
+    "ft", "lb", "lbs", "oz", "sgt", "capt", "lt", "hon", "gov", "sen", "ave", "blvd",
+})
+# fmt: on
+NUMBERED = frozenset(["no", "nos", "vol", "ch", "fig", "p", "pp"])
 
 
 class AnswerError(ValueError):
@@ -73,13 +83,28 @@ def render_reviews(texts: Sequence[str]) -> str:
 
 
 def build_converse_request(
-    model_id: str, texts: Sequence[str], max_tokens_per_review: int, prefill: bool = True
+    model_id: str,
+    texts: Sequence[str],
+    max_tokens_per_review: int,
+    prefill: bool = True,
+    correction: str | None = None,
+    temperature: float = 0.0,
 ) -> dict:
-    """Keyword arguments for `bedrock-runtime` `converse` for one or more review texts."""
+    """Keyword arguments for `bedrock-runtime` `converse` for one or more review texts.
+
+    `correction` names why the previous answer was rejected; it goes before the reviews, so a retry is a
+    different request (at temperature 0 the same prompt would give the same answer again).
+    """
+    user = render_reviews(texts)
+    if correction:
+        user = (
+            f"Your previous answer to this request was rejected: {correction}. Answer again, following the "
+            "format exactly: JSON only, one entry per review, a summary of exactly one sentence.\n\n" + user
+        )
     messages: list[dict] = [
         {"role": "user", "content": [{"text": render_reviews([EXAMPLE_REVIEW])}]},
         {"role": "assistant", "content": [{"text": EXAMPLE_ANSWER}]},
-        {"role": "user", "content": [{"text": render_reviews(texts)}]},
+        {"role": "user", "content": [{"text": user}]},
     ]
     if prefill:
         messages.append({"role": "assistant", "content": [{"text": PREFILL}]})
@@ -88,13 +113,37 @@ def build_converse_request(
         "system": [{"text": SYSTEM_PROMPT}],
         "messages": messages,
         # Bedrock reserves quota from maxTokens, so it is sized to the answer, not left at a big default.
-        "inferenceConfig": {"maxTokens": 24 + max_tokens_per_review * len(texts), "temperature": 0.0},
+        "inferenceConfig": {"maxTokens": 24 + max_tokens_per_review * len(texts), "temperature": temperature},
     }
 
 
+def _is_abbreviation(before: str, following: str) -> bool:
+    """True when the word ending at a full stop is an abbreviation or an initial, not a sentence's end."""
+    word = before.rsplit(None, 1)[-1] if before.strip() else ""
+    word = word.lstrip("\"'([")
+    if not word:
+        return False
+    lowered = word.lower()
+    if lowered in ABBREVIATIONS or (lowered in NUMBERED and following.isdigit()):
+        return True
+    # Initials and dotted acronyms: "J. K. Rowling", "U.S. release", "e.g.", "a.m."
+    return (len(word) == 1 and word.isalpha()) or _DOTTED.fullmatch(word + ".") is not None
+
+
 def is_one_sentence(summary: str) -> bool:
-    """A summary is one sentence when no sentence break is followed by another sentence's start."""
-    return "\n" not in summary and _SENTENCE_BREAK.search(summary.strip()) is None
+    """A summary is one sentence when no sentence break is followed by another sentence's start.
+
+    A full stop after an ordinary abbreviation ("Dr. Martens", "No. 5", "St. Louis", "vs.", "e.g.",
+    "U.S. release") is not a break.
+    """
+    text = summary.strip()
+    if "\n" in text:
+        return False
+    for match in _SENTENCE_BREAK.finditer(text):
+        if match.group(0)[0] == "." and _is_abbreviation(text[: match.start()], match.group(0)[-1]):
+            continue
+        return False
+    return True
 
 
 def _validate_entry(entry: object) -> ReviewAnswer:
@@ -151,3 +200,23 @@ def parse_answer(text: str, count: int, prefilled: bool = True) -> dict[int, Rev
         except AnswerError as err:
             out[1] = err
     return out
+
+
+def answer_text(response: dict[str, Any]) -> str:
+    """The assistant's text from a Converse response; AnswerError when the response is not usable.
+
+    A response cut off at maxTokens (`stopReason: max_tokens`) is rejected as a whole: its JSON is
+    incomplete, and a long review's summary is retried alone with the error named.
+    """
+    try:
+        content = response["output"]["message"]["content"]
+        if not isinstance(content, list):
+            raise TypeError("content is not a list")
+        text = "".join(block["text"] for block in content if isinstance(block, dict) and "text" in block)
+    except (KeyError, TypeError) as err:
+        raise AnswerError("bad_response", f"response has no text content: {err}") from err
+    if response.get("stopReason") == "max_tokens":
+        raise AnswerError("truncated", "the answer was cut off at maxTokens; keep the summary short")
+    if not isinstance(text, str) or not text.strip():
+        raise AnswerError("bad_response", "response text is empty")
+    return text

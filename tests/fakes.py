@@ -2,7 +2,9 @@
 
 It answers the way the dataflow's prompt contract asks (one `results` entry per `<review id>` block) and can
 be slow, throttle, fail or answer garbage on demand, raising the same botocore `ClientError` shapes as
-aiobotocore does against Bedrock.
+aiobotocore does against Bedrock. Like Bedrock it validates the request first (known model id, roles
+alternating from a user turn, `maxTokens` present), counts tokens from the text (so shares are uneven), and
+cuts an answer longer than `maxTokens` off with `stopReason: max_tokens`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import itertools
 import random
 import re
 from collections.abc import Callable
@@ -19,7 +22,10 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
+from dataflow.settings import DEFAULT_MODEL_ID
+
 REVIEW_BLOCK = re.compile(r'<review id="(\d+)">(.*?)</review>', re.S)
+KNOWN_MODELS = frozenset({DEFAULT_MODEL_ID, "anthropic.claude-3-haiku-20240307-v1:0"})
 
 
 def client_error(code: str, status: int, message: str = "injected") -> ClientError:
@@ -33,6 +39,25 @@ def reviews_in(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
     user_turns = [m for m in kwargs["messages"] if m["role"] == "user"]
     text = "".join(block["text"] for block in user_turns[-1]["content"])
     return [(i, html.unescape(t)) for i, t in REVIEW_BLOCK.findall(text)]
+
+
+def validate_request(kwargs: dict[str, Any]) -> None:
+    """Bedrock's own checks before any model runs: ValidationException (400) when one fails."""
+    if kwargs.get("modelId") not in KNOWN_MODELS:
+        raise client_error("ValidationException", 400, "The provided model identifier is invalid.")
+    messages = kwargs.get("messages") or []
+    roles = [m.get("role") for m in messages]
+    if not roles or roles[0] != "user" or any(a == b for a, b in itertools.pairwise(roles)):
+        raise client_error(
+            "ValidationException", 400, "A conversation must alternate between user and assistant roles."
+        )
+    max_tokens = (kwargs.get("inferenceConfig") or {}).get("maxTokens")
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise client_error("ValidationException", 400, "maxTokens must be a positive integer.")
+
+
+def tokens(text: str) -> int:
+    return max(1, len(text) // 4)
 
 
 def lexicon_sentiment(text: str) -> str:
@@ -53,11 +78,14 @@ class FakeBedrock:
     max_in_flight: int = 0
     review_counts: list[int] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int = 0  # totals over the answered requests
+    output_tokens: int = 0
 
     async def converse(self, **kwargs: Any) -> dict[str, Any]:
         self.calls += 1
         number = self.calls
         self.requests.append(kwargs)
+        validate_request(kwargs)
         reviews = reviews_in(kwargs)
         self.review_counts.append(len(reviews))
         self.in_flight += 1
@@ -69,28 +97,49 @@ class FakeBedrock:
                 raise client_error("ThrottlingException", 429, "Too many requests, please wait.")
             if fault == "5xx":
                 raise client_error("ServiceUnavailableException", 503)
+            if fault == "500":
+                raise client_error("InternalServerException", 500)
             if fault == "denied":
                 raise client_error("AccessDeniedException", 403, "not authorized")
+            if fault == "too_long":
+                raise client_error("ValidationException", 400, "Input is too long for requested model.")
+            if fault == "exit":
+                raise SystemExit("the client's event loop is gone")
             if fault == "hang":
                 await asyncio.sleep(3600)
             results = [
                 {"id": i, "summary": f"Review {i} in one sentence.", "sentiment": lexicon_sentiment(t)}
                 for i, t in reviews
             ]
+            if fault == "verbose":  # a rambling answer, longer than any sane maxTokens
+                for entry in results:
+                    entry["summary"] = "This review goes on " + "and on " * 200 + "about it."
             if fault == "drop_last" and len(results) > 1:
                 results = results[:-1]
             body = orjson.dumps({"results": results}).decode()
             text = body[1:]  # the continuation of the prefilled "{"
             if fault == "garbage":
-                text = "Sure! Here is the analysis you asked for."
+                text = f"Sure! Here is the analysis you asked for (take {number})."
             if fault == "two_sentences":
-                text = text.replace("in one sentence.", "in one sentence. And another one.")
-            return {
+                text = text.replace("in one sentence.", f"in one sentence. And another one, take {number}.")
+            stop = "end_turn"
+            max_tokens = kwargs["inferenceConfig"]["maxTokens"]
+            if tokens(text) > max_tokens:
+                text, stop = text[: max_tokens * 4], "max_tokens"
+            prompt = "".join(b.get("text", "") for m in kwargs["messages"] for b in m["content"])
+            response: dict[str, Any] = {
                 "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-                "stopReason": "end_turn",
-                "usage": {"inputTokens": 100 * len(reviews), "outputTokens": 20 * len(reviews)},
+                "stopReason": stop,
+                "usage": {"inputTokens": tokens(prompt), "outputTokens": tokens(text)},
                 "metrics": {"latencyMs": 5},
             }
+            self.input_tokens += response["usage"]["inputTokens"]
+            self.output_tokens += response["usage"]["outputTokens"]
+            if fault == "no_content":
+                response["output"] = {"message": {"role": "assistant"}}
+            if fault == "bad_usage":
+                response["usage"] = {"inputTokens": "many", "outputTokens": None}
+            return response
         finally:
             self.in_flight -= 1
 

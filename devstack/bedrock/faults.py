@@ -130,12 +130,18 @@ class Faults:
         return ms / 1000.0
 
     def malformed_text(self, ids: list[str]) -> str:
-        """A 200 answer that breaks the contract in one of the ways real models do."""
+        """A 200 answer that breaks the contract in one of the ways real models do.
+
+        Each draw differs (a sampled model rarely repeats itself word for word), so a client that stops
+        after the same invalid answer twice sees that only from a model that is really stuck.
+        """
         first = ids[0] if ids else "1"
+        word = self.rng.choice(("quality", "price", "delivery", "battery", "plot", "acting", "fit", "taste"))
+        cut = self.rng.randint(3, 40)
         variants = [
-            "I'm sorry, but I can't help with that request.",
-            '"results": [{"id": "' + first + '", "summary": "Truncated',
-            '"results": [{"id": "' + first + '", "summary": "", "sentiment": "neutral"}]}',
-            '"answer": "The review is positive."}',
+            f"I'm sorry, but I can't help with that request about the {word} (ref {self.rng.randint(0, 99999)}).",
+            '"results": [{"id": "' + first + '", "summary": "Truncated answer about the ' + word[:cut],
+            '"results": [{"id": "' + first + f'", "summary": "", "sentiment": "neutral", "topic": "{word}"}}]}}',
+            f'"answer": "The review is positive about the {word}.", "n": {self.rng.randint(0, 99999)}}}',
         ]
         return self.rng.choice(variants)

@@ -31,7 +31,10 @@ def test_every_review_is_enriched_once() -> None:
     assert sorted(ids(results)) == sorted(f"r{n}" for n in range(50))
     first = next(r for r in results if r.review.review_id == "r1")
     assert first.sentiment == "positive" and first.summary.endswith(".")
-    assert first.input_tokens == 100 and first.output_tokens == 20 and first.attempts == 1
+    assert first.attempts == 1 and first.input_tokens > first.output_tokens > 0
+    # every token the model reported is charged to exactly one review
+    assert sum(r.input_tokens for r in results) == bedrock.input_tokens
+    assert sum(r.output_tokens for r in results) == bedrock.output_tokens
     doc = first.document()
     assert doc["label"] == "positive" and doc["shard_id"] == "shardId-000000000000"
 
@@ -90,13 +93,6 @@ def test_persistent_failure_is_dead_lettered_after_last_attempt() -> None:
     assert letter.error_type == "invalid_answer:not_json" and "after 3 attempt" in letter.error
 
 
-def test_access_denied_is_not_retried() -> None:
-    bedrock = FakeBedrock(behaviour=lambda n, reviews: "denied")
-    results, dead = run([record(1), record(2)], bedrock, settings())
-    assert results == [] and {d.error_type for d in dead} == {"AccessDeniedException"}
-    assert all(d.attempts == 1 for d in dead) and bedrock.calls == 2
-
-
 def test_timeouts_are_retried_then_dead_lettered() -> None:
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "hang" if "number 1:" in reviews[0][1] else None)
     results, dead = run([record(1), record(2)], bedrock, settings(BEDROCK_TIMEOUT_S=0.1, BEDROCK_MAX_ATTEMPTS=2))
@@ -114,7 +110,9 @@ def test_several_reviews_per_request_with_fallback() -> None:
     counts = Counter(bedrock.review_counts)
     assert max(counts) == 5 and counts[1] >= 1
     multi = [r for r in results if r.attempts == 1]
-    assert multi and all(r.input_tokens == 100 for r in multi)  # tokens shared out per review
+    assert multi and all(r.input_tokens > 0 for r in multi)  # tokens shared out per review
+    # a review's document carries its share of the request that answered it (not of the one that missed it)
+    assert 0 < sum(r.input_tokens for r in results) < bedrock.input_tokens
 
 
 def test_throttling_cuts_the_window_and_in_flight_stays_under_limit() -> None:

@@ -9,13 +9,11 @@ import orjson
 import pytest
 
 from dataflow.aimd import AimdLimit, full_jitter
-from dataflow.bedrock_errors import classify
 from dataflow.parse import parse_record
 from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, is_one_sentence, parse_answer
 from dataflow.records import DeadLetter, Review
 from dataflow.settings import SettingsError, load_settings
 from tests.dataflow.helpers import raw_record, record
-from tests.fakes import client_error
 
 # -- settings ------------------------------------------------------------------------------------------
 
@@ -197,14 +195,6 @@ def test_full_jitter_bounds() -> None:
     assert full_jitter(3, 0.5, 20, rand=lambda: 1.0) == 4.0
     assert full_jitter(10, 0.5, 20, rand=lambda: 1.0) == 20
     assert full_jitter(10, 0.5, 20, rand=lambda: 0.0) == 0.0
-
-
-def test_error_classification() -> None:
-    assert classify(client_error("ThrottlingException", 429)).kind == "throttled"
-    assert classify(client_error("ServiceUnavailableException", 503)).kind == "transient"
-    assert classify(client_error("ModelTimeoutException", 408)).kind == "transient"
-    assert classify(client_error("ValidationException", 400)).kind == "fatal"
-    assert classify(TimeoutError()).kind == "timeout"
 
 
 # -- rate pacer ----------------------------------------------------------------------------------------

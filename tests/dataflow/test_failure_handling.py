@@ -1,0 +1,292 @@
+"""Three kinds of failure, three answers: congestion is retried, a bad review is dead-lettered, a bad
+configuration halts the flow without dead-lettering anything (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import pytest
+from botocore.exceptions import NoCredentialsError
+from bytewax.testing import run_main
+from prometheus_client import REGISTRY
+
+from dataflow.bedrock_errors import CallError, classify
+from dataflow.records import Review
+from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_LATER, RETRY_NOW, Job, decide
+from tests.dataflow.helpers import flow_with, ids, record, settings
+from tests.fakes import FakeBedrock, client_error
+
+
+def run(items: list[Any], bedrock: Any, cfg: Any) -> tuple[list[Any], list[Any]]:
+    results: list = []
+    dead: list = []
+    flow, registry = flow_with(items, bedrock, cfg, results, dead)
+    try:
+        run_main(flow)
+    finally:
+        registry.close()
+    return results, dead
+
+
+def run_until_halt(flow: Any) -> str:
+    """Run a flow that must stop with an error; the messages of the whole cause chain (Bytewax wraps it)."""
+    with pytest.raises(Exception) as caught:
+        run_main(flow)
+    messages = []
+    err: BaseException | None = caught.value
+    while err is not None:
+        messages.append(str(err))
+        err = err.__cause__ or err.__context__
+    return " | ".join(messages)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# -- classification and the retry policy ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (client_error("ThrottlingException", 429), "throttled"),
+        (client_error("ModelNotReadyException", 429), "throttled"),
+        (client_error("ServiceUnavailableException", 503), "unavailable"),
+        (client_error("InternalServerException", 500), "transient"),
+        (client_error("ModelTimeoutException", 408), "transient"),
+        (TimeoutError(), "timeout"),
+        (client_error("ValidationException", 400, "Input is too long for requested model."), "request"),
+        (client_error("ValidationException", 400, "The provided model identifier is invalid."), "config"),
+        (
+            client_error(
+                "ValidationException",
+                400,
+                "Invocation of model ID anthropic.claude-haiku-4-5 with on-demand throughput isn't supported.",
+            ),
+            "config",
+        ),
+        (client_error("AccessDeniedException", 403), "config"),
+        (client_error("ResourceNotFoundException", 404, "Model not found."), "config"),
+        (client_error("UnrecognizedClientException", 403), "config"),
+        (client_error("ExpiredTokenException", 403), "config"),
+        (NoCredentialsError(), "config"),
+    ],
+)
+def test_classification(exc: BaseException, kind: str) -> None:
+    error = classify(exc, "my-model", "eu-west-1")
+    assert error.kind == kind
+    if kind == "config":
+        assert "BEDROCK_MODEL_ID=my-model" in error.fix or "credentials" in error.fix
+
+
+def _job() -> Job:
+    review = Review("r1", "u1", "2024-01-01T00:00:00.000Z", "text", "shard", "1", 0)
+    return Job(review, sink=None)  # type: ignore[arg-type]
+
+
+def test_policy_budgets() -> None:
+    cfg = settings(BEDROCK_MAX_ATTEMPTS=3, BEDROCK_MAX_THROTTLED_ATTEMPTS=5)
+    job = _job()
+    throttled = classify(client_error("ThrottlingException", 429))
+    steps = []
+    for _ in range(5):
+        job.attempts += 1
+        steps.append(decide(job, throttled, cfg, packed=False))
+    assert steps == [RETRY_LATER] * 4 + [DEAD_LETTER]
+    assert job.counted_attempts == 0  # congestion never used the review's own budget
+
+    job = _job()
+    denied = classify(client_error("AccessDeniedException", 403))
+    for _ in range(10):
+        job.attempts += 1
+        assert decide(job, denied, cfg, packed=False) == HOLD  # held, however often: the engine halts instead
+
+    job = _job()
+    too_long = classify(client_error("ValidationException", 400, "Input is too long for requested model."))
+    job.attempts += 1
+    assert decide(job, too_long, cfg, packed=True) == RETRY_NOW and job.solo
+    job.attempts += 1
+    assert decide(job, too_long, cfg, packed=False) == DEAD_LETTER
+
+
+def test_invalid_answers_change_the_retry_and_repeats_stop_early() -> None:
+    cfg = settings(BEDROCK_MAX_ATTEMPTS=5)
+    job = _job()
+    invalid = CallError("invalid", "invalid_answer:not_json", "answer is not valid JSON")
+    job.attempts += 1
+    assert job.correction is None and job.temperature == 0.0
+    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == RETRY_LATER
+    assert job.correction == "answer is not valid JSON" and job.temperature > 0.0
+    job.attempts += 1
+    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == DEAD_LETTER  # the same answer again
+
+
+def test_pacer_history_stays_bounded() -> None:
+    from dataflow.aimd import RatePacer
+
+    now = [0.0]
+    pacer = RatePacer(clock=lambda: now[0])
+    for i in range(100_000):  # ~28 h of one success a second
+        now[0] = float(i)
+        pacer.on_success(request_started=now[0])
+    assert len(pacer._admitted) <= pacer.window_s + 1
+
+
+# -- in the flow ------------------------------------------------------------------------------------------
+
+
+def test_access_denied_halts_without_dead_letters() -> None:
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: "denied")
+    results: list = []
+    dead: list = []
+    flow, registry = flow_with([record(n) for n in range(6)], bedrock, settings(), results, dead)
+    try:
+        message = run_until_halt(flow)
+        assert re.search(r"BEDROCK_MODEL_ID=.*grant bedrock:InvokeModel", message), message
+    finally:
+        registry.close()
+    assert results == [] and dead == []  # the stream is not turned into dead letters
+    assert 3 <= bedrock.calls <= 6 + 3  # it stopped after a few, not after every review's budget
+
+
+def test_unknown_model_id_halts_naming_the_setting() -> None:
+    bedrock = FakeBedrock()
+    results: list = []
+    dead: list = []
+    cfg = settings(BEDROCK_MODEL_ID="anthropic.claude-does-not-exist")
+    flow, registry = flow_with([record(n) for n in range(4)], bedrock, cfg, results, dead)
+    try:
+        message = run_until_halt(flow)
+        assert re.search(r"BEDROCK_MODEL_ID=anthropic.claude-does-not-exist", message), message
+    finally:
+        registry.close()
+    assert dead == []
+
+
+def test_a_few_config_errors_then_success_lose_nothing() -> None:
+    # Two denials (fewer than the halting count), then the access mapping appears: everything is indexed.
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: "denied" if n <= 2 else None)
+    results, dead = run([record(n) for n in range(5)], bedrock, settings(BEDROCK_MAX_CONCURRENCY=1))
+    assert dead == [] and sorted(ids(results)) == [f"r{n}" for n in range(5)]
+
+
+def test_validation_error_on_a_packed_request_falls_back_to_one_by_one() -> None:
+    def behaviour(n: int, reviews: list[tuple[str, str]]) -> str | None:
+        return "too_long" if any("TOO LONG" in text for _, text in reviews) else None
+
+    items = [record(n) for n in range(12)] + [record(99, text="TOO LONG " * 20)]
+    bedrock = FakeBedrock(behaviour=behaviour)
+    results, dead = run(items, bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=4))
+    assert sorted(ids(results)) == sorted(f"r{n}" for n in range(12))
+    assert [(d.doc_id, d.error_type) for d in dead] == [("r99", "ValidationException")]
+    assert "too long" in dead[0].error
+
+
+def test_invalid_answer_retry_names_the_error_and_warms_up() -> None:
+    # A deterministic model (temperature 0): the same request always gets the same broken answer; only a
+    # retry that changes the request can succeed.
+    def behaviour(n: int, reviews: list[tuple[str, str]]) -> str | None:
+        return None if "previous answer" in last_prompt[0] else "garbage"
+
+    last_prompt = [""]
+    bedrock = FakeBedrock(behaviour=behaviour)
+    original = bedrock.converse
+
+    async def converse(**kwargs: Any) -> dict[str, Any]:
+        last_prompt[0] = kwargs["messages"][2]["content"][0]["text"]
+        return await original(**kwargs)
+
+    bedrock.converse = converse  # type: ignore[method-assign]
+    results, dead = run([record(1)], bedrock, settings())
+    assert dead == [] and ids(results) == ["r1"] and results[0].attempts == 2
+    first, second = bedrock.requests
+    assert first["inferenceConfig"]["temperature"] == 0.0 and second["inferenceConfig"]["temperature"] > 0.0
+    assert "answer is not valid JSON" in second["messages"][2]["content"][0]["text"]
+
+
+def test_the_same_invalid_answer_twice_stops_early() -> None:
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: "garbage")
+    original = bedrock.converse
+
+    async def converse(**kwargs: Any) -> dict[str, Any]:
+        response = await original(**kwargs)
+        response["output"]["message"]["content"] = [{"text": "I cannot help with that."}]
+        return response
+
+    bedrock.converse = converse  # type: ignore[method-assign]
+    results, dead = run([record(1)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=5))
+    assert results == [] and [d.attempts for d in dead] == [2]
+    assert "same invalid answer" in dead[0].error
+
+
+def test_truncated_and_shapeless_answers_are_retried() -> None:
+    faults = {1: "no_content", 2: "bad_usage"}
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: faults.get(n))
+    before = sample("reviewstream_bedrock_requests_total", outcome="invalid")
+    results, dead = run([record(1)], bedrock, settings(BEDROCK_MAX_CONCURRENCY=1))
+    assert dead == [] and ids(results) == ["r1"] and results[0].attempts == 3
+    assert sample("reviewstream_bedrock_requests_total", outcome="invalid") - before >= 1
+
+    # An answer longer than maxTokens comes back cut off with stopReason max_tokens: never accepted.
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: "verbose")
+    results, dead = run([record(1)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=2))
+    assert results == [] and dead[0].error_type == "invalid_answer:truncated"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_engine_stops_the_flow_instead_of_hanging() -> None:
+    bedrock = FakeBedrock(behaviour=lambda n, reviews: "exit")
+    results: list = []
+    dead: list = []
+    flow, registry = flow_with([record(1), record(2)], bedrock, settings(), results, dead)
+    try:
+        message = run_until_halt(flow)
+        assert re.search(r"stopped unexpectedly", message), message
+    finally:
+        registry.close()
+    assert results == [] and dead == []
+
+
+def test_client_start_up_error_stops_the_flow() -> None:
+    @contextlib.asynccontextmanager
+    async def broken(settings: Any):
+        raise RuntimeError("no route to the Bedrock endpoint")
+        yield  # pragma: no cover
+
+    class Broken:
+        def factory(self) -> Any:
+            return broken
+
+    results: list = []
+    dead: list = []
+    flow, registry = flow_with([record(1)], Broken(), settings(), results, dead)
+    try:
+        message = run_until_halt(flow)
+        assert re.search(r"cannot create the Bedrock client: no route", message), message
+    finally:
+        registry.close()
+
+
+def test_metrics_count_what_happened() -> None:
+    before = {
+        "enriched": sample("reviewstream_reviews_enriched_total"),
+        "dead": sample("reviewstream_dead_letters_total", stage="enrich", error_type="ValidationException"),
+        "throttles": sample("reviewstream_bedrock_throttles_total"),
+    }
+    behaviour = {1: "throttle"}
+
+    def fault(n: int, reviews: list[tuple[str, str]]) -> str | None:
+        if any("TOO LONG" in t for _, t in reviews):
+            return "too_long"
+        return behaviour.get(n)
+
+    items = [record(n) for n in range(4)] + [record(9, text="TOO LONG")]
+    results, dead = run(items, FakeBedrock(behaviour=fault), settings(BEDROCK_MAX_CONCURRENCY=1))
+    assert len(results) == 4 and len(dead) == 1
+    assert sample("reviewstream_reviews_enriched_total") - before["enriched"] == 4
+    dead_now = sample("reviewstream_dead_letters_total", stage="enrich", error_type="ValidationException")
+    assert dead_now - before["dead"] == 1
+    assert sample("reviewstream_bedrock_throttles_total") - before["throttles"] == 1
