@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from dataflow.settings import load_settings
+from dataflow.settings import SettingsError, load_settings
 
 WRITE_EVERY_S = 1.0
 
@@ -55,7 +55,11 @@ def beat() -> None:
     """Record that this worker thread is alive (cheap; configured from HEARTBEAT_FILE on first use)."""
     global _heartbeat
     if _heartbeat is None:
-        _heartbeat = Heartbeat(load_settings().heartbeat_file)
+        try:
+            path = load_settings().heartbeat_file
+        except SettingsError:  # the flow itself refuses such an environment at start, with that very line
+            path = None
+        _heartbeat = Heartbeat(path)
     _heartbeat.beat()
 
 

@@ -78,3 +78,15 @@ def test_the_kinesis_source_beats_on_every_poll() -> None:
     source = Path(heartbeat.__file__).with_name("kinesis_source.py").read_text()
     body = source.split("def next_batch(self)", 1)[1].split("\n    def ", 1)[0]
     assert "heartbeat.beat()" in body
+
+
+def test_module_beat_is_configured_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "hb"
+    monkeypatch.setenv("HEARTBEAT_FILE", str(path))
+    monkeypatch.setattr(heartbeat, "_heartbeat", None)
+    heartbeat.beat()
+    assert heartbeat.age_s(str(path)) is not None
+    monkeypatch.setenv("BEDROCK_MAX_CONCURRENCY", "not-a-number")  # a broken environment: off, never a crash
+    monkeypatch.setattr(heartbeat, "_heartbeat", None)
+    heartbeat.beat()
+    assert heartbeat._heartbeat is not None and heartbeat._heartbeat.path is None
