@@ -71,7 +71,8 @@ def operator_policy(region: str, account_id: str, stack_name: str, tag_key: str)
     """What an operator needs to reach Dashboards: a port-forwarding session on this stack's bastion only.
 
     `ssm:StartSession` names the instance by tag (so a replaced bastion needs no policy change) and the two
-    port-forwarding documents (no shell session); operators may end or resume only their own sessions.
+    port-forwarding documents, with the document access check on (no shell session); operators may end or
+    resume only their own sessions.
     """
     partition = partition_of(region)
     return {
@@ -82,7 +83,12 @@ def operator_policy(region: str, account_id: str, stack_name: str, tag_key: str)
                 "Effect": "Allow",
                 "Action": "ssm:StartSession",
                 "Resource": f"arn:{partition}:ec2:{region}:{account_id}:instance/*",
-                "Condition": {"StringEquals": {f"ssm:resourceTag/{tag_key}": stack_name}},
+                "Condition": {
+                    "StringEquals": {f"ssm:resourceTag/{tag_key}": stack_name},
+                    # Without it a session with no --document-name (a shell) is not checked against the
+                    # documents below (Session Manager docs, "ssm:SessionDocumentAccessCheck").
+                    "BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"},
+                },
             },
             {
                 "Sid": "PortForwardingDocumentsOnly",

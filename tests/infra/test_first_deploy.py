@@ -109,7 +109,10 @@ def test_operator_policy_starts_sessions_on_the_tagged_bastion_only(stack) -> No
     start = by_sid["StartSessionOnTheBastion"]
     assert start["Action"] == "ssm:StartSession"
     assert start["Resource"] == f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/*"
-    assert start["Condition"] == {"StringEquals": {"ssm:resourceTag/reviewstream:bastion": "reviewstream-dev"}}
+    assert start["Condition"] == {
+        "StringEquals": {"ssm:resourceTag/reviewstream:bastion": "reviewstream-dev"},
+        "BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"},  # no shell through the default document
+    }
     documents = by_sid["PortForwardingDocumentsOnly"]["Resource"]
     assert all(":document/AWS-StartPortForwardingSession" in d for d in documents)
     assert by_sid["OwnSessionsOnly"]["Resource"].endswith(":session/${aws:userid}-*")
