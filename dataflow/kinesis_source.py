@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from dataflow import metrics
+from dataflow import heartbeat, metrics
 from dataflow.backpressure import BUFFERS
 from dataflow.records import KinesisRecord
 from dataflow.settings import Settings, StartPosition
@@ -356,6 +356,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
     # -- Bytewax partition API -------------------------------------------------------------------------
 
     def next_batch(self) -> Iterable[KinesisRecord]:
+        heartbeat.beat()  # liveness: this worker still polls its source (no-op unless HEARTBEAT_FILE is set)
         if self._finished:
             raise StopIteration
         now = self._now()

@@ -83,6 +83,7 @@ class Settings:
     opensearch_timeout_s: float = 30.0
     opensearch_backoff_max_s: float = 30.0
     metrics_port: int = 9108
+    heartbeat_file: str | None = None
     log_level: str = "INFO"
 
     @property
@@ -203,5 +204,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opensearch_timeout_s=_float(env, "OPENSEARCH_TIMEOUT_S", Settings.opensearch_timeout_s, 0.1),
         opensearch_backoff_max_s=_float(env, "OPENSEARCH_BACKOFF_MAX_S", Settings.opensearch_backoff_max_s, 0.0),
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
+        heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=level,
     )

@@ -1,9 +1,8 @@
 #!/bin/sh
 # Import the shipped OpenSearch Dashboards saved objects through the bastion tunnel.
 #
-# First open the tunnel in another terminal (the stack output `dashboardsTunnelCommand`):
-#   aws ssm start-session --target <bastion id> --document-name AWS-StartPortForwardingSession \
-#     --parameters '{"portNumber":["9200"],"localPortNumber":["9200"]}'
+# First open the tunnel in another terminal (docs/DEPLOY.md section 3), e.g.:
+#   $(pulumi stack output dashboardsTunnelCommand)
 # The bastion's signing proxy turns the plain local requests into SigV4-signed ones for the domain.
 # Usage: deploy/import-dashboards.sh [local port, default 9200]
 set -eu

@@ -1,7 +1,8 @@
 """SSM-only bastion: no inbound rule, no public IP, IMDSv2, encrypted root volume.
 
 Operators reach it with Session Manager port forwarding; it runs a SigV4-signing proxy to the
-OpenSearch domain so Dashboards (IAM-only access) can be used from a workstation browser.
+OpenSearch domain so Dashboards (IAM-only access) can be used from a workstation browser. Its role is
+mapped to read-only and Dashboards roles in OpenSearch (infra/access.py), not to the master user.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from infra.iam import AWS_MANAGED, service_trust_policy, to_json
 
 # Checked by the policy pack: a group with this tag must have no ingress rule.
 NO_INGRESS_TAG = "reviewstream:no-ingress"
+# The operator policy admits `ssm:StartSession` only on instances with this tag (value: the stack name).
+BASTION_TAG = "reviewstream:bastion"
 
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 PROXY_PORT = 9200
@@ -31,7 +34,7 @@ class Bastion:
 
 
 def build_bastion_role(name: str, tags: dict[str, str]) -> aws.iam.Role:
-    """Created before the domain because the domain's access policy and master user name it."""
+    """Created before the domain because the domain's access policy names it."""
     role = aws.iam.Role(
         f"{name}-bastion", assume_role_policy=to_json(service_trust_policy("ec2.amazonaws.com")), tags=tags
     )
@@ -73,37 +76,9 @@ def build_bastion_security_group(
     )
 
 
-def security_mapping_script(writer_role_arn: str, index: str, dlq_index: str) -> str:
-    """Fine-grained access control: give the dataflow role write access to its two indices only.
-
-    Runs as the master user (the bastion role) through the local signing proxy, retried until the
-    domain answers; idempotent (PUT of the same role and mapping).
-    """
-    role = {
-        "cluster_permissions": [
-            "cluster_monitor",
-            "cluster_composite_ops",
-            "indices:admin/index_template/*",
-            "indices:admin/template/*",
-        ],
-        "index_permissions": [
-            {"index_patterns": [f"{index}*", f"{dlq_index}*"], "allowed_actions": ["crud", "create_index", "manage"]}
-        ],
-    }
-    mapping = {"backend_roles": [writer_role_arn]}
-    api = f"http://127.0.0.1:{PROXY_PORT}/_plugins/_security/api"
-    return f"""for attempt in $(seq 1 60); do
-  if curl -fsS -X PUT {api}/roles/reviewstream_writer -H 'Content-Type: application/json' \\
-       -d '{json.dumps(role)}' \\
-     && curl -fsS -X PUT {api}/rolesmapping/reviewstream_writer -H 'Content-Type: application/json' \\
-       -d '{json.dumps(mapping)}'; then break; fi
-  sleep 30
-done
-"""
-
-
-def user_data(endpoint: str, region: str, mapping_script: str = "") -> str:
-    """Install the signing proxy as a systemd service bound to loopback, then map the writer role."""
+def user_data(endpoint: str, region: str) -> str:
+    """Install the signing proxy as a systemd service bound to loopback (nothing else: access mapping is a
+    deploy step of its own, see infra/access.py)."""
     source = PROXY_SOURCE.read_text()
     return f"""#!/bin/bash
 set -euo pipefail
@@ -126,7 +101,7 @@ WantedBy=multi-user.target
 UNIT
 systemctl daemon-reload
 systemctl enable --now sigv4-proxy
-{mapping_script}"""
+"""
 
 
 def build_bastion(
@@ -137,9 +112,6 @@ def build_bastion(
     subnet_id: pulumi.Input[str],
     instance_type: str,
     opensearch_endpoint: pulumi.Input[str],
-    writer_role_arn: pulumi.Input[str],
-    index: str,
-    dlq_index: str,
     region: str,
     tags: dict[str, str],
 ) -> Bastion:
@@ -157,29 +129,44 @@ def build_bastion(
             http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1
         ),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(encrypted=True, volume_type="gp3", volume_size=8),
-        user_data=pulumi.Output.all(opensearch_endpoint, writer_role_arn).apply(
-            lambda a: user_data(a[0], region, security_mapping_script(a[1], index, dlq_index))
-        ),
+        user_data=pulumi.Output.from_input(opensearch_endpoint).apply(lambda e: user_data(e, region)),
         user_data_replace_on_change=True,
-        tags={**tags, "Name": f"{name}-bastion"},
+        tags={**tags, "Name": f"{name}-bastion", BASTION_TAG: name},
+        # A new Amazon Linux AMI must not replace the bastion on the next `pulumi up` (dnf updates it).
+        opts=pulumi.ResourceOptions(ignore_changes=["ami"]),
     )
     return Bastion(
         instance_id=instance.id, role_arn=role.arn, security_group_id=pulumi.Output.from_input(security_group_id)
     )
 
 
-def port_forward_command(instance_id: str, host: str, remote_port: int = 443, local_port: int = 9443) -> str:
+def tunnel_parameters(port: int, local_port: int, host: str | None = None) -> str:
+    """The `--parameters` JSON of a Session Manager port-forwarding session (for `--parameters "$(...)"`)."""
+    params = {"host": [host]} if host else {}
+    params.update(portNumber=[str(port)], localPortNumber=[str(local_port)])
+    return json.dumps(params, separators=(",", ":"))
+
+
+def _shorthand(params_json: str) -> str:
+    """The same parameters in the CLI's shorthand syntax: no quotes, so the command survives `$(...)`."""
+    return ",".join(f"{k}={v[0]}" for k, v in json.loads(params_json).items())
+
+
+def port_forward_command(
+    instance_id: str, host: str, region: str, remote_port: int = 443, local_port: int = 9443
+) -> str:
     """Session Manager tunnel from a workstation port to a host the bastion can reach."""
     return (
-        f"aws ssm start-session --target {instance_id} "
+        f"aws ssm start-session --region {region} --target {instance_id} "
         "--document-name AWS-StartPortForwardingSessionToRemoteHost "
-        f'--parameters \'{{"host":["{host}"],"portNumber":["{remote_port}"],"localPortNumber":["{local_port}"]}}\''
+        f"--parameters {_shorthand(tunnel_parameters(remote_port, local_port, host))}"
     )
 
 
-def dashboards_tunnel_command(instance_id: str, local_port: int = PROXY_PORT) -> str:
+def dashboards_tunnel_command(instance_id: str, region: str, local_port: int = PROXY_PORT) -> str:
     """Tunnel to the bastion's signing proxy; Dashboards is then at http://localhost:<port>/_dashboards."""
     return (
-        f"aws ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
-        f'--parameters \'{{"portNumber":["{PROXY_PORT}"],"localPortNumber":["{local_port}"]}}\''
+        f"aws ssm start-session --region {region} --target {instance_id} "
+        "--document-name AWS-StartPortForwardingSession "
+        f"--parameters {_shorthand(tunnel_parameters(PROXY_PORT, local_port))}"
     )

@@ -1,5 +1,6 @@
-"""EKS cluster (pulumi-eks) with a private-only API endpoint, a managed node group in the private subnets,
-the EBS CSI driver (for the dataflow's recovery volumes) and a gp3 StorageClass.
+"""EKS cluster (pulumi-eks): private API endpoint (public only to the operator's CIDRs), a managed node
+group in the private subnets, the EBS CSI driver (for the dataflow's recovery volumes), a gp3 StorageClass,
+and the control-plane log group with a retention.
 
 Nodes use the EKS-created cluster security group (`skip_default_security_groups`), which is what the
 OpenSearch security group admits.
@@ -35,6 +36,7 @@ class Cluster:
     security_group_id: pulumi.Output[str]
     provider: k8s.Provider
     storage_class: str
+    node_group: eks.ManagedNodeGroup
 
 
 def build_cluster(
@@ -48,9 +50,14 @@ def build_cluster(
     node_min_size: int,
     node_max_size: int,
     node_desired_size: int,
+    log_retention_days: int,
     tags: dict[str, str],
 ) -> Cluster:
     cluster_name = f"{name}-eks"
+    # EKS writes control-plane logs to this group; created first, it has a retention (EKS's own never expires).
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-eks-logs", name=f"/aws/eks/{cluster_name}/cluster", retention_in_days=log_retention_days, tags=tags
+    )
     secrets_key = aws.kms.Key(
         f"{name}-eks-secrets",
         description=f"{cluster_name}: Kubernetes secrets envelope encryption",
@@ -72,7 +79,7 @@ def build_cluster(
         private_subnet_ids=list(subnet_ids),
         node_associate_public_ip_address=False,
         endpoint_private_access=True,
-        # Off unless the operator names CIDRs (e.g. their /32) to run `pulumi up` from outside the VPC.
+        # The operator's CIDRs (config, kept for every later `pulumi up`/`destroy`); none = private only.
         endpoint_public_access=bool(public_access_cidrs),
         public_access_cidrs=list(public_access_cidrs) or None,
         authentication_mode=eks.AuthenticationMode.API,
@@ -82,6 +89,7 @@ def build_cluster(
         encryption_config_key_arn=secrets_key.arn,
         enabled_cluster_log_types=["api", "audit", "authenticator"],
         tags=tags,
+        opts=pulumi.ResourceOptions(depends_on=[log_group]),
     )
     node_group = eks.ManagedNodeGroup(
         f"{name}-nodes",
@@ -133,4 +141,5 @@ def build_cluster(
         security_group_id=cluster.cluster_security_group_id,
         provider=provider,
         storage_class=STORAGE_CLASS,
+        node_group=node_group,
     )

@@ -9,8 +9,16 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.versions import DEFAULT_VERSION
+
 DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 CAPACITY_MODES = ("ON_DEMAND", "PROVISIONED")
+ZONE_COUNT = 2  # subnets, EKS control-plane zones and OpenSearch zones alike
+PUBLIC_ACCESS_HINT = (
+    "reviewstream:clusterPublicAccessCidrs is empty: `pulumi up` needs the Kubernetes API. Set your address "
+    "(pulumi config set --path 'reviewstream:clusterPublicAccessCidrs[0]' <your-ip>/32) or, when Pulumi runs "
+    "inside the VPC, pulumi config set reviewstream:clusterPrivateEndpointOnly true"
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,14 @@ class StackConfig:
     opensearch_instance_count: int = 2
     opensearch_volume_size_gb: int = 20
     create_service_linked_role: bool = True
-    kubernetes_version: str = "1.33"
+    kubernetes_version: str = DEFAULT_VERSION
+    # The operator's addresses allowed to the public EKS API endpoint: kept, since every later `pulumi up`
+    # and `pulumi destroy` talk to the Kubernetes API. Empty = private endpoint only (Pulumi in the VPC).
     cluster_public_access_cidrs: tuple[str, ...] = ()
+    cluster_private_endpoint_only: bool = False
+    control_plane_log_retention_days: int = 30
+    # Zone ids (e.g. use1-az1); empty = the first two available zones EKS supports.
+    availability_zone_ids: tuple[str, ...] = ()
     node_instance_type: str = "t3.large"
     node_min_size: int = 1
     node_max_size: int = 3
@@ -55,6 +69,13 @@ class StackConfig:
     bastion_instance_type: str = "t3.micro"
     tags: dict[str, str] = field(default_factory=dict)
 
+    def check_cluster_access(self) -> None:
+        """The deploy reaches the Kubernetes API either through named CIDRs or from inside the VPC."""
+        if not self.cluster_public_access_cidrs and not self.cluster_private_endpoint_only:
+            raise ValueError(PUBLIC_ACCESS_HINT)
+        if self.cluster_public_access_cidrs and self.cluster_private_endpoint_only:
+            raise ValueError("clusterPublicAccessCidrs and clusterPrivateEndpointOnly=true contradict each other")
+
     def __post_init__(self) -> None:
         if self.stream_capacity_mode not in CAPACITY_MODES:
             raise ValueError(f"streamCapacityMode: {self.stream_capacity_mode!r} is not one of {CAPACITY_MODES}")
@@ -64,6 +85,13 @@ class StackConfig:
             raise ValueError("dataflowReplicas and dataflowWorkersPerProcess must be >= 1")
         if self.opensearch_instance_count < 1:
             raise ValueError("opensearchInstanceCount must be >= 1")
+        if self.opensearch_instance_count > 1 and self.opensearch_instance_count % ZONE_COUNT:
+            raise ValueError(
+                f"opensearchInstanceCount={self.opensearch_instance_count} must be a multiple of the "
+                f"{ZONE_COUNT} zones (zone awareness spreads nodes evenly), or 1"
+            )
+        if self.availability_zone_ids and len(set(self.availability_zone_ids)) != ZONE_COUNT:
+            raise ValueError(f"availabilityZoneIds must name {ZONE_COUNT} distinct zone ids")
 
     @property
     def name(self) -> str:
@@ -80,7 +108,7 @@ def load() -> StackConfig:
     cfg = pulumi.Config("reviewstream")
     aws_cfg = pulumi.Config("aws")
     d = StackConfig()
-    return StackConfig(
+    loaded = StackConfig(
         project=pulumi.get_project(),
         stack=pulumi.get_stack(),
         region=aws_cfg.get("region") or d.region,
@@ -101,6 +129,10 @@ def load() -> StackConfig:
         create_service_linked_role=_bool(cfg.get_bool("createServiceLinkedRole"), d.create_service_linked_role),
         kubernetes_version=cfg.get("kubernetesVersion") or d.kubernetes_version,
         cluster_public_access_cidrs=tuple(cfg.get_object("clusterPublicAccessCidrs") or ()),
+        cluster_private_endpoint_only=_bool(cfg.get_bool("clusterPrivateEndpointOnly"), False),
+        control_plane_log_retention_days=cfg.get_int("controlPlaneLogRetentionDays")
+        or d.control_plane_log_retention_days,
+        availability_zone_ids=tuple(cfg.get_object("availabilityZoneIds") or ()),
         node_instance_type=cfg.get("eksNodeInstanceType") or d.node_instance_type,
         node_min_size=_int(cfg.get_int("eksNodeMinSize"), d.node_min_size),
         node_max_size=_int(cfg.get_int("eksNodeMaxSize"), d.node_max_size),
@@ -113,6 +145,8 @@ def load() -> StackConfig:
         image_tag=cfg.get("imageTag") or d.image_tag,
         bastion_instance_type=cfg.get("bastionInstanceType") or d.bastion_instance_type,
     )
+    loaded.check_cluster_access()
+    return loaded
 
 
 def _bool(value: bool | None, default: bool) -> bool:

@@ -7,6 +7,7 @@ action or resource is a wildcard where AWS accepts a narrower one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,35 +24,89 @@ KINESIS_READ_ACTIONS = (
     "kinesis:GetShardIterator",
     "kinesis:ListShards",
 )
-# Cross-region inference profiles route to the model in these regions (Bedrock user guide).
-PROFILE_GEO_REGIONS: dict[str, tuple[str, ...]] = {
-    "us": ("us-east-1", "us-east-2", "us-west-2"),
-    "eu": ("eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3"),
-    "apac": (
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-south-1",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ap-southeast-4",
-    ),
-}
+# A system-defined inference profile id is `<geography>.<provider>.<model>` (us., eu., apac., global., us-gov.,
+# jp., au., ca., ... new geographies keep the shape); a plain model id is `<provider>.<model>`.
+PROFILE_ID = re.compile(r"^(?P<geo>[a-z]{2,6}(?:-[a-z]+)?)\.(?P<base>[a-z0-9-]+\.[^.]+)$")
 AWS_MANAGED = "arn:aws:iam::aws:policy"
 
 
-def bedrock_model_arns(model_id: str, region: str, account_id: str, regions: Sequence[str] = ()) -> list[str]:
-    """ARNs `bedrock:InvokeModel` needs for `model_id`: the inference profile and the models it routes to.
+def partition_of(region: str) -> str:
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws"
 
-    A plain model id (no geography prefix) is only the foundation model in the stack's region.
+
+def bedrock_statements(model_id: str, region: str, account_id: str, regions: Sequence[str] = ()) -> list[dict]:
+    """`bedrock:InvokeModel` for `model_id` (Converse needs InvokeModel), the way AWS documents it.
+
+    An inference profile: the profile itself, plus its base model in whichever region the profile routes
+    to (`arn:aws:bedrock:*::foundation-model/<base>`, or the `regions` given), but only when the call comes
+    through this profile (`bedrock:InferenceProfileArn`). So no list of routing regions to keep up to date,
+    and the model cannot be called directly. A plain model id: that model in the stack's region.
     """
-    prefix, _, base = model_id.partition(".")
-    if prefix in PROFILE_GEO_REGIONS and base:
-        targets = list(regions) or list(PROFILE_GEO_REGIONS[prefix])
-        profile = f"arn:aws:bedrock:{region}:{account_id}:inference-profile/{model_id}"
-        return [profile, *(f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in targets)]
-    targets = list(regions) or [region]
-    return [f"arn:aws:bedrock:{r}::foundation-model/{model_id}" for r in targets]
+    partition = partition_of(region)
+    match = PROFILE_ID.match(model_id)
+    if match is None:
+        targets = list(regions) or [region]
+        arns = [f"arn:{partition}:bedrock:{r}::foundation-model/{model_id}" for r in targets]
+        return [{"Sid": "InvokeModel", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": arns}]
+    profile = f"arn:{partition}:bedrock:{region}:{account_id}:inference-profile/{model_id}"
+    base = match.group("base")
+    models = [f"arn:{partition}:bedrock:{r}::foundation-model/{base}" for r in (list(regions) or ["*"])]
+    return [
+        {"Sid": "InvokeProfile", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": profile},
+        {
+            "Sid": "InvokeProfileModel",
+            "Effect": "Allow",
+            "Action": "bedrock:InvokeModel",
+            "Resource": models,
+            "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": profile}},
+        },
+    ]
+
+
+def operator_policy(region: str, account_id: str, stack_name: str, tag_key: str) -> dict:
+    """What an operator needs to reach Dashboards: a port-forwarding session on this stack's bastion only.
+
+    `ssm:StartSession` names the instance by tag (so a replaced bastion needs no policy change) and the two
+    port-forwarding documents, with the document access check on (no shell session); operators may end or
+    resume only their own sessions.
+    """
+    partition = partition_of(region)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "StartSessionOnTheBastion",
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": f"arn:{partition}:ec2:{region}:{account_id}:instance/*",
+                "Condition": {
+                    "StringEquals": {f"ssm:resourceTag/{tag_key}": stack_name},
+                    # Without it a session with no --document-name (a shell) is not checked against the
+                    # documents below (Session Manager docs, "ssm:SessionDocumentAccessCheck").
+                    "BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"},
+                },
+            },
+            {
+                "Sid": "PortForwardingDocumentsOnly",
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": [
+                    f"arn:{partition}:ssm:{region}::document/AWS-StartPortForwardingSession",
+                    f"arn:{partition}:ssm:{region}::document/AWS-StartPortForwardingSessionToRemoteHost",
+                ],
+            },
+            {
+                "Sid": "OwnSessionsOnly",
+                "Effect": "Allow",
+                "Action": ["ssm:TerminateSession", "ssm:ResumeSession"],
+                "Resource": f"arn:{partition}:ssm:{region}:{account_id}:session/${{aws:userid}}-*",
+            },
+        ],
+    }
 
 
 def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict:
@@ -82,7 +137,7 @@ def service_trust_policy(service: str) -> dict:
     }
 
 
-def dataflow_policy(stream_arn: str, key_arn: str, model_arns: Sequence[str], domain_arn: str) -> dict:
+def dataflow_policy(stream_arn: str, key_arn: str, model_statements: Sequence[dict], domain_arn: str) -> dict:
     """What the dataflow does: read the stream, decrypt its records, call the model, write to the domain."""
     return {
         "Version": "2012-10-17",
@@ -96,7 +151,7 @@ def dataflow_policy(stream_arn: str, key_arn: str, model_arns: Sequence[str], do
                 # Only when KMS is called on behalf of Kinesis (records decrypted by GetRecords).
                 "Condition": {"StringLike": {"kms:ViaService": "kinesis.*.amazonaws.com"}},
             },
-            {"Sid": "InvokeModel", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": list(model_arns)},
+            *model_statements,
             {
                 "Sid": "WriteSearch",
                 "Effect": "Allow",
@@ -156,10 +211,10 @@ def attach_dataflow_policy(
     role_name: pulumi.Input[str],
     stream_arn: pulumi.Input[str],
     key_arn: pulumi.Input[str],
-    model_arns: Sequence[str] | pulumi.Input[Sequence[str]],
+    model_statements: Sequence[dict],
     domain_arn: pulumi.Input[str],
 ) -> aws.iam.RolePolicy:
-    doc = pulumi.Output.all(stream_arn, key_arn, model_arns, domain_arn).apply(
-        lambda a: to_json(dataflow_policy(a[0], a[1], a[2], a[3]))
+    doc = pulumi.Output.all(stream_arn, key_arn, domain_arn).apply(
+        lambda a: to_json(dataflow_policy(a[0], a[1], model_statements, a[2]))
     )
     return aws.iam.RolePolicy(name, role=role_name, policy=doc)

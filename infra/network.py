@@ -7,32 +7,39 @@ in the VPC, so nothing needs a public IP and no traffic leaves the AWS network.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-# Interface endpoints: the dataflow (kinesis, bedrock, sts for IRSA, logs), image pulls (ecr), the
-# node bootstrap, VPC CNI and EBS CSI driver (ec2), and the SSM agent on the bastion (ssm*, ec2messages).
+from infra.config import ZONE_COUNT
+
+# Interface endpoints: the dataflow (kinesis, bedrock, sts for IRSA), image pulls (ecr), the node
+# bootstrap, VPC CNI and EBS CSI driver (ec2), and the SSM agent on the bastion (ssm*, ec2messages).
+# No `logs`: nothing in the VPC ships to CloudWatch Logs (EKS control-plane logs are sent by AWS).
 INTERFACE_ENDPOINT_SERVICES: tuple[str, ...] = (
     "kinesis-streams",
     "bedrock-runtime",
     "ecr.api",
     "ecr.dkr",
     "sts",
-    "logs",
     "ssm",
     "ssmmessages",
     "ec2messages",
     "ec2",
 )
-AZ_COUNT = 2
+AZ_COUNT = ZONE_COUNT
+# Zone ids where EKS cannot place a control plane (EKS user guide, cluster VPC considerations; CreateCluster
+# fails with UnsupportedAvailabilityZoneException). Zone *names* map to different ids in every account.
+EKS_UNSUPPORTED_ZONE_IDS: tuple[str, ...] = ("use1-az3", "usw1-az2", "cac1-az3")
 
 
 @dataclass
 class Network:
     vpc_id: pulumi.Output[str]
     vpc_cidr: str
+    zone_ids: list[str]
     private_subnet_ids: list[pulumi.Output[str]]
     route_table_ids: list[pulumi.Output[str]]
     endpoint_security_group_id: pulumi.Output[str]
@@ -47,10 +54,32 @@ def subnet_cidrs(vpc_cidr: str, count: int = AZ_COUNT) -> list[str]:
     return [str(s) for s in subnets[:count]]
 
 
-def build_network(name: str, region: str, vpc_cidr: str, tags: dict[str, str]) -> Network:
-    azs = aws.get_availability_zones(state="available").names[:AZ_COUNT]
-    if len(azs) < AZ_COUNT:
-        raise ValueError(f"region {region} has fewer than {AZ_COUNT} available AZs")
+def choose_zone_ids(
+    available_ids: Sequence[str], wanted: Sequence[str] = (), count: int = AZ_COUNT, region: str = ""
+) -> list[str]:
+    """`count` zone ids: the configured ones (each must be available), else the first EKS supports."""
+    if wanted:
+        missing = [z for z in wanted if z not in available_ids or z in EKS_UNSUPPORTED_ZONE_IDS]
+        if missing:
+            raise ValueError(
+                f"availabilityZoneIds: {missing} not available for EKS in {region} ({list(available_ids)})"
+            )
+        if len(set(wanted)) != count:
+            raise ValueError(f"availabilityZoneIds: name exactly {count} distinct zone ids")
+        return list(wanted)
+    chosen = [z for z in available_ids if z not in EKS_UNSUPPORTED_ZONE_IDS][:count]
+    if len(chosen) < count:
+        raise ValueError(f"region {region} has fewer than {count} available zones EKS supports")
+    return chosen
+
+
+def build_network(name: str, region: str, vpc_cidr: str, tags: dict[str, str], zone_ids: Sequence[str] = ()) -> Network:
+    zones = aws.get_availability_zones(
+        state="available",
+        exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+    )
+    azs = choose_zone_ids(zones.zone_ids, zone_ids, AZ_COUNT, region)
     vpc = aws.ec2.Vpc(
         f"{name}-vpc",
         cidr_block=vpc_cidr,
@@ -65,7 +94,7 @@ def build_network(name: str, region: str, vpc_cidr: str, tags: dict[str, str]) -
             f"{name}-private-{i}",
             vpc_id=vpc.id,
             cidr_block=cidr,
-            availability_zone=az,
+            availability_zone_id=az,
             map_public_ip_on_launch=False,
             tags={**tags, "Name": f"{name}-private-{az}", "kubernetes.io/role/internal-elb": "1"},
         )
@@ -112,6 +141,7 @@ def build_network(name: str, region: str, vpc_cidr: str, tags: dict[str, str]) -
     return Network(
         vpc_id=vpc.id,
         vpc_cidr=vpc_cidr,
+        zone_ids=azs,
         private_subnet_ids=subnet_ids,
         route_table_ids=route_table_ids,
         endpoint_security_group_id=endpoint_sg.id,

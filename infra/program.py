@@ -1,8 +1,9 @@
 """Compose the concerns into the whole stack; `__main__.py` only loads config, calls `build` and exports.
 
-Order matters only where one concern names another's output: the bastion role exists before the domain
-(its master user), the IRSA role before the domain (its access policy), and the dataflow's permissions
-are attached after the domain exists (they name its ARN).
+Order matters where one concern names another's output, and where the deploy must wait for a step:
+the IRSA roles exist before the domain (its access policy and master user name them); the dataflow's
+permissions are attached after the domain exists (they name its ARN); the access-mapping Job runs after
+the domain's access policy and the nodes exist, and the dataflow's StatefulSet only after the Job completed.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import bastion as bastion_mod
+from infra.access import ADMIN_SERVICE_ACCOUNT, AccessMapping, build_access_mapping
 from infra.bastion import Bastion, build_bastion, build_bastion_role, build_bastion_security_group
 from infra.cluster import Cluster, build_cluster
 from infra.config import StackConfig
-from infra.iam import attach_dataflow_policy, bedrock_model_arns, build_irsa_role
+from infra.iam import attach_dataflow_policy, bedrock_statements, build_irsa_role, operator_policy, to_json
 from infra.network import Network, build_network
 from infra.registry import Registry, build_registry
 from infra.search import Search, build_search, build_search_security_group, build_service_linked_role
 from infra.stream import Stream, build_stream
-from infra.workload import DataflowSettings, Workload, build_workload
+from infra.workload import DataflowSettings, Workload, build_namespace, build_workload
 
 
 @dataclass
@@ -33,28 +35,42 @@ class Program:
     cluster: Cluster
     search: Search
     bastion: Bastion
+    access: AccessMapping
     workload: Workload
     dataflow_role_arn: pulumi.Output[str]
-    model_arns: list[str]
+    admin_role_arn: pulumi.Output[str]
+    operator_policy_arn: pulumi.Output[str]
+    model_statements: list[dict]
 
     def outputs(self) -> dict[str, pulumi.Input]:
         """What `pulumi stack output` shows: everything DEPLOY.md refers to."""
+        region = self.config.region
         return {
+            "region": region,
             "streamName": self.stream.name,
             "streamArn": self.stream.arn,
             "opensearchEndpoint": self.search.endpoint,
             "dashboardsUrl": self.search.dashboards_url,
             "bastionInstanceId": self.bastion.instance_id,
+            # Commands in the CLI's shorthand syntax: they work pasted and as `$(pulumi stack output ...)`.
             "portForwardCommand": pulumi.Output.all(self.bastion.instance_id, self.search.endpoint).apply(
-                lambda a: bastion_mod.port_forward_command(a[0], a[1])
+                lambda a: bastion_mod.port_forward_command(a[0], a[1], region)
             ),
-            "dashboardsTunnelCommand": self.bastion.instance_id.apply(bastion_mod.dashboards_tunnel_command),
+            "portForwardParameters": self.search.endpoint.apply(lambda e: bastion_mod.tunnel_parameters(443, 9443, e)),
+            "dashboardsTunnelCommand": self.bastion.instance_id.apply(
+                lambda i: bastion_mod.dashboards_tunnel_command(i, region)
+            ),
+            # The bare JSON, for `--parameters "$(pulumi stack output dashboardsTunnelParameters)"`.
+            "dashboardsTunnelParameters": bastion_mod.tunnel_parameters(bastion_mod.PROXY_PORT, bastion_mod.PROXY_PORT),
+            "operatorPolicyArn": self.operator_policy_arn,
             "ecrRepositoryUrl": self.registry.repository_url,
             "image": self.workload.image,
             "clusterName": self.cluster.name,
             "kubeconfig": self.cluster.kubeconfig,
             "dataflowRoleArn": self.dataflow_role_arn,
+            "searchAdminRoleArn": self.admin_role_arn,
             "namespace": self.workload.namespace,
+            "zoneIds": self.network.zone_ids,
         }
 
 
@@ -62,7 +78,7 @@ def build(cfg: StackConfig) -> Program:
     name, tags = cfg.name, cfg.resource_tags
     account_id = aws.get_caller_identity().account_id
 
-    network = build_network(name, cfg.region, cfg.vpc_cidr, tags)
+    network = build_network(name, cfg.region, cfg.vpc_cidr, tags, cfg.availability_zone_ids)
     stream = build_stream(name, cfg.stream_capacity_mode, cfg.stream_shard_count, cfg.stream_retention_hours, tags)
     registry = build_registry(name, tags)
     bastion_role = build_bastion_role(name, tags)
@@ -77,16 +93,13 @@ def build(cfg: StackConfig) -> Program:
         node_min_size=cfg.node_min_size,
         node_max_size=cfg.node_max_size,
         node_desired_size=cfg.node_desired_size,
+        log_retention_days=cfg.control_plane_log_retention_days,
         tags=tags,
     )
-    dataflow_role = build_irsa_role(
-        f"{name}-dataflow",
-        cluster.oidc_provider_arn,
-        cluster.oidc_issuer,
-        cfg.namespace,
-        cfg.service_account,
-        tags,
-    )
+    irsa = (cluster.oidc_provider_arn, cluster.oidc_issuer, cfg.namespace)
+    dataflow_role = build_irsa_role(f"{name}-dataflow", *irsa, cfg.service_account, tags)
+    # The domain's master user: only the access-mapping Job's service account can assume it.
+    admin_role = build_irsa_role(f"{name}-search-admin", *irsa, ADMIN_SERVICE_ACCOUNT, tags)
     search_sg = build_search_security_group(name, network.vpc_id, [cluster.security_group_id, bastion_sg.id], tags)
     search = build_search(
         name,
@@ -96,14 +109,14 @@ def build(cfg: StackConfig) -> Program:
         volume_size_gb=cfg.opensearch_volume_size_gb,
         subnet_ids=network.private_subnet_ids,
         security_group_id=search_sg.id,
-        master_role_arn=bastion_role.arn,
-        access_principal_arns=[dataflow_role.arn, bastion_role.arn],
+        master_role_arn=admin_role.arn,
+        access_principal_arns=[dataflow_role.arn, bastion_role.arn, admin_role.arn],
         service_linked_role=build_service_linked_role(name, cfg.create_service_linked_role),
         tags=tags,
     )
-    model_arns = bedrock_model_arns(cfg.bedrock_model_id, cfg.region, account_id, cfg.bedrock_model_regions)
+    model_statements = bedrock_statements(cfg.bedrock_model_id, cfg.region, account_id, cfg.bedrock_model_regions)
     attach_dataflow_policy(
-        f"{name}-dataflow", dataflow_role.name, stream.arn, stream.key_arn, model_arns, search.domain_arn
+        f"{name}-dataflow", dataflow_role.name, stream.arn, stream.key_arn, model_statements, search.domain_arn
     )
     bastion = build_bastion(
         name,
@@ -112,20 +125,41 @@ def build(cfg: StackConfig) -> Program:
         subnet_id=network.private_subnet_ids[0],
         instance_type=cfg.bastion_instance_type,
         opensearch_endpoint=search.endpoint,
-        writer_role_arn=dataflow_role.arn,
-        index=cfg.opensearch_index,
-        dlq_index=cfg.opensearch_dlq_index,
         region=cfg.region,
         tags=tags,
+    )
+    operator = aws.iam.Policy(
+        f"{name}-operator",
+        name=f"{name}-operator",
+        description=f"{name}: Session Manager port forwarding to the bastion only (Dashboards tunnel)",
+        policy=to_json(operator_policy(cfg.region, account_id, name, bastion_mod.BASTION_TAG)),
+        tags=tags,
+    )
+    image = pulumi.Output.concat(registry.repository_url, ":", cfg.image_tag)
+    namespace = build_namespace(name, cluster.provider, cfg.namespace)
+    access = build_access_mapping(
+        name,
+        provider=cluster.provider,
+        namespace=namespace,
+        namespace_name=cfg.namespace,
+        admin_role_arn=admin_role.arn,
+        image=image,
+        opensearch_endpoint=search.endpoint,
+        region=cfg.region,
+        writer_role_arn=dataflow_role.arn,
+        reader_role_arn=bastion_role.arn,
+        index=cfg.opensearch_index,
+        dlq_index=cfg.opensearch_dlq_index,
+        depends_on=[search.access_policy, cluster.node_group],
     )
     workload = build_workload(
         name,
         provider=cluster.provider,
-        namespace=cfg.namespace,
+        namespace=namespace,
+        namespace_name=cfg.namespace,
         service_account=cfg.service_account,
         role_arn=dataflow_role.arn,
-        image_repository=registry.repository_url,
-        image_tag=cfg.image_tag,
+        image=image,
         replicas=cfg.dataflow_replicas,
         workers_per_process=cfg.dataflow_workers_per_process,
         recovery_partitions=cfg.recovery_partitions,
@@ -144,6 +178,7 @@ def build(cfg: StackConfig) -> Program:
             index=cfg.opensearch_index,
             dlq_index=cfg.opensearch_dlq_index,
         ),
+        depends_on=[access.job],
     )
     return Program(
         config=cfg,
@@ -153,7 +188,10 @@ def build(cfg: StackConfig) -> Program:
         cluster=cluster,
         search=search,
         bastion=bastion,
+        access=access,
         workload=workload,
         dataflow_role_arn=dataflow_role.arn,
-        model_arns=model_arns,
+        admin_role_arn=admin_role.arn,
+        operator_policy_arn=operator.arn,
+        model_statements=model_statements,
     )

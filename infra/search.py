@@ -1,5 +1,8 @@
 """OpenSearch Service domain inside the VPC: HTTPS only (TLS 1.2+), encrypted at rest and between nodes,
 fine-grained access control with an IAM role as master user, reachable on 443 from named SGs only.
+
+The master user is a dedicated security-admin role used only by the access-mapping Job (infra/access.py);
+with several instances the domain spans every subnet it is given, one zone per subnet.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class Search:
     endpoint: pulumi.Output[str]
     dashboards_url: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
+    access_policy: aws.opensearch.DomainPolicy
 
 
 def build_service_linked_role(name: str, enabled: bool) -> aws.iam.ServiceLinkedRole | None:
@@ -74,7 +78,10 @@ def build_search(
     service_linked_role: aws.iam.ServiceLinkedRole | None,
     tags: dict[str, str],
 ) -> Search:
-    multi_az = instance_count >= 2 and len(subnet_ids) >= 2
+    zone_count = len(subnet_ids)
+    multi_az = instance_count >= 2 and zone_count >= 2
+    if multi_az and instance_count % zone_count:
+        raise ValueError(f"opensearchInstanceCount={instance_count} does not spread evenly over {zone_count} zones")
     domain = aws.opensearch.Domain(
         f"{name}-search",
         domain_name=f"{name}-search"[:28],
@@ -84,7 +91,7 @@ def build_search(
             instance_count=instance_count,
             zone_awareness_enabled=multi_az,
             zone_awareness_config=(
-                aws.opensearch.DomainClusterConfigZoneAwarenessConfigArgs(availability_zone_count=2)
+                aws.opensearch.DomainClusterConfigZoneAwarenessConfigArgs(availability_zone_count=zone_count)
                 if multi_az
                 else None
             ),
@@ -115,11 +122,14 @@ def build_search(
     policy = pulumi.Output.all(domain.arn, *access_principal_arns).apply(
         lambda a: to_json(domain_access_policy(a[0], a[1:]))
     )
-    aws.opensearch.DomainPolicy(f"{name}-search", domain_name=domain.domain_name, access_policies=policy)
+    access_policy = aws.opensearch.DomainPolicy(
+        f"{name}-search", domain_name=domain.domain_name, access_policies=policy
+    )
     return Search(
         domain_name=domain.domain_name,
         domain_arn=domain.arn,
         endpoint=domain.endpoint,
         dashboards_url=domain.dashboard_endpoint.apply(lambda e: f"https://{e}"),
         security_group_id=pulumi.Output.from_input(security_group_id),
+        access_policy=access_policy,
     )

@@ -1,4 +1,4 @@
-"""The dataflow on Kubernetes: namespace, IRSA service account, headless Service, StatefulSet, PDB.
+"""The dataflow on Kubernetes: restricted namespace, IRSA service account, headless Service, StatefulSet, PDB.
 
 One Bytewax process per pod. The image's entrypoint derives the process id from the pod ordinal and the
 peer addresses from BYTEWAX_REPLICAS and the headless Service DNS, so scaling is one number. Each pod
@@ -20,6 +20,12 @@ RECOVERY_MOUNT = "/var/recovery"
 SNAPSHOT_INTERVAL_S = 30
 BACKUP_INTERVAL_S = 300
 RUN_AS = 10001
+HEARTBEAT_FILE = "/tmp/heartbeat"
+# Longer than any legitimate pause of a worker's loop (a sink backoff, a Bedrock timeout, the access
+# grace period at start); shorter than a human would take to notice.
+HEARTBEAT_MAX_AGE_S = 300
+STARTUP_PROBES = 40  # x 30 s: 20 minutes for the first beat
+LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "reviewstream"}
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ def dataflow_env(s: DataflowSettings, workers_per_process: int, replicas: int, s
         "OPENSEARCH_INDEX": s.index,
         "OPENSEARCH_DLQ_INDEX": s.dlq_index,
         "METRICS_PORT": str(METRICS_PORT),
+        "HEARTBEAT_FILE": HEARTBEAT_FILE,
         "BYTEWAX_WORKERS_PER_PROCESS": str(workers_per_process),
         "BYTEWAX_REPLICAS": str(replicas),
         "BYTEWAX_SERVICE": service,
@@ -104,6 +111,34 @@ def dataflow_env(s: DataflowSettings, workers_per_process: int, replicas: int, s
     env.append({"name": "BYTEWAX_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     env.append({"name": "BYTEWAX_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
     return env
+
+
+def pod_security_context() -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def liveness_command(max_age_s: int = HEARTBEAT_MAX_AGE_S) -> list[str]:
+    """Exec probe: fails when some worker has not polled its source for `max_age_s` (a stuck worker)."""
+    return ["python", "-m", "dataflow.heartbeat", HEARTBEAT_FILE, str(max_age_s)]
+
+
+def build_namespace(name: str, provider: k8s.Provider, namespace: str) -> k8s.core.v1.Namespace:
+    """The namespace, restricted by Pod Security admission; everything of the stack on Kubernetes lives here."""
+    return k8s.core.v1.Namespace(
+        f"{name}-ns",
+        metadata={
+            "name": namespace,
+            "labels": {"pod-security.kubernetes.io/enforce": "restricted", **LABELS},
+        },
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
 
 
 def container_security_context() -> dict:
@@ -122,34 +157,27 @@ def build_workload(
     name: str,
     *,
     provider: k8s.Provider,
-    namespace: str,
+    namespace: k8s.core.v1.Namespace,
+    namespace_name: str,
     service_account: str,
     role_arn: pulumi.Input[str],
-    image_repository: pulumi.Input[str],
-    image_tag: str,
+    image: pulumi.Output[str],
     replicas: int,
     workers_per_process: int,
     recovery_partitions: int,
     recovery_volume_size_gb: int,
     storage_class: str,
     settings: DataflowSettings,
+    depends_on: list[pulumi.Resource],
 ) -> Workload:
-    opts = pulumi.ResourceOptions(provider=provider)
-    labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "reviewstream"}
-    ns = k8s.core.v1.Namespace(
-        f"{name}-ns",
-        metadata={
-            "name": namespace,
-            "labels": {"pod-security.kubernetes.io/enforce": "restricted", **labels},
-        },
-        opts=opts,
-    )
-    ns_opts = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
+    """`depends_on`: what must be done before any pod starts (the OpenSearch access mapping Job)."""
+    labels = LABELS
+    ns_opts = pulumi.ResourceOptions(provider=provider, depends_on=[namespace])
     k8s.core.v1.ServiceAccount(
         f"{name}-sa",
         metadata={
             "name": service_account,
-            "namespace": namespace,
+            "namespace": namespace_name,
             "labels": labels,
             "annotations": {"eks.amazonaws.com/role-arn": role_arn},
         },
@@ -158,7 +186,7 @@ def build_workload(
     )
     service = k8s.core.v1.Service(
         f"{name}-svc",
-        metadata={"name": APP, "namespace": namespace, "labels": labels},
+        metadata={"name": APP, "namespace": namespace_name, "labels": labels},
         spec={
             "clusterIP": "None",
             # Peers must resolve each other before any is ready: the Bytewax cluster forms first.
@@ -171,15 +199,15 @@ def build_workload(
         },
         opts=ns_opts,
     )
-    image = pulumi.Output.concat(image_repository, ":", image_tag)
     directory = recovery_directory(APP)
     security = container_security_context()
     mounts = [{"name": "recovery", "mountPath": RECOVERY_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}]
     env = dataflow_env(settings, workers_per_process, replicas, APP)
     probe = {"tcpSocket": {"port": "metrics"}}
+    liveness = {"exec": {"command": liveness_command()}}
     k8s.apps.v1.StatefulSet(
         f"{name}-dataflow",
-        metadata={"name": APP, "namespace": namespace, "labels": labels},
+        metadata={"name": APP, "namespace": namespace_name, "labels": labels},
         spec={
             "serviceName": APP,
             "replicas": replicas,
@@ -198,14 +226,7 @@ def build_workload(
                     "serviceAccountName": service_account,
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 60,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "initContainers": [
                         {
                             "name": "init-recovery",
@@ -242,11 +263,20 @@ def build_workload(
                                 "requests": {"cpu": "500m", "memory": "1Gi"},
                                 "limits": {"cpu": "2", "memory": "2Gi"},
                             },
+                            # The first beat may wait for OpenSearch (index templates, the access grace period
+                            # OPENSEARCH_AUTH_GRACE_S): liveness only starts once every worker polls.
+                            "startupProbe": {
+                                **liveness,
+                                "periodSeconds": 30,
+                                "timeoutSeconds": 10,
+                                "failureThreshold": STARTUP_PROBES,
+                            },
+                            # Stuck, not merely slow: a worker that stopped polling its source.
                             "livenessProbe": {
-                                **probe,
-                                "initialDelaySeconds": 30,
-                                "periodSeconds": 20,
-                                "failureThreshold": 6,
+                                **liveness,
+                                "periodSeconds": 30,
+                                "timeoutSeconds": 10,
+                                "failureThreshold": 3,
                             },
                             "readinessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 10},
                             "securityContext": security,
@@ -267,16 +297,16 @@ def build_workload(
                 }
             ],
         },
-        opts=pulumi.ResourceOptions(provider=provider, depends_on=[ns, service]),
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespace, service, *depends_on]),
     )
     k8s.policy.v1.PodDisruptionBudget(
         f"{name}-pdb",
-        metadata={"name": APP, "namespace": namespace, "labels": labels},
+        metadata={"name": APP, "namespace": namespace_name, "labels": labels},
         spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}},
         opts=ns_opts,
     )
     return Workload(
-        namespace=pulumi.Output.from_input(namespace),
+        namespace=pulumi.Output.from_input(namespace_name),
         service_account=service_account,
         statefulset_name=APP,
         image=image,

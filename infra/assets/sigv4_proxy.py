@@ -28,6 +28,8 @@ HOP_BY_HOP = {
     "host",
     "content-length",
 }
+# Forwarded but left out of the signature (browsers and intermediaries may change them); the cookies carry
+# the Dashboards session and tenant choice.
 UNSIGNED = {"accept-encoding", "user-agent", "referer", "origin", "cookie"}
 
 
@@ -48,14 +50,21 @@ class Handler(BaseHTTPRequestHandler):
     session = Session()
     context = ssl.create_default_context()
 
+    def upstream(self) -> http.client.HTTPConnection:
+        return http.client.HTTPSConnection(self.endpoint, 443, context=self.context, timeout=60)
+
+    def credentials(self):
+        return self.session.get_credentials().get_frozen_credentials()
+
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        creds = self.session.get_credentials().get_frozen_credentials()
+        creds = self.credentials()
         headers = signed_headers(
             self.command, self.endpoint, self.path, body, dict(self.headers.items()), self.region, creds
         )
-        upstream = http.client.HTTPSConnection(self.endpoint, 443, context=self.context, timeout=60)
+        headers.update((k, v) for k, v in self.headers.items() if k.lower() in UNSIGNED)
+        upstream = self.upstream()
         try:
             upstream.request(self.command, self.path, body=body or None, headers=headers)
             response = upstream.getresponse()
@@ -64,7 +73,11 @@ class Handler(BaseHTTPRequestHandler):
             for key, value in response.getheaders():
                 if key.lower() not in HOP_BY_HOP:
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
+            if self.command == "HEAD":  # no body, but the length of the one a GET would return
+                if response.getheader("Content-Length") is not None:
+                    self.send_header("Content-Length", response.getheader("Content-Length"))
+            else:
+                self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)

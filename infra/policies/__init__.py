@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+from infra.versions import support_problem
 
 Report = Callable[[str, str | None], None]
 Props = Mapping[str, Any]
@@ -74,6 +77,16 @@ def opensearch_domain(args: ResourceValidationArgs, report: Report) -> None:
         report("OpenSearch fine-grained access control needs an IAM master user ARN", None)
     if not _get(p, "vpcOptions", "subnetIds"):
         report("OpenSearch domain must live in VPC subnets", None)
+    subnets = _as_list(_get(p, "vpcOptions", "subnetIds"))
+    count = int(_get(p, "clusterConfig", "instanceCount") or 1)  # the engine sends numbers as floats
+    if _get(p, "clusterConfig", "zoneAwarenessEnabled") is True:
+        zones = int(_get(p, "clusterConfig", "zoneAwarenessConfig", "availabilityZoneCount") or 2)
+        if zones != len(subnets):
+            report(f"OpenSearch zone awareness counts {zones} zones but the domain has {len(subnets)} subnets", None)
+        if count % zones:
+            report(f"OpenSearch instanceCount {count} does not spread evenly over {zones} zones", None)
+    elif len(subnets) > 1:
+        report("OpenSearch domain without zone awareness must be given exactly one subnet", None)
 
 
 def opensearch_access_policy(args: ResourceValidationArgs, report: Report) -> None:
@@ -230,10 +243,34 @@ def k8s_hardened(args: ResourceValidationArgs, report: Report) -> None:
             report(f"container {name}: must set resource limits", None)
 
 
-def _policy(name: str, description: str, validate: Callable[[ResourceValidationArgs, Report], None]):
-    return ResourceValidationPolicy(
-        name=name, description=description, validate=validate, enforcement_level=EnforcementLevel.MANDATORY
-    )
+def today() -> date:
+    """The date support windows are judged against (a function, so tests can pin it)."""
+    return datetime.now(UTC).date()
+
+
+def eks_version_supported(args: ResourceValidationArgs, report: Report) -> None:
+    """Advisory: the configured Kubernetes version is in EKS standard support (see infra/versions.py)."""
+    if args.resource_type != "eks:index:Cluster":
+        return
+    version = _get(args.props, "version")
+    if isinstance(version, str):
+        problem = support_problem(version, today())
+        if problem:
+            report(problem, None)
+
+
+def log_retention(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type == "aws:cloudwatch/logGroup:LogGroup" and not _get(args.props, "retentionInDays"):
+        report("CloudWatch log groups must set a retention", None)
+
+
+def _policy(
+    name: str,
+    description: str,
+    validate: Callable[[ResourceValidationArgs, Report], None],
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+):
+    return ResourceValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level)
 
 
 POLICIES: list[ResourceValidationPolicy] = [
@@ -249,6 +286,13 @@ POLICIES: list[ResourceValidationPolicy] = [
     _policy("iam-trust-pinned", "IAM trust: no '*', web identity pinned", iam_trust),
     _policy("eks-private", "EKS: private endpoint, API auth, encrypted secrets", eks_cluster),
     _policy("k8s-hardened", "Kubernetes workloads: restricted security context, limits", k8s_hardened),
+    _policy("log-retention", "CloudWatch log groups expire", log_retention),
+    _policy(
+        "eks-standard-support",
+        "EKS version in standard support (extended support bills ~6x the control plane)",
+        eks_version_supported,
+        EnforcementLevel.ADVISORY,
+    ),
 ]
 
 

@@ -39,10 +39,28 @@ class Recorded:
     provider: str | None
 
 
+@dataclass(frozen=True)
+class Options:
+    """What the engine is told besides the inputs: explicit and input dependencies, ignored changes."""
+
+    dependencies: frozenset[str]
+    ignore_changes: tuple[str, ...]
+
+
+# Zone ids as a real us-east-1 account may map them: the first name is the zone EKS control planes refuse.
+ZONES = {"us-east-1a": "use1-az3", "us-east-1b": "use1-az1", "us-east-1c": "use1-az2", "us-east-1d": "use1-az4"}
+
+
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Recorded] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    options: dict[tuple[str, str], Options] = field(default_factory=dict)
+    zones: dict[str, str] = field(default_factory=lambda: dict(ZONES))
+
+    def depends_on(self, typ: str, name: str, other_typ: str, other_name: str) -> bool:
+        """Whether the engine would create `name` only after `other_name` (explicit or through an input)."""
+        return any(u.endswith(f"{other_typ}::{other_name}") for u in self.options[(typ, name)].dependencies)
 
     def of_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -62,8 +80,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDA", "id": ACCOUNT}, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            names = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
-            return {"names": names, "zoneIds": ["use1-az1", "use1-az2", "use1-az4"], "id": REGION}, []
+            # Like EC2: names and ids in the same order; exclusions by id honoured.
+            excluded = set(args.args.get("excludeZoneIds") or ())
+            kept = [(n, z) for n, z in self.zones.items() if z not in excluded]
+            return {"names": [n for n, _ in kept], "zoneIds": [z for _, z in kept], "id": REGION}, []
         if args.token == "aws:ssm/getParameter:getParameter":
             return {
                 "name": args.args.get("name"),
@@ -94,6 +114,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return None, {}
         if not args.custom:
             return None, {}
+        if typ.startswith("kubernetes:") and isinstance(state.get("metadata"), dict):
+            # Like pulumi-kubernetes: an object without metadata.name is auto-named `<resource name>-<suffix>`.
+            state["metadata"] = {"name": f"{name}-1a2b3c4d", **state["metadata"]}
         service = typ.split(":")[1].split("/")[0] if ":" in typ else "x"
         state.setdefault("arn", f"arn:aws:{service}:{REGION}:{ACCOUNT}:{physical}")
         if typ == "aws:kms/key:Key":
@@ -134,6 +157,13 @@ class NoResourceRefsMonitor(MockMonitor):
     def SupportsFeature(self, request):
         supported = request.id not in ("outputValues", "resourceReferences")
         return type("SupportsFeatureResponse", (object,), {"hasSupport": supported})
+
+    def RegisterResource(self, request):
+        deps = set(request.dependencies)
+        for prop in request.propertyDependencies.values():
+            deps.update(prop.urns)
+        self.mocks.options[(request.type, request.name)] = Options(frozenset(deps), tuple(request.ignoreChanges))
+        return super().RegisterResource(request)
 
     def GetDeploymentInfo(self, request):
         info = super().GetDeploymentInfo(request)

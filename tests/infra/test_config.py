@@ -21,7 +21,7 @@ def _set_config(values: dict[str, object]) -> None:
 
 def test_dev_stack_file_sets_every_knob(mocks) -> None:
     stack_file = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    _set_config(stack_file)
+    _set_config({**stack_file, "reviewstream:clusterPublicAccessCidrs": ["203.0.113.7/32"]})
     try:
         cfg = config.load()
     finally:
@@ -35,6 +35,22 @@ def test_dev_stack_file_sets_every_knob(mocks) -> None:
     assert cfg.image_tag == str(stack_file["reviewstream:imageTag"])
     assert cfg.create_service_linked_role is True
     assert (cfg.project, cfg.stack) == ("reviewstream", "dev")
+    assert cfg.kubernetes_version == str(stack_file["reviewstream:kubernetesVersion"])
+    assert cfg.control_plane_log_retention_days == stack_file["reviewstream:controlPlaneLogRetentionDays"]
+
+
+def test_no_way_to_the_kubernetes_api_fails_at_load_with_the_fix(mocks) -> None:
+    """The shipped stack file names no CIDR: the first `pulumi up` stops before creating anything."""
+    stack_file = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    assert stack_file["reviewstream:clusterPublicAccessCidrs"] == []
+    _set_config(stack_file)
+    try:
+        with pytest.raises(ValueError, match=r"clusterPublicAccessCidrs\[0\]' <your-ip>/32"):
+            config.load()
+        _set_config({**stack_file, "reviewstream:clusterPrivateEndpointOnly": True})
+        assert config.load().cluster_private_endpoint_only is True
+    finally:
+        pulumi.runtime.set_all_config({})
 
 
 def test_project_file_points_at_infra() -> None:
@@ -66,7 +82,14 @@ def test_config_overrides_are_read(mocks) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"stream_capacity_mode": "SERVERLESS"}, {"node_min_size": 3, "node_desired_size": 2}, {"dataflow_replicas": 0}],
+    [
+        {"stream_capacity_mode": "SERVERLESS"},
+        {"node_min_size": 3, "node_desired_size": 2},
+        {"dataflow_replicas": 0},
+        {"opensearch_instance_count": 3},  # two zones: one would hold two of three nodes
+        {"opensearch_instance_count": 5},
+        {"availability_zone_ids": ("use1-az1",)},
+    ],
 )
 def test_bad_config_fails_at_load(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -79,13 +102,21 @@ def test_main_exports_the_documented_outputs(mocks) -> None:
     from tests.infra.conftest import run
 
     exported: dict[str, object] = {}
+    _set_config({"reviewstream:clusterPublicAccessCidrs": ["203.0.113.7/32"]})
     original = pulumi.export
     pulumi.export = lambda key, value: exported.setdefault(key, value)  # type: ignore[assignment]
     try:
         run(lambda: runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__"))
     finally:
         pulumi.export = original  # type: ignore[assignment]
+        pulumi.runtime.set_all_config({})
     assert set(exported) >= {
         "streamName", "opensearchEndpoint", "dashboardsUrl", "bastionInstanceId", "portForwardCommand",
-        "ecrRepositoryUrl", "clusterName", "kubeconfig",
+        "dashboardsTunnelCommand", "dashboardsTunnelParameters", "ecrRepositoryUrl", "clusterName", "kubeconfig",
+        "region", "operatorPolicyArn",
     }  # fmt: skip
+
+
+def test_even_opensearch_counts_and_one_are_accepted() -> None:
+    for count in (1, 2, 4):
+        assert StackConfig(opensearch_instance_count=count).opensearch_instance_count == count

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.iam import KINESIS_READ_ACTIONS, bedrock_model_arns, dataflow_policy
+from infra.iam import KINESIS_READ_ACTIONS, bedrock_statements, dataflow_policy
 from tests.infra.mocks import ACCOUNT, OIDC_ISSUER
 
 STREAM_ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/reviewstream-dev-reviews"
@@ -47,21 +47,19 @@ def test_dataflow_policy_has_no_wildcards(stack) -> None:
 def test_dataflow_policy_grants_exactly_what_the_dataflow_uses(stack) -> None:
     _, mocks = stack
     by_sid = {st["Sid"]: st for st in statements(dataflow_doc(mocks))}
-    assert set(by_sid) == {"ReadStream", "DecryptStream", "InvokeModel", "WriteSearch"}
+    assert set(by_sid) == {"ReadStream", "DecryptStream", "InvokeProfile", "InvokeProfileModel", "WriteSearch"}
     assert by_sid["ReadStream"]["Resource"] == STREAM_ARN
     assert set(as_list(by_sid["ReadStream"]["Action"])) == set(KINESIS_READ_ACTIONS)
     assert not any(a in KINESIS_READ_ACTIONS for a in ("kinesis:ListStreams", "kinesis:PutRecords"))
     assert by_sid["DecryptStream"]["Action"] == "kms:Decrypt"
     assert by_sid["DecryptStream"]["Resource"] == KEY_ARN
-    assert by_sid["InvokeModel"]["Action"] == "bedrock:InvokeModel"
-    assert sorted(by_sid["InvokeModel"]["Resource"]) == sorted(
-        [
-            f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.{MODEL}",
-            f"arn:aws:bedrock:us-east-1::foundation-model/{MODEL}",
-            f"arn:aws:bedrock:us-east-2::foundation-model/{MODEL}",
-            f"arn:aws:bedrock:us-west-2::foundation-model/{MODEL}",
-        ]
-    )
+    profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.{MODEL}"
+    assert by_sid["InvokeProfile"] == {
+        "Sid": "InvokeProfile", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": profile,
+    }  # fmt: skip
+    assert by_sid["InvokeProfileModel"]["Action"] == "bedrock:InvokeModel"
+    assert by_sid["InvokeProfileModel"]["Resource"] == [f"arn:aws:bedrock:*::foundation-model/{MODEL}"]
+    assert by_sid["InvokeProfileModel"]["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile}}
     assert by_sid["WriteSearch"]["Resource"] == f"{DOMAIN_ARN}/*"
     assert all(a.startswith("es:ESHttp") for a in by_sid["WriteSearch"]["Action"])
     assert all(st["Effect"] == "Allow" for st in by_sid.values())
@@ -90,11 +88,11 @@ def test_ebs_csi_trust_names_its_controller(stack) -> None:
     )
 
 
-def test_domain_access_policy_names_only_dataflow_and_bastion(stack) -> None:
+def test_domain_access_policy_names_only_dataflow_bastion_and_admin(stack) -> None:
     _, mocks = stack
     doc = json.loads(mocks.one("aws:opensearch/domainPolicy:DomainPolicy").inputs["accessPolicies"])
     (st,) = statements(doc)
-    roles = sorted(f"arn:aws:iam::{ACCOUNT}:role/reviewstream-dev-{r}" for r in ("dataflow", "bastion"))
+    roles = sorted(f"arn:aws:iam::{ACCOUNT}:role/reviewstream-dev-{r}" for r in ("dataflow", "bastion", "search-admin"))
     assert sorted(st["Principal"]["AWS"]) == roles
     assert st["Action"] == "es:ESHttp*"
     assert st["Resource"] == f"{DOMAIN_ARN}/*"
@@ -110,7 +108,9 @@ def test_every_inline_policy_and_trust_is_narrow(stack) -> None:
 
 
 def test_wildcard_check_would_catch_a_broad_policy() -> None:
-    broad = dataflow_policy(STREAM_ARN, KEY_ARN, ["*"], DOMAIN_ARN)
+    broad = dataflow_policy(
+        STREAM_ARN, KEY_ARN, [{"Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": "*"}], DOMAIN_ARN
+    )
     with pytest.raises(AssertionError):
         assert_no_wildcards(broad)
     broad = dataflow_policy(STREAM_ARN, KEY_ARN, [], DOMAIN_ARN)
@@ -119,16 +119,44 @@ def test_wildcard_check_would_catch_a_broad_policy() -> None:
         assert_no_wildcards(broad)
 
 
+def invoke_statements(model_id: str, region: str = "us-east-1", regions: tuple[str, ...] = ()) -> dict[str, dict]:
+    return {st["Sid"]: st for st in bedrock_statements(model_id, region, ACCOUNT, regions)}
+
+
 @pytest.mark.parametrize(
-    "model_id, expected_regions",
+    "prefix, region",
     [
-        (f"us.{MODEL}", ["us-east-1", "us-east-2", "us-west-2"]),
-        (MODEL, ["eu-west-1"]),
+        ("us", "us-east-1"), ("eu", "eu-west-1"), ("apac", "ap-northeast-1"), ("global", "us-east-1"),
+        ("jp", "ap-northeast-1"), ("au", "ap-southeast-2"), ("ca", "ca-central-1"), ("us-gov", "us-gov-west-1"),
     ],
-)
-def test_bedrock_model_arns(model_id: str, expected_regions: list[str]) -> None:
-    arns = bedrock_model_arns(model_id, "eu-west-1" if model_id == MODEL else "us-east-1", ACCOUNT)
-    models = [a for a in arns if ":foundation-model/" in a]
-    assert [a.split(":")[3] for a in models] == expected_regions
-    assert all(a.endswith(f"foundation-model/{MODEL}") for a in models)
-    assert (len(arns) - len(models)) == (1 if model_id.startswith("us.") else 0)
+)  # fmt: skip
+def test_every_inference_profile_prefix_gets_the_documented_pattern(prefix: str, region: str) -> None:
+    """The profile ARN, plus its base model in any region but only through that profile (no region list)."""
+    partition = "aws-us-gov" if prefix == "us-gov" else "aws"
+    by_sid = invoke_statements(f"{prefix}.{MODEL}", region)
+    profile = f"arn:{partition}:bedrock:{region}:{ACCOUNT}:inference-profile/{prefix}.{MODEL}"
+    assert set(by_sid) == {"InvokeProfile", "InvokeProfileModel"}
+    assert by_sid["InvokeProfile"]["Resource"] == profile
+    model = by_sid["InvokeProfileModel"]
+    assert model["Resource"] == [f"arn:{partition}:bedrock:*::foundation-model/{MODEL}"]
+    assert model["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile}}
+    assert_no_wildcards({"Statement": list(by_sid.values())})
+
+
+def test_plain_model_id_keeps_its_single_region_arn() -> None:
+    by_sid = invoke_statements(MODEL, "eu-west-1")
+    assert by_sid == {
+        "InvokeModel": {
+            "Sid": "InvokeModel", "Effect": "Allow", "Action": "bedrock:InvokeModel",
+            "Resource": [f"arn:aws:bedrock:eu-west-1::foundation-model/{MODEL}"],
+        }
+    }  # fmt: skip
+    assert "Condition" not in by_sid["InvokeModel"]
+
+
+def test_profile_models_may_be_pinned_to_regions() -> None:
+    model = invoke_statements(f"eu.{MODEL}", "eu-west-1", ("eu-west-1", "eu-central-1"))["InvokeProfileModel"]
+    assert model["Resource"] == [
+        f"arn:aws:bedrock:eu-west-1::foundation-model/{MODEL}",
+        f"arn:aws:bedrock:eu-central-1::foundation-model/{MODEL}",
+    ]

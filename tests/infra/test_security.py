@@ -105,17 +105,17 @@ def test_network_is_private_with_endpoints(stack) -> None:
     _, mocks = stack
     subnets = mocks.of_type("aws:ec2/subnet:Subnet")
     assert len(subnets) == 2
-    assert {s.inputs["availabilityZone"] for s in subnets} == {"us-east-1a", "us-east-1b"}
+    assert {s.inputs["availabilityZoneId"] for s in subnets} == {"use1-az1", "use1-az2"}
     assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in subnets)
     assert mocks.of_type("aws:ec2/internetGateway:InternetGateway") == []
     assert mocks.of_type("aws:ec2/natGateway:NatGateway") == []
     assert mocks.of_type("aws:ec2/route:Route") == []
     endpoints = {e.inputs["serviceName"]: e.inputs for e in mocks.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
     required = {
-        "kinesis-streams", "bedrock-runtime", "ecr.api", "ecr.dkr", "sts", "logs", "ssm", "ssmmessages",
-        "ec2messages",
+        "kinesis-streams", "bedrock-runtime", "ecr.api", "ecr.dkr", "sts", "ssm", "ssmmessages", "ec2messages",
     }  # fmt: skip
     assert required <= set(INTERFACE_ENDPOINT_SERVICES)
+    assert "logs" not in INTERFACE_ENDPOINT_SERVICES  # nothing in the VPC ships to CloudWatch Logs
     for service in INTERFACE_ENDPOINT_SERVICES:
         endpoint = endpoints[f"com.amazonaws.us-east-1.{service}"]
         assert endpoint["vpcEndpointType"] == "Interface"

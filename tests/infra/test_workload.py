@@ -11,10 +11,11 @@ import kubernetes_validate
 import pytest
 
 from dataflow.settings import load_settings
-from infra.workload import APP, METRICS_PORT, RECOVERY_MOUNT, init_recovery_script
+from infra.versions import DEFAULT_VERSION
+from infra.workload import APP, METRICS_PORT, RECOVERY_MOUNT, init_recovery_script, liveness_command
 from tests.infra.mocks import ACCOUNT
 
-K8S_VERSION = "1.33"
+K8S_VERSION = DEFAULT_VERSION
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/reviewstream-dev/dataflow:0.1.0"
 
 
@@ -28,7 +29,7 @@ def env_of(container: dict) -> dict[str, str]:
 
 def test_service_account_carries_the_irsa_role(stack) -> None:
     _, mocks = stack
-    sa = mocks.one("kubernetes:core/v1:ServiceAccount").inputs
+    sa = mocks.named("kubernetes:core/v1:ServiceAccount", "reviewstream-dev-sa").inputs
     assert sa["metadata"]["name"] == "dataflow"
     assert sa["metadata"]["namespace"] == "reviewstream"
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == (
@@ -54,8 +55,12 @@ def test_statefulset_runs_the_dataflow_with_recovery(stack) -> None:
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["tcpSocket"]["port"] in ("metrics", METRICS_PORT)
+    assert container["readinessProbe"]["tcpSocket"]["port"] in ("metrics", METRICS_PORT)
+    assert container["livenessProbe"]["exec"]["command"] == liveness_command()
+    startup = container["startupProbe"]
+    assert startup["exec"]["command"] == liveness_command()
+    # Outlasts the sink's wait for the access mapping (OPENSEARCH_AUTH_GRACE_S, 600 s by default).
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 2 * 600
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == 9108
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
