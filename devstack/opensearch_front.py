@@ -89,6 +89,7 @@ class FrontConfig:
 class FrontState:
     upstream: str
     config: FrontConfig = field(default_factory=FrontConfig)
+    initial: dict[str, Any] = field(default_factory=dict)  # what `/_front/reset` restores
     stats: Counter[str] = field(default_factory=Counter)
     session: aiohttp.ClientSession | None = None
 
@@ -156,7 +157,7 @@ async def post_config(request: web.Request) -> web.Response:
 
 async def post_reset(request: web.Request) -> web.Response:
     state: FrontState = request.app["state"]
-    state.config = FrontConfig(max_body_bytes=state.config.max_body_bytes)
+    state.config = FrontConfig(**state.initial)
     state.stats.clear()
     return await get_stats(request)
 
@@ -167,7 +168,8 @@ def _dumps(value: Any) -> str:
 
 def create_app(upstream: str, config: FrontConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=READ_LIMIT)
-    state = FrontState(upstream.rstrip("/"), config or FrontConfig())
+    config = config or FrontConfig()
+    state = FrontState(upstream.rstrip("/"), config, asdict(config))
     app["state"] = state
 
     async def session_ctx(app: web.Application) -> Any:
