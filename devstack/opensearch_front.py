@@ -9,7 +9,8 @@ validation (400). osmem itself supports external versioning (409 `version_confli
 item), so the front leaves that to it.
 
 Knobs, settable at run time: `POST /_front/config` with any of `max_body_bytes`, `deny_access` (bool),
-`deny_for_s` (an "access not yet mapped" window from now), `require_sigv4`, `clock_offset_s` (the front's
+`deny_for_s` (an "access not yet mapped" window from now), `deny_only` (deny just these action names, e.g.
+`["indices:data/write/bulk"]`: a role mapped without write permission), `require_sigv4`, `clock_offset_s` (the front's
 clock, to simulate a skewed client), `secrets` ({access key: secret key}), `role_arn`. `GET /_front/stats`
 counts what was forwarded and what was refused, by kind. Index names cannot start with `_`, so `/_front`
 never shadows an OpenSearch route.
@@ -38,6 +39,7 @@ from aiohttp import web
 from devstack.opensearch_strict import (
     Rejection,
     access_denied,
+    action_name,
     check_ids,
     decoded_body,
     too_large,
@@ -56,6 +58,7 @@ class FrontConfig:
     max_body_bytes: int = SMALL_INSTANCE_LIMIT
     deny_access: bool = False
     deny_until: float = 0.0  # monotonic; set through `deny_for_s`
+    deny_only: list[str] = field(default_factory=list)  # action names denied; empty: every action
     require_sigv4: bool = False
     clock_offset_s: float = 0.0
     secrets: dict[str, str] = field(default_factory=lambda: {"testing": "testing"})
@@ -73,12 +76,16 @@ class FrontConfig:
                 self.clock_offset_s = float(value)
             elif key == "secrets":
                 self.secrets = {str(k): str(v) for k, v in dict(value).items()}
+            elif key == "deny_only":
+                self.deny_only = [str(v) for v in value]
             elif key == "role_arn":
                 self.role_arn = str(value)
             else:
                 raise ValueError(f"unknown knob {key!r}")
 
-    def denying(self) -> bool:
+    def denying(self, action: str) -> bool:
+        if self.deny_only and action not in self.deny_only:
+            return False
         return self.deny_access or time.monotonic() < self.deny_until
 
     def now(self) -> datetime:
@@ -104,7 +111,7 @@ def check(state: FrontState, request: web.Request, body: bytes) -> Rejection | N
     rejection = too_large(max(len(body), len(decoded)), cfg.max_body_bytes)
     if rejection is None and (cfg.require_sigv4 or "Authorization" in request.headers):
         rejection = verify_sigv4(request.method, request.raw_path, request.headers, body, cfg.secrets, cfg.now())
-    if rejection is None and cfg.denying():
+    if rejection is None and cfg.denying(action_name(request.method, request.raw_path)):
         rejection = access_denied(request.method, request.raw_path, cfg.role_arn)
     if rejection is None:
         rejection = check_ids(request.method, request.raw_path, decoded)
