@@ -121,6 +121,10 @@ def check(state: FrontState, request: web.Request, body: bytes) -> Rejection | N
 async def proxy(request: web.Request) -> web.StreamResponse:
     state: FrontState = request.app["state"]
     body = await request.read()
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        state.stats["gzip_requests"] += 1
+    if "Authorization" in request.headers:
+        state.stats["signed_requests"] += 1
     rejection = check(state, request, body)
     if rejection is not None:
         state.stats[f"rejected_{rejection.kind}"] += 1

@@ -286,6 +286,7 @@ def test_sigv4_gzip_bulk_is_verified_end_to_end(cfg, opensearch_server, front, m
     part.write_batch([enriched(n) for n in range(10)])
     stats = front.stats()
     assert stats["forwarded_bulk"] >= 1 and stats.get("rejected_signature", 0) == 0
+    assert stats["gzip_requests"] >= 1 and stats["signed_requests"] == stats["forwarded"]
     front.set(require_sigv4=False)
     assert len(docs(client_for(opensearch_server.url), cfg.opensearch_index)) == 10
 
@@ -308,3 +309,69 @@ def test_sigv4_without_credentials_fails_with_one_clear_line(cfg, monkeypatch, t
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(OpenSearchHalt, match="OPENSEARCH_AUTH=sigv4 but no AWS credentials"):
         sink_part(with_env(cfg, OPENSEARCH_AUTH="sigv4"), "results")
+
+
+def test_a_400_every_document_meets_alone_is_the_request_not_the_documents(cfg, opensearch_server) -> None:
+    refused = Reply(
+        400,
+        b'{"error":{"type":"illegal_argument_exception","reason":"request [/_bulk] contains unrecognized parameter"},'
+        b'"status":400}',
+        "400",
+    )
+    with FaultProxy(opensearch_server.url, lambda m, p: refused if "_bulk" in p else None) as proxy:
+        part = sink_part(with_env(cfg, OPENSEARCH_URL=proxy.url), "results")
+        with pytest.raises(OpenSearchHalt, match="the request is wrong, not the documents"):
+            part.write_batch([enriched(n) for n in range(6)])
+    assert docs(client_for(opensearch_server.url), cfg.opensearch_dlq_index) == {}
+
+
+def test_chunks_respect_both_bounds_and_keep_order() -> None:
+    from dataflow.bulk_writer import chunks
+
+    sizes = {"a": 400, "b": 400, "c": 300, "d": 2000, "e": 10, "f": 10, "g": 10}
+    assert chunks(sizes, max_docs=2, max_bytes=1000) == [["a", "b"], ["c"], ["d"], ["e", "f"], ["g"]]
+    assert chunks(sizes, max_docs=10, max_bytes=1000) == [["a", "b"], ["c"], ["d"], ["e", "f", "g"]]
+
+
+def test_item_outcomes_are_classified_by_status_and_type() -> None:
+    from dataflow.opensearch_errors import CONFLICT, MISSING_INDEX, REJECT, RETRY, STORED, classify_item
+
+    def item(status: int, error_type: str | None = None) -> dict[str, Any]:
+        return {"status": status, **({"error": {"type": error_type, "reason": "x"}} if error_type else {})}
+
+    assert classify_item(item(201)).kind == STORED
+    assert classify_item(item(409, "version_conflict_engine_exception")).kind == CONFLICT
+    assert classify_item(item(429, "es_rejected_execution_exception")).kind == RETRY
+    assert classify_item(item(404, "index_not_found_exception")).kind == MISSING_INDEX
+    assert classify_item(item(400, "mapper_parsing_exception")).kind == REJECT
+
+
+def index_missing(body: bytes) -> Reply:
+    """A 200 whose every item says the index is gone (deleted under a running flow)."""
+    actions = [orjson.loads(line) for line in body.splitlines() if line.strip()][::2]
+    error = {"type": "index_not_found_exception", "reason": "no such index"}
+    items = [{"index": {"_id": a["index"]["_id"], "status": 404, "error": error}} for a in actions]
+    return Reply(200, orjson.dumps({"took": 1, "errors": True, "items": items}), "404_items")
+
+
+def test_a_deleted_index_is_recreated_once_then_halts(cfg, opensearch_server) -> None:
+    bulks = [0]
+
+    def once(method: str, path: str, headers: Any, body: bytes) -> Any:
+        if "_bulk" not in path:
+            return None
+        bulks[0] += 1
+        return index_missing(body) if bulks[0] == 1 else None
+
+    with FaultProxy(opensearch_server.url, inspect=once) as proxy:
+        part = sink_part(with_env(cfg, OPENSEARCH_URL=proxy.url), "results")
+        templates_before = sum(1 for _, p, _ in proxy.requests if "_index_template" in p)
+        part.write_batch([enriched(n) for n in range(5)])
+        assert sum(1 for _, p, _ in proxy.requests if "_index_template" in p) > templates_before  # prepared again
+    assert set(docs(client_for(opensearch_server.url), cfg.opensearch_index)) == {f"r{n}" for n in range(5)}
+
+    always = FaultProxy(opensearch_server.url, inspect=lambda m, p, h, b: index_missing(b) if "_bulk" in p else None)
+    with always as proxy:
+        part = sink_part(with_env(cfg, OPENSEARCH_URL=proxy.url), "results")
+        with pytest.raises(OpenSearchHalt, match="is missing and was not recreated"):
+            part.write_batch([enriched(n) for n in range(5, 8)])
