@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -195,7 +196,7 @@ class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
             letter = DeadLetter.for_review(
                 review, "index", error_type, f"OpenSearch rejected the document: {reason}", results[doc_id].attempts
             )
-            letter = DeadLetter(**{**letter.__dict__, "raw": truncate_raw(orjson.dumps(docs[doc_id].source))})
+            letter = replace(letter, raw=truncate_raw(orjson.dumps(docs[doc_id].source)))
             dead[letter.doc_id] = letter
         write_dead_letters(self._writer, self._settings, dead)
         now_ms = time.time() * 1000
