@@ -171,6 +171,17 @@ def test_a_413_splits_the_request_until_it_fits(cfg, opensearch_server, front) -
     assert front.stats()["rejected_too_large"] >= 1
 
 
+def test_a_document_too_large_alone_is_the_only_dead_letter(cfg, opensearch_server, front) -> None:
+    part = sink_part(with_env(cfg, OPENSEARCH_BULK_MAX_DOCS=500), "results")
+    front.set(max_body_bytes=12 * 1024)
+    part.write_batch([enriched(n) for n in range(6)] + [enriched(6, summary="z" * 20_000)])
+    client = client_for(opensearch_server.url)
+    assert set(docs(client, cfg.opensearch_index)) == {f"r{n}" for n in range(6)}
+    dead = docs(client, cfg.opensearch_dlq_index)
+    assert set(dead) == {"r6"} and dead["r6"]["error_type"] == "request_too_large"
+    assert "Request size exceeded 12288 bytes" in dead["r6"]["error"]
+
+
 def test_access_denied_is_retried_while_the_role_mapping_appears(cfg, opensearch_server, front) -> None:
     part = sink_part(cfg, "results")
     front.set(deny_access=True)
