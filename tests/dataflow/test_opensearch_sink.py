@@ -198,10 +198,13 @@ def test_access_denied_is_retried_while_the_role_mapping_appears(cfg, opensearch
 
     writer = threading.Thread(target=write)
     writer.start()
-    poll = threading.Event()
-    while front.stats().get("rejected_access_denied", 0) < 3:  # the sink kept asking while refused
-        assert not done.is_set(), errors
-        poll.wait(0.05)
+    asked = 0
+    for _ in range(1200):  # a hang guard only (60 s): the wait ends on the front's count
+        asked = front.stats().get("rejected_access_denied", 0)
+        if asked >= 3 or done.is_set():
+            break
+        done.wait(0.05)
+    assert asked >= 3 and not done.is_set(), f"the sink stopped asking while refused: {errors}"
     front.set(deny_access=False)
     writer.join(60)
     assert done.is_set() and not errors
