@@ -1,12 +1,15 @@
-"""OpenSearch output: idempotent bulk indexing of results and dead letters.
+"""OpenSearch output: idempotent, ordered bulk indexing of results and dead letters.
 
-- `_id` is the review id (or shard-sequence for a dead letter without one), so a replay overwrites and a
-  review never has two documents;
-- bulk requests are bounded by OPENSEARCH_BULK_MAX_DOCS and OPENSEARCH_BULK_MAX_BYTES (opensearch-py's
-  `streaming_bulk` does the chunking);
-- 429s, 5xx and connection errors are retried with backoff and full jitter until they succeed: a review is
-  never dropped because OpenSearch was busy or down (the sink blocks, which holds back the source);
-- any other per-item rejection (a mapping error, say) sends a dead letter with stage `index` and the reason;
+- `_id` is the review id (or shard-sequence for a dead letter without a usable one), so a replay overwrites
+  and a review never has two documents;
+- results carry an external version (the record's Kinesis arrival time in ms): an older result of a review
+  never replaces a newer one, and a replay of the same record is a version conflict, which counts as stored;
+- dead letters are plain writes (the last one wins): each is an audit record keyed by the failing record,
+  its content does not depend on order, and a write that cannot conflict can never be refused for order;
+- errors are handled by kind (`dataflow.bulk_writer`, `dataflow.opensearch_errors`): a document bad on its
+  own becomes an `index` dead letter; congestion is retried until it passes; a configuration problem (access
+  still denied after OPENSEARCH_AUTH_GRACE_S, a wrong URL, a dead letter the dead-letter index refuses)
+  raises `OpenSearchHalt`, which stops the flow before a checkpoint covers the records;
 - index templates with explicit mappings are created at start when missing;
 - `OPENSEARCH_AUTH=sigv4` signs requests for Amazon OpenSearch Service (service `es`).
 """
@@ -16,23 +19,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth, helpers
+from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
 from dataflow import metrics
 from dataflow.aimd import full_jitter
+from dataflow.bulk_writer import BulkDoc, BulkWriter
+from dataflow.opensearch_errors import AUTH, RETRY, OpenSearchHalt, classify_request
 from dataflow.records import DeadLetter, EnrichedReview, truncate_raw
 from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-START_TIMEOUT_S = 60.0
 
 PROCESSED_MAPPINGS: dict[str, Any] = {
     "dynamic": True,
@@ -79,7 +82,10 @@ def opensearch_client(settings: Settings) -> OpenSearch:
 
         credentials = boto3.session.Session().get_credentials()
         if credentials is None:
-            raise RuntimeError("OPENSEARCH_AUTH=sigv4 but no AWS credentials were found")
+            raise OpenSearchHalt(
+                "OPENSEARCH_AUTH=sigv4 but no AWS credentials were found (set AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, a profile, or the pod's IRSA role)"
+            )
         auth = Urllib3AWSV4SignerAuth(credentials, settings.aws_region, "es")
     return OpenSearch(
         hosts=[settings.opensearch_url],
@@ -93,118 +99,82 @@ def opensearch_client(settings: Settings) -> OpenSearch:
     )
 
 
-def ensure_index_templates(client: OpenSearch, settings: Settings) -> None:
-    """Create the index templates and indices when missing, waiting up to a minute for OpenSearch."""
+def _exists(get: Callable[[], Any]) -> bool:
+    """GET rather than HEAD: a refusal then comes with its body, so the halt line can say why."""
+    try:
+        get()
+    except NotFoundError:
+        return False
+    return True
+
+
+def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    """Create the index templates and indices when missing.
+
+    Congestion is retried until OPENSEARCH_START_TIMEOUT_S, access denied until OPENSEARCH_AUTH_GRACE_S
+    (role mappings take minutes after a deploy); any other refusal halts at once with the reason.
+    """
     templates = {
         "reviewstream-processed": (settings.opensearch_index, PROCESSED_MAPPINGS),
         "reviewstream-dlq": (settings.opensearch_dlq_index, DLQ_MAPPINGS),
     }
-    deadline = time.monotonic() + START_TIMEOUT_S
+    started = clock()
     attempt = 0
     while True:
         try:
             for name, (index, mappings) in templates.items():
-                if not client.indices.exists_index_template(name=name):
+                if not _exists(lambda name=name: client.indices.get_index_template(name=name)):
                     client.indices.put_index_template(
                         name=name, body={"index_patterns": [index], "template": {"mappings": mappings}}
                     )
                     log.info("opensearch.template_created name=%s index=%s", name, index)
                 # Both indices exist from the start, so dashboards and reports never meet a missing one.
-                if not client.indices.exists(index=index):
-                    client.indices.create(index=index, ignore=400)  # 400: another worker just made it
+                if not _exists(lambda index=index: client.indices.get(index=index)):
+                    try:
+                        client.indices.create(index=index)
+                    except RequestError as err:  # another worker just made it; any other 400 is ours to see
+                        if err.error != "resource_already_exists_exception":
+                            raise
             return
         except (OSConnectionError, TransportError) as err:
-            status = getattr(err, "status_code", "N/A")
-            if (isinstance(status, int) and status not in RETRY_STATUSES) or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"cannot prepare OpenSearch index templates at {settings.opensearch_url}: {err}"
-                ) from err
-            time.sleep(full_jitter(min(attempt, 5), 0.5, 5.0) + 0.1)
+            failure = classify_request(err)
+            waited = clock() - started
+            if failure.kind == RETRY:
+                limit, name = settings.opensearch_start_timeout_s, "OPENSEARCH_START_TIMEOUT_S"
+            elif failure.kind == AUTH:
+                limit, name = settings.opensearch_auth_grace_s, "OPENSEARCH_AUTH_GRACE_S"
+            else:
+                limit, name = 0.0, ""
+            if waited >= limit:
+                after = f" after {waited:.0f} s ({name}={limit:.0f})" if name else ""
+                message = (
+                    f"cannot prepare OpenSearch index templates at OPENSEARCH_URL={settings.opensearch_url}{after}: "
+                    f"{failure.describe()}"
+                )
+                log.error("opensearch.halt %s", message)
+                raise OpenSearchHalt(message) from err
+            log.warning("opensearch.not_ready status=%s waited_s=%.1f", failure.status, waited)
+            time.sleep(min(full_jitter(min(attempt, 5), 0.5, 5.0) + 0.1, max(0.05, limit - waited)))
             attempt += 1
 
 
-def _retryable(status: Any) -> bool:
-    return not isinstance(status, int) or status in RETRY_STATUSES or status >= 500
-
-
-def _item_error(info: dict[str, Any]) -> tuple[str, str]:
-    error = info.get("error")
-    if isinstance(error, dict):
-        return str(error.get("type", "rejected")), str(error.get("reason", error))
-    return "rejected", str(error)
-
-
-class BulkWriter:
-    """Writes documents to one index until each is stored or permanently rejected."""
-
-    def __init__(
-        self,
-        client: OpenSearch,
-        settings: Settings,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._client = client
-        self._settings = settings
-        self._sleep = sleep
-
-    def write(self, index: str, docs: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
-        """Index `docs` (by `_id`); returns `{_id: (error_type, reason)}` of the permanently rejected."""
-        pending = dict(docs)
-        rejected: dict[str, tuple[str, str]] = {}
-        attempt = 0
-        while pending:
-            actions = [
-                {"_op_type": "index", "_index": index, "_id": doc_id, "_source": source}
-                for doc_id, source in pending.items()
-            ]
-            retry: dict[str, dict[str, Any]] = {}
-            statuses: set[Any] = set()
-            for ok, result in helpers.streaming_bulk(
-                self._client,
-                actions,
-                chunk_size=self._settings.opensearch_bulk_max_docs,
-                max_chunk_bytes=self._settings.opensearch_bulk_max_bytes,
-                raise_on_error=False,
-                raise_on_exception=False,
-                max_retries=0,
-            ):
-                info = next(iter(result.values()))
-                doc_id = str(info.get("_id"))
-                if ok:
-                    metrics.DOCS_INDEXED.labels(index).inc()
-                elif _retryable(info.get("status")):
-                    retry[doc_id] = pending[doc_id]
-                    statuses.add(info.get("status"))
-                else:
-                    rejected[doc_id] = _item_error(info)
-            if retry:
-                delay = full_jitter(min(attempt, 8), 0.2, self._settings.opensearch_backoff_max_s) + 0.05
-                reason = "throttled" if statuses == {429} else "unavailable"
-                metrics.INDEX_RETRIES.labels(reason).inc(len(retry))
-                log.warning(
-                    "opensearch.bulk_retry index=%s documents=%d attempt=%d retry_in_s=%.2f",
-                    index,
-                    len(retry),
-                    attempt + 1,
-                    delay,
-                )
-                self._sleep(delay)
-                attempt += 1
-            pending = retry
-        return rejected
-
-
 def write_dead_letters(writer: BulkWriter, settings: Settings, letters: dict[str, DeadLetter]) -> None:
-    """Store dead letters; one the DLQ itself rejects is logged at ERROR (nowhere else is left)."""
+    """Store dead letters; one the dead-letter index refuses halts the flow (nowhere else is left for it)."""
     if not letters:
         return
-    lost = writer.write(settings.opensearch_dlq_index, {k: d.document() for k, d in letters.items()})
-    for doc_id, (error_type, reason) in lost.items():
-        log.error("opensearch.dead_letter_rejected id=%s error=%s %s", doc_id, error_type, reason)
+    refused = writer.write(settings.opensearch_dlq_index, {k: BulkDoc(d.document()) for k, d in letters.items()})
+    if refused:
+        doc_id, (error_type, reason) = next(iter(refused.items()))
+        message = (
+            f"the dead-letter index {settings.opensearch_dlq_index!r} (OPENSEARCH_DLQ_INDEX) refused "
+            f"{len(refused)} dead letter(s), e.g. {doc_id[:80]!r}: {error_type} {reason}; fix its mapping"
+        )
+        log.error("opensearch.halt %s", message)
+        raise OpenSearchHalt(message)
 
 
 class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
-    """Writes enriched reviews to OPENSEARCH_INDEX; a document it rejects becomes an index dead letter."""
+    """Writes enriched reviews to OPENSEARCH_INDEX; a document bad on its own becomes an index dead letter."""
 
     def __init__(self, writer: BulkWriter, settings: Settings) -> None:
         self._writer = writer
@@ -212,24 +182,22 @@ class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
 
     def write_batch(self, items: list[EnrichedReview]) -> None:
         started = time.monotonic()
-        results = {i.review.review_id: i for i in items}  # a replayed duplicate collapses to one write
-        docs = {doc_id: r.document() for doc_id, r in results.items()}
+        results: dict[str, EnrichedReview] = {}
+        for item in items:  # duplicates in one batch collapse to the newest arrival
+            held = results.get(item.review.review_id)
+            if held is None or item.review.arrival_ms >= held.review.arrival_ms:
+                results[item.review.review_id] = item
+        docs = {doc_id: BulkDoc(r.document(), r.review.arrival_ms) for doc_id, r in results.items()}
         rejected = self._writer.write(self._settings.opensearch_index, docs)
         dead: dict[str, DeadLetter] = {}
         for doc_id, (error_type, reason) in rejected.items():
             review = results[doc_id].review
             metrics.DEAD_LETTERS.labels("index", error_type).inc()
-            dead[doc_id] = DeadLetter(
-                doc_id=doc_id,
-                stage="index",
-                error_type=error_type,
-                error=f"OpenSearch rejected the document: {reason}",
-                raw=truncate_raw(orjson.dumps(docs[doc_id])),
-                shard_id=review.shard_id,
-                sequence_number=review.sequence_number,
-                attempts=results[doc_id].attempts,
-                review_id=doc_id,
+            letter = DeadLetter.for_review(
+                review, "index", error_type, f"OpenSearch rejected the document: {reason}", results[doc_id].attempts
             )
+            letter = replace(letter, raw=truncate_raw(orjson.dumps(docs[doc_id].source)))
+            dead[letter.doc_id] = letter
         write_dead_letters(self._writer, self._settings, dead)
         now_ms = time.time() * 1000
         for doc_id, result in results.items():
@@ -267,7 +235,7 @@ class OpenSearchSink(DynamicSink[Any]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> ResultsPartition | DeadLetterPartition:
         client = self._client_factory(self._settings)
         ensure_index_templates(client, self._settings)
-        writer = BulkWriter(client, self._settings)
+        writer = BulkWriter(client, self._settings, prepare=lambda: ensure_index_templates(client, self._settings))
         if self._kind == "results":
             return ResultsPartition(writer, self._settings)
         return DeadLetterPartition(writer, self._settings)

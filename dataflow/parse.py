@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from dataflow.records import DeadLetter, KinesisRecord, Review, truncate_raw
+from dataflow.records import MAX_ID_BYTES, DeadLetter, KinesisRecord, Review, id_fits, truncate_raw
 
 KNOWN_FIELDS = frozenset({"review_id", "user_id", "date_time", "text", "label", "source"})
 LABELS = ("positive", "negative")
@@ -24,7 +24,8 @@ class ParseError(ValueError):
         self.error_type = error_type
 
 
-def _identifier(doc: dict[str, Any], name: str) -> str:
+def _identifier(doc: dict[str, Any], name: str, document_id: bool = False) -> str:
+    """A non-empty string or integer field; the review id must fit OpenSearch's `_id` (512 UTF-8 bytes)."""
     value = doc.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ParseError("missing_field", f"field '{name}' is missing or empty")
@@ -33,6 +34,11 @@ def _identifier(doc: dict[str, Any], name: str) -> str:
     text = str(value).strip()
     if len(text) > MAX_ID_CHARS:
         raise ParseError("bad_field", f"field '{name}' is longer than {MAX_ID_CHARS} characters")
+    if document_id and not id_fits(text):
+        size = len(text.encode("utf-8"))
+        raise ParseError(
+            "id_too_long", f"field '{name}' is {size} bytes in UTF-8, over OpenSearch's {MAX_ID_BYTES}-byte _id limit"
+        )
     return text
 
 
@@ -71,7 +77,7 @@ def _review(record: KinesisRecord, max_chars: int) -> Review:
         raise ParseError("invalid_json", f"record is not JSON: {err}") from err
     if not isinstance(doc, dict):
         raise ParseError("not_object", f"record is a JSON {type(doc).__name__}, not an object")
-    review_id = _identifier(doc, "review_id")
+    review_id = _identifier(doc, "review_id", document_id=True)
     try:
         text = doc.get("text")
         if not isinstance(text, str) or not text.strip():

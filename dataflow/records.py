@@ -14,6 +14,12 @@ from typing import Any
 import orjson
 
 RAW_MAX_BYTES = 4096  # how much of a bad record the dead letter keeps
+MAX_ID_BYTES = 512  # OpenSearch refuses a whole bulk request with any longer `_id` (UTF-8 bytes, not characters)
+
+
+def id_fits(doc_id: str) -> bool:
+    """True when `doc_id` can be an OpenSearch `_id`."""
+    return len(doc_id.encode("utf-8")) <= MAX_ID_BYTES
 
 
 def utc_now_iso() -> str:
@@ -135,8 +141,10 @@ class DeadLetter:
 
     @classmethod
     def for_review(cls, review: Review, stage: str, error_type: str, error: str, attempts: int) -> DeadLetter:
+        """A dead letter keyed by the review id, or by shard-sequence when the id cannot be an `_id`."""
+        usable = id_fits(review.review_id)
         return cls(
-            doc_id=review.review_id,
+            doc_id=review.review_id if usable else f"{review.shard_id}-{review.sequence_number}",
             stage=stage,
             error_type=error_type,
             error=error,
@@ -144,5 +152,5 @@ class DeadLetter:
             shard_id=review.shard_id,
             sequence_number=review.sequence_number,
             attempts=attempts,
-            review_id=review.review_id,
+            review_id=review.review_id if usable else None,
         )

@@ -82,6 +82,8 @@ class Settings:
     opensearch_bulk_max_bytes: int = 5 * 1024 * 1024
     opensearch_timeout_s: float = 30.0
     opensearch_backoff_max_s: float = 30.0
+    opensearch_auth_grace_s: float = 600.0  # role mappings take minutes to apply after a deploy
+    opensearch_start_timeout_s: float = 60.0
     metrics_port: int = 9108
     heartbeat_file: str | None = None
     log_level: str = "INFO"
@@ -203,6 +205,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opensearch_bulk_max_bytes=_int(env, "OPENSEARCH_BULK_MAX_BYTES", Settings.opensearch_bulk_max_bytes, 1024),
         opensearch_timeout_s=_float(env, "OPENSEARCH_TIMEOUT_S", Settings.opensearch_timeout_s, 0.1),
         opensearch_backoff_max_s=_float(env, "OPENSEARCH_BACKOFF_MAX_S", Settings.opensearch_backoff_max_s, 0.0),
+        opensearch_auth_grace_s=_float(env, "OPENSEARCH_AUTH_GRACE_S", Settings.opensearch_auth_grace_s, 0.0),
+        opensearch_start_timeout_s=_float(env, "OPENSEARCH_START_TIMEOUT_S", Settings.opensearch_start_timeout_s, 0.0),
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=level,

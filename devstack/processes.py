@@ -8,12 +8,14 @@ port is taken, the child crashes or a dependency is missing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -157,20 +159,57 @@ def start_kinesis(port: int | None = None, log_path: Path | None = None) -> Mana
 
 
 def start_opensearch(
-    port: int | None = None, log_path: Path | None = None, parent_pid: int | None = None
+    port: int | None = None,
+    log_path: Path | None = None,
+    parent_pid: int | None = None,
+    strict: bool | None = None,
+    max_body_bytes: int | None = None,
 ) -> ManagedProcess:
-    """osmem-server (OpenSearch-compatible REST API) on loopback, kept alive without a stdin pipe."""
-    port = port or free_port()
-    _require_port("opensearch (osmem)", port)
+    """OpenSearch on loopback: osmem-server behind the strict front (`devstack.opensearch_front`) by default.
+
+    The front behaves like Amazon OpenSearch Service at the edges osmem forgives (id length, payload limit,
+    role mapping, SigV4). `strict=False` (or DEVSTACK_OPENSEARCH_STRICT=0) starts plain osmem instead.
+    Without a `port`, the front binds port 0 and reports the port it got, so no other process can take it
+    between choosing and binding.
+    """
+    if strict is None:
+        strict = os.environ.get("DEVSTACK_OPENSEARCH_STRICT", "1").strip().lower() not in ("0", "false", "no")
     try:
         from osmem_server import resolve_binary
     except ImportError as err:
         raise ServiceError("opensearch (osmem): install it with: pip install osmem-server") from err
-    url = f"http://{LOOPBACK}:{port}"
-    argv = [resolve_binary(), "--addr", f"{LOOPBACK}:{port}", "--no-ja", "--no-stdin-watch"]
+    if not strict:
+        port = port or free_port()
+        _require_port("opensearch (osmem)", port)
+        url = f"http://{LOOPBACK}:{port}"
+        argv = [resolve_binary(), "--addr", f"{LOOPBACK}:{port}", "--no-ja", "--no-stdin-watch"]
+        if parent_pid is not None:
+            argv += ["--parent-pid", str(parent_pid)]  # exits with its owner, even if the owner is killed
+        return spawn("opensearch (osmem)", argv, url, lambda: http_ok(url), log_path=log_path)
+    if port:
+        _require_port("opensearch (strict front)", port)
+    ready_dir = Path(tempfile.mkdtemp(prefix="osfront-"))
+    ready_file = ready_dir / "ready.json"
+    argv = [sys.executable, "-m", "devstack.opensearch_front", "--host", LOOPBACK, "--port", str(port or 0)]
+    argv += ["--ready-file", str(ready_file), "--osmem-bin", resolve_binary()]
+    if max_body_bytes is not None:
+        argv += ["--max-body-bytes", str(max_body_bytes)]
     if parent_pid is not None:
-        argv += ["--parent-pid", str(parent_pid)]  # exits with its owner, even if the owner is killed
-    return spawn("opensearch (osmem)", argv, url, lambda: http_ok(url), log_path=log_path)
+        argv += ["--parent-pid", str(parent_pid)]  # the front (and its osmem) exit with their owner
+    found: list[str] = []
+
+    def ready() -> bool:
+        if not found and ready_file.exists():
+            found.append(str(json.loads(ready_file.read_text())["url"]))
+        return bool(found) and http_ok(f"{found[0]}/_front/stats")
+
+    try:
+        name, where = "opensearch (strict front)", f"http://{LOOPBACK}:{port or 0}"
+        managed = spawn(name, argv, where, ready, log_path=log_path, env=_child_env())
+    finally:
+        shutil.rmtree(ready_dir, ignore_errors=True)
+    managed.url = found[0]
+    return managed
 
 
 class ProcessGroup:

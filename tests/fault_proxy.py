@@ -5,6 +5,8 @@ body, a 503, a closed connection (an outage), or any canned `Reply` (status, bod
 Kinesis awsJson1.1 error. Faults are chosen per request by `decide(method, path)`, or, when a decision needs
 the headers or the body (Kinesis puts the operation in `X-Amz-Target`), by `inspect(method, path, headers,
 body)`. `requests` records `(method, path, label)` where the label is the decision (a `Reply`'s `label`).
+`on_done(method, path, decision)`, when given, is called once each request has been answered (forwarded
+or not), so a test can wait for forwarded requests to land instead of sleeping.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Reply:
 
 Decision = str | Reply | None  # None: forward; "429"; "503"; "drop": close the connection; or a Reply
 Inspect = Callable[[str, str, Mapping[str, str], bytes], Decision]
+OnDone = Callable[[str, str, Decision], None]
 
 
 def aws_json_error(code: str, message: str, label: str, status: int = 400) -> Reply:
@@ -51,10 +54,12 @@ class FaultProxy:
         decide: Callable[[str, str], Decision] = lambda m, p: None,
         *,
         inspect: Inspect | None = None,
+        on_done: OnDone | None = None,
     ) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.decide = decide
         self.inspect = inspect
+        self.on_done = on_done
         self.requests: list[tuple[str, str, str | None]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -74,12 +79,21 @@ class FaultProxy:
                 self.wfile.write(payload)
 
             def _handle(self) -> None:
+                self._decision: Decision = "unanswered"  # until a decision is made
+                try:
+                    self._handle_request()
+                finally:
+                    if proxy.on_done is not None:
+                        proxy.on_done(self.command, self.path, self._decision)
+
+            def _handle_request(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if proxy.inspect is not None:
                     decision = proxy.inspect(self.command, self.path, self.headers, body)
                 else:
                     decision = proxy.decide(self.command, self.path)
+                self._decision = decision
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path, _label(decision)))
                     proxy.headers.append(dict(self.headers))
