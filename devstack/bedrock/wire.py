@@ -1,7 +1,7 @@
 """Bedrock-runtime wire shapes: Converse and InvokeModel (Anthropic messages) bodies in, responses and errors out.
 
 Parsing is as strict as Bedrock where a client can get it wrong: roles must alternate starting with the
-user, text blocks must not be blank, InvokeModel needs `anthropic_version` and `max_tokens`, and `maxTokens`
+user, text blocks must not be blank, a prefilled assistant turn must not end in whitespace, InvokeModel needs `anthropic_version` and `max_tokens`, and `maxTokens`
 may not exceed the model's output limit. Each refusal is a 400 ValidationException with Bedrock's wording.
 """
 
@@ -81,6 +81,8 @@ def _messages(raw: object, *, anthropic: bool) -> tuple[Message, ...]:
                 else CONVERSE_ALTERNATE
             )
         out.append(Message(role, _blocks_text(item.get("content"), anthropic=anthropic, where=f"messages.{i}")))
+    if out[-1].role == "assistant" and out[-1].text != out[-1].text.rstrip():
+        raise _invalid("messages: final assistant content cannot end with trailing whitespace")
     if out[0].role != "user":
         raise _invalid('messages: first message must use the "user" role' if anthropic else CONVERSE_START_USER)
     return tuple(out)

@@ -213,6 +213,9 @@ def test_message_order_max_tokens_and_blank_text(bedrock_url: str) -> None:
                 "assistant first": lambda: converse([assistant, user], maxTokens=50),
                 "blank text": lambda: converse([{"role": "user", "content": [{"text": "  "}]}], maxTokens=50),
                 "too many tokens": lambda: converse([user], maxTokens=70_000),
+                "prefill ends in a space": lambda: converse(
+                    [user, {"role": "assistant", "content": [{"text": "{ "}]}], maxTokens=50
+                ),
                 "no maxTokens": lambda: converse([user]),  # optional in Converse
                 "invoke without max_tokens": lambda: invoke(_invoke_body(max_tokens=None)),
                 "invoke two users": lambda: invoke(
@@ -233,6 +236,7 @@ def test_message_order_max_tokens_and_blank_text(bedrock_url: str) -> None:
             "assistant first",
             "blank text",
             "too many tokens",
+            "prefill ends in a space",
             "invoke without max_tokens",
             "invoke two users",
             "invoke over model limit",
@@ -242,6 +246,7 @@ def test_message_order_max_tokens_and_blank_text(bedrock_url: str) -> None:
     assert "start with a user message" in out["assistant first"][2]
     assert "is blank" in out["blank text"][2]
     assert "model limit of 64000" in out["too many tokens"][2]
+    assert "trailing whitespace" in out["prefill ends in a space"][2]
     assert "required key [max_tokens]" in out["invoke without max_tokens"][2]
     assert "model limit of 4096" in out["invoke over model limit"][2]
     assert out["no maxTokens"][0] == "ok" and out["ok"][0] == "ok"
