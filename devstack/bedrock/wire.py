@@ -1,8 +1,9 @@
 """Bedrock-runtime wire shapes: Converse and InvokeModel (Anthropic messages) bodies in, responses and errors out.
 
 Parsing is as strict as Bedrock where a client can get it wrong: roles must alternate starting with the
-user, text blocks must not be blank, a prefilled assistant turn must not end in whitespace, InvokeModel needs `anthropic_version` and `max_tokens`, and `maxTokens`
-may not exceed the model's output limit. Each refusal is a 400 ValidationException with Bedrock's wording.
+user, text blocks must not be blank, a prefilled assistant turn must not end in whitespace, InvokeModel needs
+`anthropic_version` and `max_tokens`, and `maxTokens` may not exceed the model's output limit. Each refusal
+is a 400 ValidationException with Bedrock's wording.
 """
 
 from __future__ import annotations
