@@ -109,14 +109,14 @@ class Progress:
 
     def line(self, snap: Snapshot) -> str:
         parts = [f"indexed {snap.indexed}/{self.total}", f"dead-lettered {snap.dead}"]
+        remaining = max(0, self.total - snap.done)
         in_flight = snap.in_flight
         if in_flight is not None and snap.metrics is not None:
             parts.append(f"in flight {in_flight} ({snap.metrics.requests_in_flight} Bedrock requests)")
         else:
-            parts.append("in flight ?")
+            parts.append("in flight 0" if remaining == 0 else "in flight ?")
         rate = self.rate()
         parts.append(f"{rate:.1f} reviews/s" if rate is not None else "- reviews/s")
-        remaining = max(0, self.total - snap.done)
         if remaining == 0:
             parts.append("ETA 0:00")
         elif rate:
@@ -128,7 +128,9 @@ class Progress:
 
     def update(self, snap: Snapshot) -> None:
         now = self.clock()
-        self._history.append((now, snap.done))
+        finished = self._last is not None and min(self._last.done, snap.done) >= self.total
+        if not finished:  # once everything is done, the rate stays what it was at the end
+            self._history.append((now, snap.done))
         while len(self._history) > 2 and self._history[0][0] < now - RATE_WINDOW_S:
             self._history.popleft()
         self._last = snap

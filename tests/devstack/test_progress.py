@@ -83,6 +83,8 @@ def test_unknown_in_flight_and_the_finished_state() -> None:
     progress.update(Snapshot(0, 0, None))  # the dataflow's metrics do not answer yet
     clock.now += 5.0
     progress.update(Snapshot(8, 2, PipelineMetrics(10, 0)))
+    clock.now += 5.0
+    progress.update(Snapshot(8, 2, None))  # the dataflow has exited: its metrics are gone
     progress.close()  # printed at this very instant already: no duplicate line
     lines = out.getvalue().splitlines()
     assert "in flight ? |" in lines[0]
@@ -90,7 +92,11 @@ def test_unknown_in_flight_and_the_finished_state() -> None:
         "progress: indexed 8/10 | dead-lettered 2 | in flight 0 (0 Bedrock requests) | 2.0 reviews/s | ETA 0:00 "
         "| elapsed 0:05"
     )
-    assert len(lines) == 2
+    # Finished: nothing can be in flight, and the rate is the one at the end, not diluted by idle time.
+    assert (
+        lines[2] == "progress: indexed 8/10 | dead-lettered 2 | in flight 0 | 2.0 reviews/s | ETA 0:00 | elapsed 0:10"
+    )
+    assert len(lines) == 3
 
 
 def test_a_terminal_gets_one_live_bar() -> None:
