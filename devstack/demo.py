@@ -144,7 +144,10 @@ def demo(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or (4 if llm else 16)
     per_request = args.reviews_per_request or (1 if llm else 4)
     args.logs.mkdir(parents=True, exist_ok=True)
-    config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs)
+    timeout_s = 300 if llm else 30  # BEDROCK_TIMEOUT_S
+    # The server sheds what it could not finish within the client's timeout (with a margin), as Bedrock would.
+    shed_after = ["--queue-timeout-s", str(round(timeout_s * 2 / 3))]
+    config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs, bedrock_args=shed_after)
     print(f"starting the local stack ({args.backend} model, {args.shards} shards) ...", flush=True)
     with LocalStack(config) as stack:
         os.environ.update(stack.env())
@@ -155,7 +158,7 @@ def demo(args: argparse.Namespace) -> int:
             "KINESIS_POLL_INTERVAL_S": "0.5",
             "BEDROCK_MAX_CONCURRENCY": str(concurrency),
             "BEDROCK_REVIEWS_PER_REQUEST": str(per_request),
-            "BEDROCK_TIMEOUT_S": "300" if llm else "30",
+            "BEDROCK_TIMEOUT_S": str(timeout_s),
             "OPENSEARCH_INDEX": "processed_reviews",
             "OPENSEARCH_DLQ_INDEX": "processed_reviews_dlq",
             "METRICS_PORT": str(free_port()),  # the progress line reads what is in flight from it

@@ -170,3 +170,23 @@ def test_model_ids_resolve_like_bedrock() -> None:
             resolve_model(bad)
         assert err.value.code == code, bad
     assert resolve_model("x.y", ("x.y",)).model_id == "x.y"
+
+
+def test_knob_flags_round_trip_to_a_server_command_line() -> None:
+    from devstack.bedrock.__main__ import build_parser
+    from devstack.bedrock.options import knob_argv, knobs_from_args
+
+    argv = ["--allow-model-id", "a.b", "--allow-model-id", "c.d", "--max-queue", "0", "--queue-timeout-s", "0"]
+    argv += [
+        "--auth-error",
+        "UnrecognizedClientException",
+        "--context-tokens",
+        "4096",
+        "--shed-with",
+        "ModelNotReadyException",
+    ]
+    knobs = knobs_from_args(build_parser().parse_args(argv))
+    assert knobs.extra_model_ids == ("a.b", "c.d") and knobs.max_queue == 0 and knobs.queue_timeout_s == 0.0
+    passed_on = knob_argv(build_parser().parse_args(argv))
+    assert knobs_from_args(build_parser().parse_args(passed_on)) == knobs
+    assert knob_argv(build_parser().parse_args([])) == []  # defaults are not repeated
