@@ -54,6 +54,7 @@ class ServerState:
     quota: Quota = field(default_factory=Quota)
     admission: Admission = field(default_factory=Admission)
     faults: Faults | None = None
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while the `paused` knob is on
 
     def __post_init__(self) -> None:
         self.faults = Faults(self.knobs)
@@ -65,6 +66,10 @@ class ServerState:
         assert self.faults is not None
         self.faults.set(knobs)
         self.admission.resize(knobs.max_concurrency or backend_slots(self.backend))
+        if knobs.paused:
+            self.resumed.clear()
+        else:
+            self.resumed.set()
 
     def admission_stats(self) -> dict:
         return self.admission.to_dict(self.knobs.queue_timeout_s, self.knobs.max_queue)
@@ -112,6 +117,7 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
             extra = state.faults.latency_s(result.output_tokens, request.last_user_text)
             if extra > 0:
                 await asyncio.sleep(extra)
+            await state.resumed.wait()
         settled = result.input_tokens + result.output_tokens
         state.stats.input_tokens += result.input_tokens
         state.stats.output_tokens += result.output_tokens

@@ -41,6 +41,7 @@ class Knobs:
     auth_error: str | None = None  # answer every request with this credentials/permission error (AUTH_ERRORS)
     context_tokens: int = 0  # the model's context window in (estimated) tokens; 0 = the model's own (200k)
     extra_model_ids: tuple[str, ...] = ()  # ids accepted besides the known Anthropic models and profiles
+    paused: bool = False  # requests that got a backend slot wait there until unpaused (tests: a stuck model)
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -109,6 +110,10 @@ def _coerce(name: str, value: object) -> object:
         if isinstance(value, str):
             raise ValueError(f"{name} must be a list")
         return tuple(value)  # type: ignore[arg-type]
+    if name == "paused":
+        if not isinstance(value, bool):
+            raise ValueError("paused must be true or false")
+        return value
     if name in _INTS:
         return int(value)  # type: ignore[arg-type]
     return float(value)  # type: ignore[arg-type]

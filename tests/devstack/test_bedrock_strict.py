@@ -267,20 +267,34 @@ async def _stats_when(url: str, predicate: Callable[[dict], bool], what: str) ->
 
 
 async def _busy_then_more(url: str, queued: int, extra: int) -> tuple[list[tuple[str, int, str, str]], list]:
-    """One request in service, `queued` waiting for the slot (waited on via stats), then `extra` more at once."""
+    """One request in service, `queued` waiting for the slot (waited on via stats), then `extra` more at once.
+
+    The model is paused meanwhile, so the slot stays busy however slow this machine is; it is resumed before
+    the held requests are awaited.
+    """
+    await asyncio.to_thread(admin, url, "/_admin/config", {"paused": True})
     async with bedrock_client(url, read_timeout=120) as client:
 
         def call() -> Any:
             return asyncio.ensure_future(_outcome(client.converse(**build_converse_request(MODEL_ID, [REVIEW], 120))))
 
         held = [call()]
-        await _stats_when(url, lambda s: s["in_service"] == 1, "one request in service")
-        for n in range(queued):
-            held.append(call())
-            await _stats_when(url, lambda s, n=n: s["queued"] == n + 1, f"{n + 1} queued")
-        extra_outcomes = [await call() for _ in range(extra)]  # answered while the slot is still busy
-        still = await asyncio.to_thread(admin, url, "/_admin/stats")
-        return extra_outcomes, [still, *await asyncio.gather(*held)]
+        try:
+            await _stats_when(url, lambda s: s["in_service"] == 1, "one request in service")
+            for n in range(queued):
+                held.append(call())
+                await _stats_when(url, lambda s, n=n: s["queued"] == n + 1, f"{n + 1} queued")
+            # Answered while the slot is still busy (a request queued instead would wait for the resume).
+            extra_outcomes = []
+            for _ in range(extra):
+                done, _ = await asyncio.wait([call()], timeout=30)
+                assert done, "an excess request was not answered at once"
+                extra_outcomes.append(done.pop().result())
+            still = await asyncio.to_thread(admin, url, "/_admin/stats")
+        finally:
+            await asyncio.to_thread(admin, url, "/_admin/config", {"paused": False})
+            outcomes = await asyncio.gather(*held, return_exceptions=True)
+        return extra_outcomes, [still, *outcomes]
 
 
 @pytest.mark.parametrize("shed_with", ["ThrottlingException", "ServiceUnavailableException"])
@@ -288,7 +302,7 @@ def test_bounded_queue_sheds_the_excess_at_once(bedrock_url: str, shed_with: str
     admin(
         bedrock_url,
         "/_admin/config",
-        {"max_concurrency": 1, "max_queue": 1, "latency_ms": 1500, "shed_with": shed_with},
+        {"max_concurrency": 1, "max_queue": 1, "latency_ms": 100, "shed_with": shed_with},
     )
     extra, (stats_then, *held) = run(_busy_then_more(bedrock_url, queued=1, extra=2))
     status = 429 if shed_with == "ThrottlingException" else 503
@@ -304,7 +318,7 @@ def test_bounded_queue_sheds_the_excess_at_once(bedrock_url: str, shed_with: str
 
 
 def test_unbounded_queue_knob_keeps_every_request(bedrock_url: str) -> None:
-    admin(bedrock_url, "/_admin/config", {"max_concurrency": 1, "queue_timeout_s": 0, "latency_ms": 300})
+    admin(bedrock_url, "/_admin/config", {"max_concurrency": 1, "queue_timeout_s": 0})
     _, (stats_then, *held) = run(_busy_then_more(bedrock_url, queued=3, extra=0))  # cold limit would be 1
     assert stats_then["queue_limit"] is None and stats_then["queued"] == 3
     assert [o[0] for o in held] == ["ok"] * 4

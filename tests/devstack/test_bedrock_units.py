@@ -46,7 +46,14 @@ def test_quota_sliding_window_and_settling() -> None:
 def test_knobs_validation_and_updates() -> None:
     knobs = Knobs().updated({"throttle_rate": "0.5", "rpm": 10.0, "error_codes": ["InternalServerException"]})
     assert knobs.throttle_rate == 0.5 and knobs.rpm == 10 and knobs.error_codes == ("InternalServerException",)
-    for bad in ({"throttle_rate": 1.5}, {"nope": 1}, {"fail_with": "X"}, {"rpm": -1}, {"latency_ms": "slow"}):
+    for bad in (
+        {"throttle_rate": 1.5},
+        {"nope": 1},
+        {"fail_with": "X"},
+        {"rpm": -1},
+        {"latency_ms": "slow"},
+        {"paused": 1},
+    ):
         with pytest.raises(ValueError):
             Knobs().updated(bad)
 
