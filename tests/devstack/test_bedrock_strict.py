@@ -127,6 +127,7 @@ def test_bare_id_of_a_profile_only_model_and_extra_ids(bedrock_url: str) -> None
         ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
         ("UnrecognizedClientException", "The security token included in the request is invalid."),
         ("ExpiredTokenException", "The security token included in the request is expired"),
+        ("InvalidSignatureException", "The request signature we calculated does not match the signature you provided"),
     ],
 )
 def test_auth_errors_are_403_with_the_real_code(bedrock_url: str, auth_error: str, message: str) -> None:
@@ -157,7 +158,7 @@ def test_auth_errors_are_403_with_the_real_code(bedrock_url: str, auth_error: st
     outcomes, modeled = run(scenario())
     assert len(outcomes) == 4
     for code, status, got_message, error_type in outcomes:
-        assert (code, status, got_message) == (auth_error, 403, message)
+        assert (code, status) == (auth_error, 403) and got_message.startswith(message)
         assert error_type.startswith(auth_error + ":")
     # AccessDeniedException is in bedrock-runtime's model; the token errors come from AWS's front door.
     assert all(modeled) == (auth_error == "AccessDeniedException")
