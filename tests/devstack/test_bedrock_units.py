@@ -197,3 +197,14 @@ def test_knob_flags_round_trip_to_a_server_command_line() -> None:
     passed_on = knob_argv(build_parser().parse_args(argv))
     assert knobs_from_args(build_parser().parse_args(passed_on)) == knobs
     assert knob_argv(build_parser().parse_args([])) == []  # defaults are not repeated
+
+
+def test_backend_slots_come_from_the_backend() -> None:
+    from types import SimpleNamespace
+
+    from devstack.bedrock.backends import backend_slots
+    from devstack.bedrock.backends.lexicon import LexiconBackend
+
+    assert backend_slots(LexiconBackend()) == 0  # unlimited: nothing queues, nothing is shed
+    assert backend_slots(SimpleNamespace(parallel=3)) == 3  # llama.cpp's slot count (the llm backend)
+    assert backend_slots(SimpleNamespace(slots=2, parallel=3)) == 2
