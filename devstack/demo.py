@@ -2,8 +2,9 @@
 
 Starts the stack, produces reviews with `python producer/main.py` (plus a few malformed records, to show the
 dead-letter path), runs the real dataflow (`python -m bytewax.run dataflow.flow` with KINESIS_STOP_AT_END)
-with a progress bar until every review is indexed or dead-lettered, prints the report, writes the HTML page
-and stops the stack. Every step runs the same commands a user would type.
+with a live progress line (devstack/progress.py) until every review is indexed or dead-lettered, prints the
+report, writes the HTML page and stops the stack. Every step runs the same commands a user would type.
+Synthetic reviews have realistic (IMDB-like) lengths unless `--lengths short`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 import boto3
 import orjson
 from opensearchpy import OpenSearch
-from tqdm import tqdm
 
 from devstack.cli import command
-from devstack.processes import ServiceError
+from devstack.processes import ServiceError, free_port
+from devstack.progress import Progress, Snapshot, fetch_metrics
 from devstack.report import build_report, render_html
 from devstack.stack import LocalStack, StackConfig
 
@@ -52,6 +53,8 @@ INJECTION = orjson.dumps(
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("llm", "lexicon"), default="llm", help="model behind the local Bedrock")
     p.add_argument("--reviews", type=int, default=None, help="synthetic reviews to produce (llm: 200, lexicon: 500)")
+    p.add_argument("--lengths", choices=("realistic", "short"), default="realistic", help="synthetic review lengths")
+    p.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines off a TTY")
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="Bytewax workers (-w)")
     p.add_argument("--concurrency", type=int, default=None, help="BEDROCK_MAX_CONCURRENCY (llm: 4, lexicon: 16)")
@@ -77,9 +80,10 @@ def _put_malformed(env: dict[str, str]) -> int:
     return len(records) - int(resp["FailedRecordCount"])
 
 
-def _produce(env: dict[str, str], reviews: int, log_dir: Path) -> int:
-    cmd = [sys.executable, str(ROOT / "producer" / "main.py"), "--synthetic", str(reviews), "--quiet"]
-    print(f"$ python producer/main.py --synthetic {reviews}", flush=True)
+def _produce(env: dict[str, str], reviews: int, lengths: str, log_dir: Path) -> int:
+    args = ["--synthetic", str(reviews), "--lengths", lengths]
+    cmd = [sys.executable, str(ROOT / "producer" / "main.py"), *args, "--quiet"]
+    print(f"$ python producer/main.py {' '.join(args)}", flush=True)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     (log_dir / "producer.log").write_text(proc.stdout + proc.stderr)
     summary = next((line for line in proc.stdout.splitlines() if line.startswith("sent=")), "")
@@ -97,26 +101,32 @@ def _count(client: OpenSearch, index: str) -> int:
         return 0
 
 
-def _run_dataflow(env: dict[str, str], expected: int, workers: int, timeout: float, log_dir: Path) -> float:
+def _run_dataflow(
+    env: dict[str, str], expected: int, workers: int, timeout: float, log_dir: Path, progress_every: float
+) -> float:
     cmd = [sys.executable, "-m", "bytewax.run", "dataflow.flow", "-w", str(workers)]
     print(f"$ KINESIS_STOP_AT_END=true python -m bytewax.run dataflow.flow -w {workers}", flush=True)
     client = OpenSearch(hosts=[env["OPENSEARCH_URL"]], timeout=10)
+    metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics" if env.get("METRICS_PORT", "0") != "0" else ""
     started = time.monotonic()
     with open(log_dir / "dataflow.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        bar = tqdm(total=expected, unit="review", desc="indexed or dead-lettered", disable=None)
+        progress = Progress(expected, sys.stdout, every_s=progress_every)
         try:
             while proc.poll() is None:
                 if time.monotonic() - started > timeout:
                     proc.kill()
                     raise ServiceError(f"the dataflow did not finish within {timeout:.0f} s (see {log.name})")
-                done = _count(client, env["OPENSEARCH_INDEX"]) + _count(client, env["OPENSEARCH_DLQ_INDEX"])
-                bar.update(max(0, min(expected, done) - bar.n))
+                metrics = fetch_metrics(metrics_url) if metrics_url else None
+                indexed = _count(client, env["OPENSEARCH_INDEX"])
+                progress.update(Snapshot(indexed, _count(client, env["OPENSEARCH_DLQ_INDEX"]), metrics))
                 time.sleep(0.5)
+            indexed = _count(client, env["OPENSEARCH_INDEX"])
+            progress.update(Snapshot(indexed, _count(client, env["OPENSEARCH_DLQ_INDEX"])))
         finally:
             if proc.poll() is None:
                 proc.kill()
-            bar.close()
+            progress.close()
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         tail = (log_dir / "dataflow.log").read_text(errors="replace").splitlines()[-15:]
@@ -134,7 +144,10 @@ def demo(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or (4 if llm else 16)
     per_request = args.reviews_per_request or (1 if llm else 4)
     args.logs.mkdir(parents=True, exist_ok=True)
-    config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs)
+    timeout_s = 300 if llm else 30  # BEDROCK_TIMEOUT_S
+    # The server sheds what it could not finish within the client's timeout (with a margin), as Bedrock would.
+    shed_after = ["--queue-timeout-s", str(round(timeout_s * 2 / 3))]
+    config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs, bedrock_args=shed_after)
     print(f"starting the local stack ({args.backend} model, {args.shards} shards) ...", flush=True)
     with LocalStack(config) as stack:
         os.environ.update(stack.env())
@@ -145,16 +158,16 @@ def demo(args: argparse.Namespace) -> int:
             "KINESIS_POLL_INTERVAL_S": "0.5",
             "BEDROCK_MAX_CONCURRENCY": str(concurrency),
             "BEDROCK_REVIEWS_PER_REQUEST": str(per_request),
-            "BEDROCK_TIMEOUT_S": "300" if llm else "30",
+            "BEDROCK_TIMEOUT_S": str(timeout_s),
             "OPENSEARCH_INDEX": "processed_reviews",
             "OPENSEARCH_DLQ_INDEX": "processed_reviews_dlq",
-            "METRICS_PORT": "0",
+            "METRICS_PORT": str(free_port()),  # the progress line reads what is in flight from it
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        sent = _produce(env, reviews, args.logs)
+        sent = _produce(env, reviews, args.lengths, args.logs)
         bad = _put_malformed(env)
         print(f"plus {bad} records that test the dead-letter path (malformed or hostile)", flush=True)
-        elapsed = _run_dataflow(env, sent + bad, args.workers, args.timeout, args.logs)
+        elapsed = _run_dataflow(env, sent + bad, args.workers, args.timeout, args.logs, args.progress_every)
         client = OpenSearch(hosts=[env["OPENSEARCH_URL"]], timeout=30)
         report = build_report(client, reviews_in=sent + bad, elapsed_s=elapsed)
         print()

@@ -30,6 +30,7 @@ from producer.kinesis_writer import (
 )
 from producer.records import Review
 from producer.sources import CsvSource, ImdbSource, Source, SourceError, SyntheticSource
+from producer.synthetic import LENGTHS
 
 log = logging.getLogger("producer")
 
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"N seeded synthetic reviews with known labels (default source: {DEFAULT_SYNTHETIC} reviews)",
     )
     parser.add_argument(
+        "--lengths",
+        choices=LENGTHS,
+        default="short",
+        help="with --synthetic: review lengths, short (15-60 words) or realistic (IMDB-like: median ~170 words, "
+        "tail to 2,500) (default: short)",
+    )
+    parser.add_argument(
         "--split",
         choices=("train", "test", "both"),
         default="both",
@@ -191,7 +199,8 @@ def make_source(args: argparse.Namespace) -> Source:
         return ImdbSource(args.imdb, args.split)
     if args.csv is not None:
         return CsvSource(args.csv)
-    return SyntheticSource(DEFAULT_SYNTHETIC if args.synthetic is None else args.synthetic, args.seed)
+    count = DEFAULT_SYNTHETIC if args.synthetic is None else args.synthetic
+    return SyntheticSource(count, args.seed, lengths=args.lengths)
 
 
 def select(source: Source, *, shuffle: bool, seed: int, limit: int | None) -> tuple[Iterator[Review], int | None]:

@@ -152,6 +152,7 @@ class SyntheticSource:
     count: int
     seed: int
     skipped: int = 0
+    lengths: str = "short"  # or "realistic": IMDB-like word counts (see producer.synthetic)
 
     @property
     def name(self) -> str:
@@ -162,7 +163,7 @@ class SyntheticSource:
         return self.count
 
     def __iter__(self) -> Iterator[Review]:
-        return synthetic_reviews(self.count, self.seed)
+        return synthetic_reviews(self.count, self.seed, self.lengths)
 
 
 Source = ImdbSource | CsvSource | SyntheticSource

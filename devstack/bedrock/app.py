@@ -1,8 +1,11 @@
-"""The aiohttp application: Bedrock-runtime routes, their wire shapes, and the admin API.
+"""The aiohttp application: Bedrock-runtime routes, the request path, and the admin API.
 
-Request path for `/model/{modelId}/converse` and `/invoke`: parse (400 ValidationException on a bad body),
-admit against the quota (429 when over), draw injected faults, wait for a backend slot, generate, add the
-simulated latency, answer. SigV4 headers are accepted and ignored.
+Request path for `/model/{modelId}/converse` and `/invoke`, in the order Bedrock checks things: credentials
+and permission (the `auth_error` knob: 403), the model id (404 ResourceNotFoundException, or 400 for a bare id
+of a profile-only model), the body (400 ValidationException: see wire.py), the context window (400), load
+shedding (429/503 at once when the backend cannot start the request soon: see admission.py), the RPM/TPM
+quota (429), injected faults, a backend slot, generation, the simulated latency. SigV4 headers are accepted
+and not verified.
 """
 
 from __future__ import annotations
@@ -19,11 +22,22 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from devstack.bedrock.backends import Backend, Message, ModelRequest, ModelResult, estimate_tokens
+from devstack.bedrock.admission import Admission
+from devstack.bedrock.backends import Backend, ModelRequest, ModelResult, backend_slots, estimate_tokens
 from devstack.bedrock.errors import TOO_MANY_REQUESTS, TOO_MANY_TOKENS, BedrockError
 from devstack.bedrock.faults import Faults, Knobs
+from devstack.bedrock.models import ModelSpec, resolve_model
 from devstack.bedrock.quota import Quota, QuotaDenied
 from devstack.bedrock.stats import Stats
+from devstack.bedrock.wire import (
+    check_context,
+    converse_response,
+    error_response,
+    invoke_response,
+    json_body,
+    parse_converse,
+    parse_invoke,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +46,15 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 
 @dataclass
 class ServerState:
-    """Everything the handlers share: backend, knobs, quota, stats."""
+    """Everything the handlers share: backend, knobs, quota, admission, stats."""
 
     backend: Backend
     knobs: Knobs = field(default_factory=Knobs)
     stats: Stats = field(default_factory=Stats)
     quota: Quota = field(default_factory=Quota)
+    admission: Admission = field(default_factory=Admission)
     faults: Faults | None = None
-    _slots: asyncio.Semaphore | None = None
-    _slots_size: int = 0
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while the `paused` knob is on
 
     def __post_init__(self) -> None:
         self.faults = Faults(self.knobs)
@@ -51,138 +65,30 @@ class ServerState:
         self.quota.rpm, self.quota.tpm = knobs.rpm, knobs.tpm
         assert self.faults is not None
         self.faults.set(knobs)
-        if knobs.max_concurrency != self._slots_size:
-            # Requests already waiting keep the old semaphore; new ones queue on the new one.
-            self._slots = asyncio.Semaphore(knobs.max_concurrency) if knobs.max_concurrency else None
-            self._slots_size = knobs.max_concurrency
+        self.admission.resize(knobs.max_concurrency or backend_slots(self.backend))
+        if knobs.paused:
+            self.resumed.clear()
+        else:
+            self.resumed.set()
 
-
-# ---------------------------------------------------------------------------------------------- parsing
-
-
-def _json_body(raw: bytes) -> dict:
-    try:
-        body = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as err:
-        raise BedrockError("ValidationException", f"Malformed input request: {err}") from err
-    if not isinstance(body, dict):
-        raise BedrockError("ValidationException", "Malformed input request, please reformat your input and try again.")
-    return body
-
-
-def _blocks_text(content: object, *, anthropic: bool) -> str:
-    """Text of a message's content: Converse `[{"text"}]`, Anthropic `str | [{"type": "text", "text"}]`."""
-    if anthropic and isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise BedrockError("ValidationException", "Message content must be a list of content blocks.")
-    parts = []
-    for block in content:
-        if not isinstance(block, dict):
-            raise BedrockError("ValidationException", "A content block must be an object.")
-        text = block.get("text")
-        if isinstance(text, str) and (not anthropic or block.get("type", "text") == "text"):
-            parts.append(text)
-    return "".join(parts)
-
-
-def _messages(raw: object, *, anthropic: bool) -> tuple[Message, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise BedrockError("ValidationException", "The messages field is required and must not be empty.")
-    out = []
-    for item in raw:
-        if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
-            raise BedrockError("ValidationException", "Each message needs a role of 'user' or 'assistant'.")
-        out.append(Message(item["role"], _blocks_text(item.get("content"), anthropic=anthropic)))
-    if out[0].role != "user":
-        raise BedrockError("ValidationException", "A conversation must start with a user message.")
-    return tuple(out)
-
-
-def _max_tokens(value: object, default: int | None, field_name: str) -> int:
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BedrockError("ValidationException", f"{field_name} must be a positive integer.")
-    return value
-
-
-def _temperature(value: object) -> float:
-    if value is None:
-        return 1.0
-    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
-        raise BedrockError("ValidationException", "temperature must be between 0 and 1.")
-    return float(value)
-
-
-def parse_converse(model_id: str, body: dict) -> ModelRequest:
-    system_blocks = body.get("system") or []
-    config = body.get("inferenceConfig") or {}
-    if not isinstance(config, dict):
-        raise BedrockError("ValidationException", "inferenceConfig must be an object.")
-    return ModelRequest(
-        model_id=model_id,
-        system="\n".join(b.get("text", "") for b in system_blocks if isinstance(b, dict)),
-        messages=_messages(body.get("messages"), anthropic=False),
-        max_tokens=_max_tokens(config.get("maxTokens"), 4096, "inferenceConfig.maxTokens"),
-        temperature=_temperature(config.get("temperature")),
-    )
-
-
-def parse_invoke(model_id: str, body: dict) -> ModelRequest:
-    if "anthropic_version" not in body:
-        raise BedrockError("ValidationException", "Malformed input request: required key [anthropic_version] not found")
-    system = body.get("system") or ""
-    return ModelRequest(
-        model_id=model_id,
-        system=system if isinstance(system, str) else _blocks_text(system, anthropic=True),
-        messages=_messages(body.get("messages"), anthropic=True),
-        max_tokens=_max_tokens(body.get("max_tokens"), None, "max_tokens"),
-        temperature=_temperature(body.get("temperature")),
-    )
-
-
-# ---------------------------------------------------------------------------------------------- responses
-
-
-def converse_response(result: ModelResult, latency_ms: int) -> web.Response:
-    body = {
-        "output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
-        "stopReason": result.stop_reason,
-        "usage": {
-            "inputTokens": result.input_tokens,
-            "outputTokens": result.output_tokens,
-            "totalTokens": result.input_tokens + result.output_tokens,
-        },
-        "metrics": {"latencyMs": latency_ms},
-    }
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
-
-
-def invoke_response(request: ModelRequest, result: ModelResult, latency_ms: int) -> web.Response:
-    body = {
-        "id": "msg_bdrk_" + uuid.uuid4().hex[:24],
-        "type": "message",
-        "role": "assistant",
-        "model": request.model_id,
-        "content": [{"type": "text", "text": result.text}],
-        "stop_reason": result.stop_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
-    }
-    headers = {
-        "X-Amzn-Bedrock-Input-Token-Count": str(result.input_tokens),
-        "X-Amzn-Bedrock-Output-Token-Count": str(result.output_tokens),
-        "X-Amzn-Bedrock-Invocation-Latency": str(latency_ms),
-    }
-    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
+    def admission_stats(self) -> dict:
+        return self.admission.to_dict(self.knobs.queue_timeout_s, self.knobs.max_queue)
 
 
 # ---------------------------------------------------------------------------------------------- handling
 
 
+def _admit(state: ServerState, request: ModelRequest, spec: ModelSpec) -> None:
+    """The checks that refuse a request before it costs anything: context window, then load shedding."""
+    knobs = state.knobs
+    check_context(estimate_tokens(request.all_text()), request.max_tokens, knobs.context_tokens or spec.context_tokens)
+    if not state.admission.admits(knobs.queue_timeout_s, knobs.max_queue):
+        state.stats.shed += 1
+        raise BedrockError(knobs.shed_with)
+
+
 async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
-    """Quota, faults, queueing, generation and latency for one parsed request."""
+    """Quota, faults, queueing, generation and latency for one admitted request."""
     assert state.faults is not None
     try:
         reservation = state.quota.reserve(estimate_tokens(request.all_text()) + request.max_tokens)
@@ -201,14 +107,7 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
         if plan.kind in ("throttle", "error", "timeout"):
             assert plan.error_code is not None
             raise BedrockError(plan.error_code)
-        slots = state._slots
-        if slots is not None:
-            state.stats.queued += 1
-            try:
-                await slots.acquire()
-            finally:
-                state.stats.queued -= 1
-        try:
+        async with state.admission.slot():
             result = await state.backend.generate(request)
             if plan.kind == "malformed":
                 ids = [ident for ident, _ in request.reviews()]
@@ -218,9 +117,7 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
             extra = state.faults.latency_s(result.output_tokens, request.last_user_text)
             if extra > 0:
                 await asyncio.sleep(extra)
-        finally:
-            if slots is not None:
-                slots.release()
+            await state.resumed.wait()
         settled = result.input_tokens + result.output_tokens
         state.stats.input_tokens += result.input_tokens
         state.stats.output_tokens += result.output_tokens
@@ -231,7 +128,7 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
 
 
 def _model_handler(
-    operation: str, parse: Callable[[str, dict], ModelRequest]
+    operation: str, parse: Callable[[str, dict, ModelSpec], ModelRequest]
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(http_request: web.Request) -> web.StreamResponse:
         state: ServerState = http_request.app[STATE_KEY]
@@ -240,8 +137,12 @@ def _model_handler(
         state.stats.begin(operation)
         status, code = 500, "InternalServerException"
         try:
+            if state.knobs.auth_error:
+                raise BedrockError(state.knobs.auth_error)
             model_id = unquote(http_request.match_info["model_id"])
-            request = parse(model_id, _json_body(await http_request.read()))
+            spec = resolve_model(model_id, state.knobs.extra_model_ids)
+            request = parse(model_id, json_body(await http_request.read()), spec)
+            _admit(state, request, spec)
             result = await _run_model(state, request)
             latency_ms = int((time.monotonic() - started) * 1000)
             response = (
@@ -287,6 +188,7 @@ async def post_config(http_request: web.Request) -> web.Response:
 async def get_stats(http_request: web.Request) -> web.Response:
     state: ServerState = http_request.app[STATE_KEY]
     out = state.stats.to_dict()
+    out.update(state.admission_stats())
     out["quota_window"] = state.quota.usage()
     out["backend"] = state.backend.name
     return _json(out)
@@ -296,6 +198,7 @@ async def post_reset(http_request: web.Request) -> web.Response:
     state: ServerState = http_request.app[STATE_KEY]
     state.stats.reset()
     state.quota.reset()
+    state.admission.reset()
     return _json({"reset": True})
 
 
@@ -306,12 +209,6 @@ async def health(http_request: web.Request) -> web.Response:
 async def not_found(http_request: web.Request) -> web.Response:
     message = f"No route for {http_request.method} {http_request.path}"
     return error_response(BedrockError("ResourceNotFoundException", message), str(uuid.uuid4()))
-
-
-def error_response(err: BedrockError, request_id: str) -> web.Response:
-    """restJson1 error: the code in `x-amzn-ErrorType` (what botocore reads first), the text in the body."""
-    body = orjson.dumps({"message": err.message})
-    return web.Response(status=err.status, body=body, content_type="application/json", headers=err.headers(request_id))
 
 
 def _json(doc: object, status: int = 200) -> web.Response:

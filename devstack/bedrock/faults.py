@@ -1,4 +1,4 @@
-"""Run-time knobs: simulated latency, injected faults, quotas and backend concurrency.
+"""Run-time knobs: simulated latency, injected faults, quotas, backend concurrency, load shedding, strictness.
 
 Set per server start from CLI flags and changed while running with `POST /_admin/config` (a partial JSON
 object of the fields below). Every probability is in [0, 1]; 0 for quotas and concurrency means unlimited.
@@ -10,9 +10,11 @@ import math
 import random
 from dataclasses import asdict, dataclass, fields
 
-from devstack.bedrock.errors import ERROR_STATUS
+from devstack.bedrock.errors import AUTH_ERROR_STATUS, ERROR_STATUS
 
 FAULT_KINDS = ("throttle", "error", "timeout", "malformed")
+AUTH_ERRORS = ("AccessDeniedException", *AUTH_ERROR_STATUS)
+SHED_ERRORS = ("ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException")
 
 
 @dataclass
@@ -32,7 +34,14 @@ class Knobs:
     fail_with: str | None = None  # answer every model request with this modeled error (drills, tests)
     rpm: int = 0  # requests-per-minute quota
     tpm: int = 0  # tokens-per-minute quota
-    max_concurrency: int = 0  # backend calls at once; the rest queue
+    max_concurrency: int = 0  # backend calls at once (0 = the backend's own slot count, if any); the rest queue
+    queue_timeout_s: float = 20.0  # shed what could not finish within this (the caller's timeout); 0 = never shed
+    max_queue: int | None = None  # an explicit cap on queued requests instead of the measured one
+    shed_with: str = "ThrottlingException"  # the error excess requests get at once (see SHED_ERRORS)
+    auth_error: str | None = None  # answer every request with this credentials/permission error (AUTH_ERRORS)
+    context_tokens: int = 0  # the model's context window in (estimated) tokens; 0 = the model's own (200k)
+    extra_model_ids: tuple[str, ...] = ()  # ids accepted besides the known Anthropic models and profiles
+    paused: bool = False  # requests that got a backend slot wait there until unpaused (tests: a stuck model)
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -53,10 +62,19 @@ class Knobs:
             "rpm",
             "tpm",
             "max_concurrency",
+            "queue_timeout_s",
+            "context_tokens",
         ):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.max_queue is not None and self.max_queue < 0:
+            raise ValueError("max_queue must not be negative")
+        if self.shed_with not in SHED_ERRORS:
+            raise ValueError(f"shed_with must be one of {', '.join(SHED_ERRORS)}, got {self.shed_with!r}")
+        if self.auth_error is not None and self.auth_error not in AUTH_ERRORS:
+            raise ValueError(f"auth_error must be one of {', '.join(AUTH_ERRORS)}, got {self.auth_error!r}")
         self.error_codes = tuple(self.error_codes)
+        self.extra_model_ids = tuple(self.extra_model_ids)
         for code in (*self.error_codes, *([self.fail_with] if self.fail_with else [])):
             if code not in ERROR_STATUS:
                 raise ValueError(f"unknown error code {code!r}; known: {', '.join(ERROR_STATUS)}")
@@ -64,6 +82,7 @@ class Knobs:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["error_codes"] = list(self.error_codes)
+        out["extra_model_ids"] = list(self.extra_model_ids)
         return out
 
     def updated(self, changes: dict) -> Knobs:
@@ -79,10 +98,23 @@ class Knobs:
             raise ValueError(str(err)) from err
 
 
+_STRINGS = ("fail_with", "straggler_marker", "shed_with", "auth_error")
+_TUPLES = ("error_codes", "extra_model_ids")
+_INTS = ("rpm", "tpm", "max_concurrency", "max_queue", "context_tokens", "seed")
+
+
 def _coerce(name: str, value: object) -> object:
-    if value is None or name in ("error_codes", "fail_with", "straggler_marker"):
-        return tuple(value) if name == "error_codes" and value is not None else value  # type: ignore[arg-type]
-    if name in ("rpm", "tpm", "max_concurrency", "seed"):
+    if value is None or name in _STRINGS:
+        return value
+    if name in _TUPLES:
+        if isinstance(value, str):
+            raise ValueError(f"{name} must be a list")
+        return tuple(value)  # type: ignore[arg-type]
+    if name == "paused":
+        if not isinstance(value, bool):
+            raise ValueError("paused must be true or false")
+        return value
+    if name in _INTS:
         return int(value)  # type: ignore[arg-type]
     return float(value)  # type: ignore[arg-type]
 

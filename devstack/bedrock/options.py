@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from devstack.bedrock.errors import ERROR_STATUS
-from devstack.bedrock.faults import Knobs
+from devstack.bedrock.faults import AUTH_ERRORS, SHED_ERRORS, Knobs
 
 
 def add_knob_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,28 @@ def add_knob_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fail-with", choices=sorted(ERROR_STATUS), default=None)
     g.add_argument("--rpm", type=int, default=0, help="requests-per-minute quota (0 = none)")
     g.add_argument("--tpm", type=int, default=0, help="tokens-per-minute quota (0 = none)")
-    g.add_argument("--max-concurrency", type=int, default=0, help="backend calls at once (0 = unlimited)")
+    g.add_argument(
+        "--max-concurrency", type=int, default=0, help="backend calls at once (0 = the backend's slots, or unlimited)"
+    )
+    g.add_argument(
+        "--queue-timeout-s",
+        type=float,
+        default=Knobs.queue_timeout_s,
+        help="shed (429 at once) requests that could not finish within this many seconds given the measured "
+        "service time (default: %(default)s; 0 = unbounded queue, never shed)",
+    )
+    g.add_argument("--max-queue", type=int, default=None, help="explicit cap on requests waiting for a slot")
+    g.add_argument("--shed-with", choices=SHED_ERRORS, default=Knobs.shed_with, help="the error shed requests get")
+    g.add_argument("--auth-error", choices=AUTH_ERRORS, default=None, help="answer every request with this 403")
+    g.add_argument("--context-tokens", type=int, default=0, help="context window (0 = the model's, 200k)")
+    g.add_argument(
+        "--allow-model-id",
+        dest="extra_model_ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="accept this model id too (repeatable); unknown ids get 404 ResourceNotFoundException",
+    )
     g.add_argument("--seed", type=int, default=None)
 
 
@@ -41,20 +62,29 @@ KNOB_FLAGS = (
     "rpm",
     "tpm",
     "max_concurrency",
+    "queue_timeout_s",
+    "max_queue",
+    "shed_with",
+    "auth_error",
+    "context_tokens",
+    "extra_model_ids",
     "seed",
 )
 
 
 def knobs_from_args(args: argparse.Namespace) -> Knobs:
-    return Knobs(**{name: getattr(args, name) for name in KNOB_FLAGS})
+    return Knobs(**{name: getattr(args, name) for name in KNOB_FLAGS})  # lists become tuples in Knobs
 
 
 def knob_argv(args: argparse.Namespace) -> list[str]:
     """The knob flags that differ from the defaults, to pass `args` on to a server process."""
-    defaults = argparse.Namespace(**Knobs().to_dict())
+    defaults = Knobs().to_dict()
     out: list[str] = []
     for name in KNOB_FLAGS:
         value = getattr(args, name, None)
-        if value != getattr(defaults, name):
+        if name == "extra_model_ids":
+            for model_id in value or ():
+                out += ["--allow-model-id", model_id]
+        elif value is not None and value != defaults[name]:
             out += ["--" + name.replace("_", "-"), str(value)]
     return out

@@ -23,7 +23,7 @@ class Stats:
     output_tokens: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
-    queued: int = 0
+    shed: int = 0  # refused at once by load shedding (admission.py)
     latency_ms_sum: float = 0.0
     latency_ms_max: float = 0.0
     started_at: float = field(default_factory=time.time)
@@ -60,7 +60,7 @@ class Stats:
             "output_tokens": self.output_tokens,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
-            "queued": self.queued,
+            "shed": self.shed,
             "latency_ms_sum": round(self.latency_ms_sum, 3),
             "latency_ms_max": round(self.latency_ms_max, 3),
             "latency_ms_avg": round(self.latency_ms_sum / self.requests, 3) if self.requests else 0.0,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dataflow.prompt import is_one_sentence
+from devstack.bedrock.admission import EWMA_ALPHA, Admission
 from devstack.bedrock.backends import Message, ModelRequest
 from devstack.bedrock.backends.lexicon import summarise
 from devstack.bedrock.backends.llm import SUMMARY_PATTERN, answer_grammar, answer_schema
+from devstack.bedrock.errors import BedrockError
 from devstack.bedrock.faults import Faults, Knobs
+from devstack.bedrock.models import resolve_model
 from devstack.bedrock.quota import Quota, QuotaDenied
 
 
@@ -43,7 +46,14 @@ def test_quota_sliding_window_and_settling() -> None:
 def test_knobs_validation_and_updates() -> None:
     knobs = Knobs().updated({"throttle_rate": "0.5", "rpm": 10.0, "error_codes": ["InternalServerException"]})
     assert knobs.throttle_rate == 0.5 and knobs.rpm == 10 and knobs.error_codes == ("InternalServerException",)
-    for bad in ({"throttle_rate": 1.5}, {"nope": 1}, {"fail_with": "X"}, {"rpm": -1}, {"latency_ms": "slow"}):
+    for bad in (
+        {"throttle_rate": 1.5},
+        {"nope": 1},
+        {"fail_with": "X"},
+        {"rpm": -1},
+        {"latency_ms": "slow"},
+        {"paused": 1},
+    ):
         with pytest.raises(ValueError):
             Knobs().updated(bad)
 
@@ -101,3 +111,100 @@ def test_answer_grammar_pins_ids_and_format() -> None:
     items = schema["properties"]["results"]
     assert items["minItems"] == items["maxItems"] == 2
     assert items["items"]["properties"]["summary"]["pattern"] == SUMMARY_PATTERN
+
+
+def test_admission_sizes_the_queue_from_service_time_and_timeout() -> None:
+    clock = FakeClock()
+    admission = Admission(slots=2, clock=clock)
+    assert admission.queue_limit(20.0, None) == 2  # cold: one waiting per slot
+    admission.observe(5.0)
+    # 2 slots, 5 s each, 20 s budget: the 6th in line starts at 15 s and ends at 20 s; the 7th would not.
+    assert admission.queue_limit(20.0, None) == 6
+    assert admission.queue_limit(9.9, None) == 0 and admission.queue_limit(20.0, 1) == 1
+    assert admission.queue_limit(0.0, None) is None  # the unbounded-queue knob
+    admission.observe(10.0)
+    assert admission.service_ewma_s == pytest.approx(5.0 + EWMA_ALPHA * 5.0)
+    assert Admission(slots=0).queue_limit(20.0, 0) is None  # no slots: nothing ever waits
+
+
+def test_admission_counts_slots_and_measures_them() -> None:
+    import asyncio
+
+    clock = FakeClock()
+    admission = Admission(slots=1, clock=clock)
+
+    async def scenario() -> list[bool]:
+        decisions = [admission.admits(20.0, 1)]  # a slot is free
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with admission.slot():
+                await release.wait()
+                clock.now += 4.0
+
+        first = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        decisions.append(admission.admits(20.0, 1))  # busy, room for one in the queue
+        second = asyncio.create_task(hold())
+        await asyncio.sleep(0)
+        assert (admission.in_service, admission.queued) == (1, 1)
+        decisions.append(admission.admits(20.0, 1))  # busy and the queue is full
+        release.set()
+        await asyncio.gather(first, second)
+        return decisions
+
+    assert asyncio.run(scenario()) == [True, True, False]
+    assert (admission.in_service, admission.queued, admission.max_queued) == (0, 0, 1)
+    assert admission.service_ewma_s == pytest.approx(4.0)  # both held their slot 4 fake seconds
+    admission.reset()
+    assert admission.service_ewma_s is None and admission.queue_limit(20.0, None) == 1
+
+
+def test_model_ids_resolve_like_bedrock() -> None:
+    spec = resolve_model("global.anthropic.claude-haiku-4-5-20251001-v1:0")
+    assert spec.model_id == "anthropic.claude-haiku-4-5-20251001-v1:0" and spec.context_tokens == 200_000
+    assert resolve_model("anthropic.claude-3-haiku-20240307-v1:0").max_output_tokens == 4096
+    for bad, code in (
+        ("anthropic.claude-haiku-4-5-20251001-v1:0", "ValidationException"),  # profile-only model, bare id
+        ("us.anthropic.claude-3-haiku-20240307-v2:0", "ResourceNotFoundException"),
+        (
+            "arn:aws:bedrock:us-east-1:1:inference-profile/anthropic.claude-3-haiku-20240307-v1:0",
+            "ResourceNotFoundException",
+        ),
+        ("arn:aws:s3:::bucket/x", "ResourceNotFoundException"),
+    ):
+        with pytest.raises(BedrockError) as err:
+            resolve_model(bad)
+        assert err.value.code == code, bad
+    assert resolve_model("x.y", ("x.y",)).model_id == "x.y"
+
+
+def test_knob_flags_round_trip_to_a_server_command_line() -> None:
+    from devstack.bedrock.__main__ import build_parser
+    from devstack.bedrock.options import knob_argv, knobs_from_args
+
+    argv = ["--allow-model-id", "a.b", "--allow-model-id", "c.d", "--max-queue", "0", "--queue-timeout-s", "0"]
+    argv += [
+        "--auth-error",
+        "UnrecognizedClientException",
+        "--context-tokens",
+        "4096",
+        "--shed-with",
+        "ModelNotReadyException",
+    ]
+    knobs = knobs_from_args(build_parser().parse_args(argv))
+    assert knobs.extra_model_ids == ("a.b", "c.d") and knobs.max_queue == 0 and knobs.queue_timeout_s == 0.0
+    passed_on = knob_argv(build_parser().parse_args(argv))
+    assert knobs_from_args(build_parser().parse_args(passed_on)) == knobs
+    assert knob_argv(build_parser().parse_args([])) == []  # defaults are not repeated
+
+
+def test_backend_slots_come_from_the_backend() -> None:
+    from types import SimpleNamespace
+
+    from devstack.bedrock.backends import backend_slots
+    from devstack.bedrock.backends.lexicon import LexiconBackend
+
+    assert backend_slots(LexiconBackend()) == 0  # unlimited: nothing queues, nothing is shed
+    assert backend_slots(SimpleNamespace(parallel=3)) == 3  # llama.cpp's slot count (the llm backend)
+    assert backend_slots(SimpleNamespace(slots=2, parallel=3)) == 2

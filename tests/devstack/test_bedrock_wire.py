@@ -297,7 +297,7 @@ def test_admin_config_changes_behaviour_at_run_time(bedrock_url: str) -> None:
 def test_latency_concurrency_limit_and_stats(bedrock_url: str) -> None:
     import asyncio
 
-    admin(bedrock_url, "/_admin/config", {"latency_ms": 200, "max_concurrency": 1})
+    admin(bedrock_url, "/_admin/config", {"latency_ms": 200, "max_concurrency": 1, "queue_timeout_s": 0})
     request = build_converse_request(MODEL_ID, [POSITIVE, NEGATIVE], 120)
 
     async def scenario() -> list[dict]:

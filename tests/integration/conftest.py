@@ -37,6 +37,7 @@ class Pipeline:
 
     env: dict[str, str]
     stack: LocalStack
+    lengths: str = "realistic"  # synthetic review lengths: IMDB-like by default, as production sees them
 
     @property
     def opensearch(self) -> OpenSearch:
@@ -48,7 +49,7 @@ class Pipeline:
         resp = http.request("POST", f"{self.stack.bedrock.url}/_admin/config", body=orjson.dumps(knobs))
         assert resp.status == 200, resp.data
 
-    def produce(self, count: int, seed: int = 7) -> str:
+    def produce(self, count: int, seed: int = 7, lengths: str | None = None) -> str:
         proc = subprocess.run(
             [
                 sys.executable,
@@ -57,6 +58,8 @@ class Pipeline:
                 str(count),
                 "--seed",
                 str(seed),
+                "--lengths",
+                lengths or self.lengths,
                 "--quiet",
             ],
             env=self.env,

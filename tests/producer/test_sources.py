@@ -137,3 +137,38 @@ def test_record_encoding_matches_the_contract() -> None:
 @pytest.mark.parametrize(("raw", "label"), [(" Positive ", "positive"), ("NEG", "negative"), ("1", None), ("", None)])
 def test_parse_label(raw: str, label: str | None) -> None:
     assert parse_label(raw) == label
+
+
+def test_realistic_length_distribution_is_imdb_like() -> None:
+    import random
+    import statistics
+
+    from producer.synthetic import MAX_WORDS, MIN_WORDS, realistic_length
+
+    rng = random.Random(2024)
+    lengths = [realistic_length(rng) for _ in range(5000)]
+    assert 160 <= statistics.median(lengths) <= 180
+    assert 205 <= statistics.mean(lengths) <= 245
+    assert 0.006 <= sum(n > 900 for n in lengths) / len(lengths) <= 0.018
+    assert min(lengths) >= MIN_WORDS and max(lengths) <= MAX_WORDS
+    assert statistics.quantiles(lengths, n=10)[0] >= 60  # few very short reviews: the body of IMDB is 100-300
+
+
+def test_realistic_synthetic_reviews_follow_the_distribution() -> None:
+    import statistics
+
+    from producer.synthetic import MAX_WORDS
+
+    reviews = list(SyntheticSource(2000, seed=3, lengths="realistic"))
+    words = [len(r.text.split()) for r in reviews]
+    assert 160 <= statistics.median(words) <= 190
+    assert 205 <= statistics.mean(words) <= 250
+    assert 0.004 <= sum(n > 900 for n in words) / len(words) <= 0.02 and max(words) <= MAX_WORDS
+    assert list(SyntheticSource(50, seed=3, lengths="realistic")) == reviews[:50]  # seeded, a prefix
+    assert [r.review_id for r in reviews[:50]] == [r.review_id for r in SyntheticSource(50, seed=3)]
+    assert 900 <= sum(r.label == "positive" for r in reviews) <= 1100
+    assert len({r.text for r in reviews}) == len(reviews)
+    long_ones = [r for r in reviews if len(r.text.split()) > 400]
+    assert long_ones and all("\n\n" in r.text for r in long_ones)  # paragraphs, not one wall of text
+    with pytest.raises(ValueError, match="unknown lengths"):
+        list(SyntheticSource(1, seed=3, lengths="huge"))

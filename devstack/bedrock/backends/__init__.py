@@ -68,11 +68,23 @@ class ModelResult:
 
 
 class Backend(Protocol):
+    """A model. Optional attribute `slots: int`: requests it can serve at once (0 or absent = no limit); the
+    server then queues and sheds load in front of it (see admission.py)."""
+
     name: str
 
     async def generate(self, request: ModelRequest) -> ModelResult: ...
 
     async def close(self) -> None: ...
+
+
+def backend_slots(backend: object) -> int:
+    """The backend's slot count: its `slots` attribute, else a llama.cpp-style `parallel`, else 0 (unlimited)."""
+    for attribute in ("slots", "parallel"):
+        value = getattr(backend, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return max(0, value)
+    return 0
 
 
 def estimate_tokens(text: str) -> int:
