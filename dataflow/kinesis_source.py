@@ -120,6 +120,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._held_back = False
         self._hold_wait_s = BACKPRESSURE_WAIT_S
         self._freed_seen = -1
+        self._last_batch_at = now()
         ledger.register(self._stream, index)
         for shard_id, pos in self._positions.items():
             if pos == END:
@@ -319,7 +320,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
     def next_batch(self) -> Iterable[KinesisRecord]:
         if self._finished:
             raise StopIteration
-        now = self._now()
+        now = self._last_batch_at = self._now()
         if now >= self._next_discovery:
             self._discover()
         batch: list[KinesisRecord] = []
@@ -354,7 +355,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         return batch
 
     def next_awake(self) -> datetime | None:
-        now = self._now()
+        now = self._last_batch_at  # relative to the last batch: the same answer however often it is asked
         if self._held_back:
             return now + timedelta(seconds=self._hold_wait_s)
         times = [r.next_poll for r in self._readers.values()]

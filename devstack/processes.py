@@ -142,7 +142,7 @@ def _require_executable(name: str, executable: str, package: str) -> str:
     return path
 
 
-KINESIS_STRICT_ARGS = ("--empty-page-every", "3", "--idle-lag-ms", "200", "--list-shards-page", "3")
+KINESIS_STRICT_ARGS = ("--empty-page-every", "3", "--idle-lag-ms", "200")
 
 
 def start_kinesis(port: int | None = None, log_path: Path | None = None, strict: bool = True) -> ManagedProcess:
@@ -150,7 +150,7 @@ def start_kinesis(port: int | None = None, log_path: Path | None = None, strict:
 
     Without `port` the server binds port 0 and reports the port it got through a file, so no other process can
     take it in between. `strict` (tests, demo) turns on the Kinesis edges of `devstack.kinesis_strict`: empty
-    pages mid-shard, a small lag at the tip, ListShards in pages of 3.
+    pages mid-shard and a small lag at the tip (ListShards pages as Kinesis does in any mode).
     """
     if port:
         _require_port("kinesis (moto)", port)
