@@ -2,7 +2,8 @@
 
 - GetRecords on a closed shard read to its end answers a null `NextShardIterator`: the one end-of-shard signal.
 - With `empty_page_every` = N, every Nth GetRecords call on a shard that still holds records past the iterator
-  returns no records and the same position (Kinesis returns empty pages in the middle of a shard).
+  returns no records and the same position (Kinesis returns empty pages in the middle of a shard); never twice
+  for one position, so two empty pages in a row from one reader still mean the tip.
 - `MillisBehindLatest` is measured to the shard's newest record; at least 1 on an open shard with records left.
   A closed shard reports 0 even with records left (its tip no longer moves): "empty and 0" is not its end.
 - With `idle_lag_ms` = M, every other call at the tip of an open shard reports a lag in 1..M, as Kinesis does
@@ -39,6 +40,7 @@ class Knobs:
 
 KNOBS = Knobs()
 _calls: dict[tuple[str, str], int] = {}
+_empty_served: set[tuple[str, str, int]] = set()
 _lock = threading.Lock()
 
 
@@ -47,6 +49,16 @@ def _count_call(stream: str, shard_id: str) -> int:
         n = _calls.get((stream, shard_id), 0) + 1
         _calls[(stream, shard_id)] = n
         return n
+
+
+def _first_empty(stream: str, shard_id: str, position: int) -> bool:
+    """At most one empty page per position: two empty pages in a row mean the tip, for any one reader."""
+    with _lock:
+        key = (stream, shard_id, position)
+        if key in _empty_served:
+            return False
+        _empty_served.add(key)
+        return True
 
 
 def _get_records(
@@ -58,7 +70,12 @@ def _get_records(
     last = int(last_raw)
     call = _count_call(stream.stream_name, shard_id)
     pending = next((seq for seq in shard.records if seq > last), None)
-    if KNOBS.empty_page_every and pending is not None and call % KNOBS.empty_page_every == 0:
+    if (
+        KNOBS.empty_page_every
+        and pending is not None
+        and call % KNOBS.empty_page_every == 0
+        and _first_empty(stream.stream_name, shard_id, last)
+    ):
         records: list[models.Record] = []
     else:
         records, last, _ = shard.get_records(str(last), limit)
