@@ -226,7 +226,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             return self._start_at(shard_id, start.timestamp)
         if start.kind == "LATEST":
             info = self._listing.get(shard_id)
-            if info is not None and any(p in self._listing for p in info.parents):
+            if info is not None and info.parents:
                 # A child: everything since the job started (all of it when its parents were read by this job).
                 if self._job_start is None:
                     return {"ShardIteratorType": "TRIM_HORIZON"}
