@@ -1,5 +1,6 @@
-"""Shard bookkeeping for the Kinesis source: who owns a shard, what is drained, what a shard is and how far
-its reader got. Pure state, no I/O: `dataflow.kinesis_source` does the reading."""
+"""Shard bookkeeping for the Kinesis source: who owns a shard, what is drained, what a shard is, how far its
+reader got, where a shard with no checkpoint starts, and how long to wait while held back.
+`dataflow.kinesis_source` does the reading."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dataflow.settings import StartPosition
+
 MIN_POLL_S = 0.2  # Kinesis allows 5 GetRecords calls per second per shard
 BACKOFF_BASE_S = 0.2
 BACKOFF_MAX_S = 10.0
+BACKPRESSURE_WAIT_S = 0.02  # first look again this soon when the enrichment buffers are full, then back off
 
 
 def shard_owner(shard_id: str, partitions: int) -> int:
@@ -117,3 +121,64 @@ class ShardReader:
 # A shard counts as caught up after this many consecutive empty pages each reporting at most this lag.
 CAUGHT_UP_PAGES = 2
 CAUGHT_UP_LAG_MS = 1000
+
+
+def list_all_shards(client: Any, stream: str) -> list[dict[str, Any]]:
+    """Every shard of `stream`, following ListShards pages (Kinesis wants NextToken alone, without the name)."""
+    resp = client.list_shards(StreamName=stream)
+    shards: list[dict[str, Any]] = list(resp.get("Shards", []))
+    while resp.get("NextToken"):
+        resp = client.list_shards(NextToken=resp["NextToken"])
+        shards.extend(resp.get("Shards", []))
+    return shards
+
+
+def start_iterator(
+    position: str | None, start: StartPosition, info: ShardInfo | None, job_start: datetime | None, now: datetime
+) -> tuple[dict[str, Any], str | None]:
+    """GetShardIterator arguments for a shard, and the `ts:` position to checkpoint before its first record.
+
+    A checkpoint wins. Without one, KINESIS_START_POSITION applies to every shard, children included: a child
+    under LATEST starts at the job's start (all of it when its parents were read by this job, nothing from
+    before the job); without a known job start (a state from an older version) it falls back to TRIM_HORIZON.
+    """
+    if position and position.startswith("seq:"):
+        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": position[4:]}, None
+    if position and position.startswith("ts:"):
+        return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": datetime.fromisoformat(position[3:])}, None
+    stamp: datetime | None = None
+    if start.kind == "AT_TIMESTAMP" and start.timestamp is not None:
+        stamp = start.timestamp
+    elif start.kind == "LATEST" and info is not None and info.parents:
+        if job_start is None:
+            return {"ShardIteratorType": "TRIM_HORIZON"}, None
+        stamp = job_start
+    elif start.kind == "LATEST":
+        # Remember when we started so a restart before the first record loses nothing.
+        return {"ShardIteratorType": "LATEST"}, f"ts:{now.isoformat()}"
+    if stamp is not None:
+        return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": stamp}, f"ts:{stamp.isoformat()}"
+    return {"ShardIteratorType": "TRIM_HORIZON"}, None
+
+
+@dataclass
+class HoldBack:
+    """How long a source held back by full enrichment buffers waits before it looks at the room again.
+
+    Results free room; while none completes (a slow model) the wait doubles up to `max_wait_s`, so a long
+    wait costs no CPU (Bytewax wakes a source only at its `next_awake`); once room was freed since the last
+    look, the buffer is moving and the wait starts again at 20 ms.
+    """
+
+    max_wait_s: float
+    wait_s: float = BACKPRESSURE_WAIT_S
+    held: bool = False
+    freed_seen: int = -1
+
+    def hold(self, freed: int) -> None:
+        still = self.held and freed == self.freed_seen
+        self.wait_s = min(self.wait_s * 2, max(BACKPRESSURE_WAIT_S, self.max_wait_s)) if still else BACKPRESSURE_WAIT_S
+        self.held, self.freed_seen = True, freed
+
+    def release(self) -> None:
+        self.held = False

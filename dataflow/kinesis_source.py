@@ -40,23 +40,34 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from dataflow import metrics
 from dataflow.backpressure import BUFFERS
 from dataflow.kinesis_shards import (
+    BACKPRESSURE_WAIT_S,
     CAUGHT_UP_LAG_MS,
     LEDGER,
     MIN_POLL_S,
     DrainLedger,
+    HoldBack,
     ShardInfo,
     ShardReader,
     backoff_s,
+    list_all_shards,
     shard_owner,
+    start_iterator,
 )
 from dataflow.records import KinesisRecord
-from dataflow.settings import Settings, StartPosition
+from dataflow.settings import Settings
 
-__all__ = ["LEDGER", "DrainLedger", "KinesisPartition", "KinesisSource", "kinesis_client", "shard_owner"]
+__all__ = [
+    "BACKPRESSURE_WAIT_S",
+    "LEDGER",
+    "DrainLedger",
+    "KinesisPartition",
+    "KinesisSource",
+    "kinesis_client",
+    "shard_owner",
+]
 
 log = logging.getLogger(__name__)
 
-BACKPRESSURE_WAIT_S = 0.02  # first look again this soon when the enrichment buffers are full, then back off
 END = "end"
 JOB_START = "@start"  # snapshot key (not a shard id): when this partition's job first started, for LATEST
 ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"; JOB_START -> "ts:<iso>"
@@ -101,7 +112,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._poll_s = max(MIN_POLL_S, settings.kinesis_poll_interval_s)
         self._discovery_s = settings.kinesis_discovery_interval_s
         self._stop_at_end = settings.kinesis_stop_at_end
-        self._hold_max_s = max(BACKPRESSURE_WAIT_S, settings.kinesis_backpressure_max_wait_s)
+        self._hold = HoldBack(settings.kinesis_backpressure_max_wait_s)
         self._ledger = ledger
         self._now = now
         # Partitions of this process register as Bytewax builds them; until they all have, an owner missing
@@ -117,9 +128,6 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._discovery_failures = 0
         self._discovered_once = False
         self._finished = False
-        self._held_back = False
-        self._hold_wait_s = BACKPRESSURE_WAIT_S
-        self._freed_seen = -1
         self._last_batch_at = now()
         ledger.register(self._stream, index)
         for shard_id, pos in self._positions.items():
@@ -132,19 +140,10 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
 
     # -- discovery -------------------------------------------------------------------------------------
 
-    def _list_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        resp = self._client.list_shards(StreamName=self._stream)
-        shards.extend(resp.get("Shards", []))
-        while resp.get("NextToken"):
-            resp = self._client.list_shards(NextToken=resp["NextToken"])  # Kinesis: NextToken alone
-            shards.extend(resp.get("Shards", []))
-        return shards
-
     def _discover(self, first: bool = False) -> None:
         now = self._now()
         try:
-            listing = {s.shard_id: s for s in map(ShardInfo.from_api, self._list_shards())}
+            listing = {s.shard_id: s for s in map(ShardInfo.from_api, list_all_shards(self._client, self._stream))}
         except ClientError as err:
             code = _error_code(err)
             if first and code == "ResourceNotFoundException":
@@ -216,29 +215,12 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
     # -- reading ---------------------------------------------------------------------------------------
 
     def _iterator_args(self, shard_id: str) -> dict[str, Any]:
-        pos = self._positions.get(shard_id)
-        if pos and pos.startswith("seq:"):
-            return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": pos[4:]}
-        if pos and pos.startswith("ts:"):
-            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": datetime.fromisoformat(pos[3:])}
-        start: StartPosition = self._start
-        if start.kind == "AT_TIMESTAMP" and start.timestamp is not None:
-            return self._start_at(shard_id, start.timestamp)
-        if start.kind == "LATEST":
-            info = self._listing.get(shard_id)
-            if info is not None and info.parents:
-                # A child: everything since the job started (all of it when its parents were read by this job).
-                if self._job_start is None:
-                    return {"ShardIteratorType": "TRIM_HORIZON"}
-                return self._start_at(shard_id, self._job_start)
-            # Remember when we started so a restart before the first record loses nothing.
-            self._positions[shard_id] = f"ts:{self._now().isoformat()}"
-            return {"ShardIteratorType": "LATEST"}
-        return {"ShardIteratorType": "TRIM_HORIZON"}
-
-    def _start_at(self, shard_id: str, stamp: datetime) -> dict[str, Any]:
-        self._positions[shard_id] = f"ts:{stamp.isoformat()}"
-        return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": stamp}
+        args, position = start_iterator(
+            self._positions.get(shard_id), self._start, self._listing.get(shard_id), self._job_start, self._now()
+        )
+        if position is not None:
+            self._positions[shard_id] = position
+        return args
 
     def _read_failed(self, reader: ShardReader, now: datetime, code: str, err: Exception) -> None:
         metrics.KINESIS_ERRORS.labels(code).inc()
@@ -334,14 +316,9 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
                 limit = self._limit if room is None else max(1, min(self._limit, room - len(batch)))
                 batch.extend(self._poll(reader, now, limit))
         if held_back:
-            # Enrichment results free room; while none completes (a slow model), look again later and later up
-            # to the cap, so a long wait costs no CPU. Bytewax only wakes a source at its `next_awake`.
-            freed = BUFFERS.freed()
-            still = self._held_back and freed == self._freed_seen
-            self._hold_wait_s = min(self._hold_wait_s * 2, self._hold_max_s) if still else BACKPRESSURE_WAIT_S
-            self._held_back, self._freed_seen = True, freed
+            self._hold.hold(BUFFERS.freed())
             return batch
-        self._held_back = False
+        self._hold.release()
         if self._stop_at_end:
             self._ledger.set_caught_up(self._stream, self._index, not batch and self._all_caught_up())
         if self._stop_at_end and not batch and self._ledger.all_caught_up(self._stream):
@@ -356,8 +333,8 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
 
     def next_awake(self) -> datetime | None:
         now = self._last_batch_at  # relative to the last batch: the same answer however often it is asked
-        if self._held_back:
-            return now + timedelta(seconds=self._hold_wait_s)
+        if self._hold.held:
+            return now + timedelta(seconds=self._hold.wait_s)
         times = [r.next_poll for r in self._readers.values()]
         times.append(self._next_discovery)
         if self._stop_at_end and self._all_caught_up():
