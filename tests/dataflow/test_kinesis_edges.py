@@ -70,6 +70,19 @@ def test_latest_does_not_replay_an_open_child_shard(client, factory, stream_name
     assert Counter(reader.seen) == recs(20, 25)
 
 
+def test_latest_reads_all_of_a_child_born_after_the_start(client, factory, stream_name) -> None:
+    create(client, stream_name, 1)
+    put(client, stream_name, 0, 10)
+    settings = cfg(stream_name, KINESIS_START_POSITION="LATEST", KINESIS_STOP_AT_END="false")
+    reader = Reader(settings, factory)
+    reader.run_until(lambda: len(reader.positions()) == 1)
+    put(client, stream_name, 10, 5)
+    split(client, stream_name, open_shards(client, stream_name)[0])
+    put(client, stream_name, 15, 20)
+    reader.run_until(lambda: set(recs(10, 35)) <= set(reader.seen))
+    assert Counter(reader.seen) == recs(10, 35)
+
+
 def test_at_timestamp_applies_to_child_shards_and_survives_a_restart(client, factory, stream_name) -> None:
     split_with_records(client, stream_name, 10, 10)
     time.sleep(0.05)  # arrival times are in milliseconds: keep the start strictly between the batches
