@@ -5,6 +5,9 @@ blocks. Instead, every enrichment engine publishes how many reviews it holds and
 the source reads only as many records as there is room for (none while the buffers are full). The
 enrichment step still blocks, but only past twice its limit: the last resort for keys whose source is in
 another process.
+
+`freed()` counts the times room was freed, so a source held back can tell a buffer that drains (look again
+soon) from one waiting on a slow model (look again later: waiting must not cost CPU).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ class BufferGauge:
         self._lock = threading.Lock()
         self._held: dict[int, int] = {}
         self._limits: dict[int, int] = {}
+        self._freed = 0
 
     def register(self, owner: int, limit: int) -> None:
         with self._lock:
@@ -31,7 +35,14 @@ class BufferGauge:
     def set(self, owner: int, held: int) -> None:
         with self._lock:
             if owner in self._limits:
+                if held < self._held.get(owner, 0):
+                    self._freed += 1
                 self._held[owner] = held
+
+    def freed(self) -> int:
+        """How many times an owner's holding went down: changes whenever room is freed."""
+        with self._lock:
+            return self._freed
 
     def room(self) -> int | None:
         """Reviews the process can still take in; None when no enrichment buffer is registered."""

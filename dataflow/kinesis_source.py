@@ -4,12 +4,20 @@ A fixed number of virtual partitions (KINESIS_PARTITIONS) each own the shards wh
 the partitioning never changes when the stream is resharded. Each partition:
 
 - lists the shards at run time (ListShards, every KINESIS_DISCOVERY_INTERVAL_S and right after a shard
-  ends), so splits and merges are followed without a restart;
+  ends), so splits and merges are followed without a restart; a shard that leaves the listing (expired out
+  of retention) is forgotten: its position, reader and metric label sets are dropped;
 - starts a child shard only after every parent is drained (parents owned by a partition of this process
   are known exactly through `DrainLedger`; a parent owned by another process only needs to be closed);
+- starts a shard it has no checkpoint for at KINESIS_START_POSITION, children included: TRIM_HORIZON;
+  AT_TIMESTAMP:<t> at t; LATEST at the tip for a shard open when the job started, and at the job's start time
+  (kept in the checkpoint) for a child, so a child neither replays its retention nor loses what arrived after;
 - checkpoints, per shard, the last sequence number emitted (resume AFTER it), `end` for a drained shard
   (kept until the shard leaves the listing so a restart never re-reads it), or the start timestamp;
-- paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`);
+- treats a shard as drained only when GetRecords answers a null NextShardIterator (Kinesis returns empty
+  pages mid-shard, and a lag of 0 on a closed shard, so neither proves the end);
+- paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`), and
+  while the enrichment buffers are full and none of their reviews completes, backs its re-poll off from
+  20 ms to KINESIS_BACKPRESSURE_MAX_WAIT_S;
 - on ExpiredIteratorException, throughput or other read errors, drops the iterator and re-acquires it from
   the checkpoint after a backoff with full jitter;
 - with KINESIS_STOP_AT_END, ends once every shard read by this process is drained or caught up with the
@@ -18,12 +26,9 @@ the partitioning never changes when the stream is resharded. Each partition:
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
-import random
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,96 +39,42 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflow import heartbeat, metrics
 from dataflow.backpressure import BUFFERS
+from dataflow.kinesis_shards import (
+    BACKPRESSURE_WAIT_S,
+    CAUGHT_UP_LAG_MS,
+    LEDGER,
+    MIN_POLL_S,
+    DrainLedger,
+    HoldBack,
+    ShardInfo,
+    ShardReader,
+    backoff_s,
+    list_all_shards,
+    shard_owner,
+    start_iterator,
+)
 from dataflow.records import KinesisRecord
-from dataflow.settings import Settings, StartPosition
+from dataflow.settings import Settings
+
+__all__ = [
+    "BACKPRESSURE_WAIT_S",
+    "LEDGER",
+    "DrainLedger",
+    "KinesisPartition",
+    "KinesisSource",
+    "kinesis_client",
+    "shard_owner",
+]
 
 log = logging.getLogger(__name__)
 
-MIN_POLL_S = 0.2  # Kinesis allows 5 GetRecords calls per second per shard
-BACKPRESSURE_WAIT_S = 0.02  # how soon to look again when the enrichment buffers are full
-BACKOFF_BASE_S = 0.2
-BACKOFF_MAX_S = 10.0
 END = "end"
-ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"
-
-
-def shard_owner(shard_id: str, partitions: int) -> int:
-    """The virtual partition that owns a shard: a stable hash, the same in every process and run.
-
-    MD5 rather than CRC32: CRC is linear, so sequential shard ids land on partitions of one parity.
-    """
-    return int.from_bytes(hashlib.md5(shard_id.encode(), usedforsecurity=False).digest()[:8], "big") % partitions
+JOB_START = "@start"  # snapshot key (not a shard id): when this partition's job first started, for LATEST
+ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"; JOB_START -> "ts:<iso>"
 
 
 def part_name(index: int) -> str:
     return f"kinesis-{index}"
-
-
-def backoff_s(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_MAX_S) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog), never below the poll floor."""
-    return max(MIN_POLL_S, random.uniform(0, min(cap, base * (2**attempt))))
-
-
-class DrainLedger:
-    """Which shards are drained, shared by the partitions of one process (they may run on any worker)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._drained: set[tuple[str, str]] = set()
-        self._local_parts: set[tuple[str, int]] = set()
-        self._caught_up: dict[tuple[str, int], bool] = {}
-
-    def register(self, stream: str, index: int) -> None:
-        with self._lock:
-            self._local_parts.add((stream, index))
-
-    def owns(self, stream: str, index: int) -> bool:
-        with self._lock:
-            return (stream, index) in self._local_parts
-
-    def mark_drained(self, stream: str, shard_id: str) -> None:
-        with self._lock:
-            self._drained.add((stream, shard_id))
-
-    def is_drained(self, stream: str, shard_id: str) -> bool:
-        with self._lock:
-            return (stream, shard_id) in self._drained
-
-    def set_caught_up(self, stream: str, index: int, caught_up: bool) -> None:
-        with self._lock:
-            self._caught_up[(stream, index)] = caught_up
-
-    def all_caught_up(self, stream: str) -> bool:
-        """True when every partition of this process reading `stream` has caught up."""
-        with self._lock:
-            parts = [p for p in self._local_parts if p[0] == stream]
-            return all(self._caught_up.get(p, False) for p in parts)
-
-
-LEDGER = DrainLedger()
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    shard_id: str
-    parents: tuple[str, ...]
-    ending_sequence: str | None
-
-    @classmethod
-    def from_api(cls, shard: dict[str, Any]) -> ShardInfo:
-        parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
-        return cls(shard["ShardId"], parents, shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"))
-
-
-@dataclass
-class ShardReader:
-    """Read state of one active shard; only `positions` in the partition is checkpointed."""
-
-    shard_id: str
-    iterator: str | None = None
-    next_poll: datetime = field(default_factory=lambda: datetime.now(UTC))
-    failures: int = 0
-    caught_up: bool = False
 
 
 def _utcnow() -> datetime:
@@ -132,6 +83,12 @@ def _utcnow() -> datetime:
 
 def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", "ClientError"))
+
+
+def _drop_shard_metrics(shard_id: str) -> None:
+    for metric in (metrics.RECORDS_READ, metrics.SHARD_LAG_MS):
+        with contextlib.suppress(KeyError):
+            metric.remove(shard_id)
 
 
 class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
@@ -155,40 +112,38 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._poll_s = max(MIN_POLL_S, settings.kinesis_poll_interval_s)
         self._discovery_s = settings.kinesis_discovery_interval_s
         self._stop_at_end = settings.kinesis_stop_at_end
+        self._hold = HoldBack(settings.kinesis_backpressure_max_wait_s)
         self._ledger = ledger
         self._now = now
         # Partitions of this process register as Bytewax builds them; until they all have, an owner missing
         # from the ledger may still be local, so it is not yet taken for another process's.
         self._local_grace_until = now() + timedelta(seconds=max(2.0, self._discovery_s))
         self._positions: ShardPositions = dict(resume_state or {})
+        job_start = self._positions.pop(JOB_START, None)
+        # A state from before JOB_START was kept has no job start: its children fall back to TRIM_HORIZON.
+        self._job_start = datetime.fromisoformat(job_start[3:]) if job_start else (None if resume_state else now())
         self._listing: dict[str, ShardInfo] = {}
         self._readers: dict[str, ShardReader] = {}
         self._next_discovery = now()
         self._discovery_failures = 0
         self._discovered_once = False
         self._finished = False
-        self._held_back = False
+        self._last_batch_at = now()
         ledger.register(self._stream, index)
         for shard_id, pos in self._positions.items():
             if pos == END:
                 ledger.mark_drained(self._stream, shard_id)
         self._discover(first=True)
 
-    # -- discovery -------------------------------------------------------------------------------------
+    def _owned(self, shard_id: str) -> bool:
+        return shard_owner(shard_id, self._partitions) == self._index
 
-    def _list_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        resp = self._client.list_shards(StreamName=self._stream)
-        shards.extend(resp.get("Shards", []))
-        while resp.get("NextToken"):
-            resp = self._client.list_shards(NextToken=resp["NextToken"])
-            shards.extend(resp.get("Shards", []))
-        return shards
+    # -- discovery -------------------------------------------------------------------------------------
 
     def _discover(self, first: bool = False) -> None:
         now = self._now()
         try:
-            listing = {s.shard_id: s for s in map(ShardInfo.from_api, self._list_shards())}
+            listing = {s.shard_id: s for s in map(ShardInfo.from_api, list_all_shards(self._client, self._stream))}
         except ClientError as err:
             code = _error_code(err)
             if first and code == "ResourceNotFoundException":
@@ -205,12 +160,10 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._discovery_failures = 0
         self._discovered_once = True
         self._next_discovery = now + timedelta(seconds=self._discovery_s)
+        self._forget_unlisted(listing)
         self._listing = listing
-        # A drained shard's `end` is kept while the shard is listed (else a restart would re-read it).
-        for shard_id in [s for s, pos in self._positions.items() if s not in listing and pos == END]:
-            del self._positions[shard_id]
         for shard in listing.values():
-            if shard_owner(shard.shard_id, self._partitions) != self._index:
+            if not self._owned(shard.shard_id):
                 continue
             if shard.shard_id in self._readers or self._positions.get(shard.shard_id) == END:
                 continue
@@ -222,6 +175,19 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
                     shard.shard_id,
                     self._positions.get(shard.shard_id, "start"),
                 )
+
+    def _forget_unlisted(self, listing: dict[str, ShardInfo]) -> None:
+        """A shard gone from the listing (expired out of retention) is never read again: drop its state.
+
+        A drained shard's `end` is kept while the shard is listed (else a restart would re-read it).
+        """
+        gone = {s for s in (*self._positions, *self._readers, *self._listing) if s not in listing and self._owned(s)}
+        for shard_id in gone:
+            self._positions.pop(shard_id, None)
+            self._readers.pop(shard_id, None)
+            self._ledger.forget(self._stream, shard_id)
+            _drop_shard_metrics(shard_id)
+            log.info("kinesis.shard_forgotten partition=%d shard=%s", self._index, shard_id)
 
     def _discovery_failed(self, now: datetime, code: str, err: Exception) -> None:
         metrics.KINESIS_ERRORS.labels(code).inc()
@@ -242,35 +208,24 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             elif self._ledger.owns(self._stream, owner):
                 if not self._ledger.is_drained(self._stream, parent):
                     return False
-            elif self._now() < self._local_grace_until or info.ending_sequence is None:
+            elif self._now() < self._local_grace_until or not info.closed:
                 return False  # owned by another process: at least wait until it is closed
         return True
 
     # -- reading ---------------------------------------------------------------------------------------
 
     def _iterator_args(self, shard_id: str) -> dict[str, Any]:
-        pos = self._positions.get(shard_id)
-        if pos and pos.startswith("seq:"):
-            return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": pos[4:]}
-        if pos and pos.startswith("ts:"):
-            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": datetime.fromisoformat(pos[3:])}
-        info = self._listing.get(shard_id)
-        if info is not None and any(p in self._listing for p in info.parents):
-            return {"ShardIteratorType": "TRIM_HORIZON"}  # a child: everything after its parents
-        start: StartPosition = self._start
-        if start.kind == "AT_TIMESTAMP" and start.timestamp is not None:
-            self._positions[shard_id] = f"ts:{start.timestamp.isoformat()}"
-            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": start.timestamp}
-        if start.kind == "LATEST":
-            # Remember when we started so a restart before the first record loses nothing.
-            self._positions[shard_id] = f"ts:{self._now().isoformat()}"
-            return {"ShardIteratorType": "LATEST"}
-        return {"ShardIteratorType": "TRIM_HORIZON"}
+        args, position = start_iterator(
+            self._positions.get(shard_id), self._start, self._listing.get(shard_id), self._job_start, self._now()
+        )
+        if position is not None:
+            self._positions[shard_id] = position
+        return args
 
     def _read_failed(self, reader: ShardReader, now: datetime, code: str, err: Exception) -> None:
         metrics.KINESIS_ERRORS.labels(code).inc()
         reader.iterator = None  # re-acquire from the checkpoint
-        reader.caught_up = False
+        reader.quiet_pages = 0
         delay = backoff_s(reader.failures)
         reader.failures += 1
         reader.next_poll = now + timedelta(seconds=delay)
@@ -314,29 +269,20 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         if lag is not None:
             metrics.SHARD_LAG_MS.labels(reader.shard_id).set(lag)
         reader.iterator = resp.get("NextShardIterator")
-        reader.caught_up = len(records) < limit and (lag is None or lag == 0)
-        if self._is_drained(reader, records, lag):
+        if reader.iterator is None:  # Kinesis: the only sign that a closed shard is fully read
             self._shard_drained(reader, now)
-        else:
-            busy = len(records) >= limit or (lag or 0) > 0
-            reader.next_poll = now + timedelta(seconds=MIN_POLL_S if busy else self._poll_s)
+            return out
+        quiet = not records and (lag is None or lag <= CAUGHT_UP_LAG_MS)
+        reader.quiet_pages = reader.quiet_pages + 1 if quiet else 0
+        reader.next_poll = now + timedelta(seconds=self._poll_s if reader.caught_up else MIN_POLL_S)
         return out
-
-    def _is_drained(self, reader: ShardReader, records: list[dict[str, Any]], lag: int | None) -> bool:
-        if reader.iterator is None:
-            return True  # Kinesis: no next iterator once a closed shard is fully read
-        info = self._listing.get(reader.shard_id)
-        if info is None or info.ending_sequence is None:
-            return False
-        pos = self._positions.get(reader.shard_id, "")
-        if pos.startswith("seq:") and int(pos[4:]) >= int(info.ending_sequence):
-            return True
-        return not records and lag == 0
 
     def _shard_drained(self, reader: ShardReader, now: datetime) -> None:
         self._positions[reader.shard_id] = END
         self._readers.pop(reader.shard_id, None)
         self._ledger.mark_drained(self._stream, reader.shard_id)
+        with contextlib.suppress(KeyError):
+            metrics.SHARD_LAG_MS.remove(reader.shard_id)  # a drained shard has no lag to report
         self._next_discovery = now  # children may be ready now
         log.info("kinesis.shard_drained partition=%d shard=%s", self._index, reader.shard_id)
 
@@ -344,9 +290,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         if not self._discovered_once:
             return False
         for shard in self._listing.values():
-            if shard_owner(shard.shard_id, self._partitions) != self._index:
-                continue
-            if self._positions.get(shard.shard_id) == END:
+            if not self._owned(shard.shard_id) or self._positions.get(shard.shard_id) == END:
                 continue
             reader = self._readers.get(shard.shard_id)
             if reader is None or not reader.caught_up:
@@ -359,22 +303,26 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         heartbeat.beat()  # liveness: this worker still polls its source (no-op unless HEARTBEAT_FILE is set)
         if self._finished:
             raise StopIteration
-        now = self._now()
+        now = self._last_batch_at = self._now()
         if now >= self._next_discovery:
             self._discover()
         batch: list[KinesisRecord] = []
-        self._held_back = False
+        held_back = False
         for reader in list(self._readers.values()):
             if reader.next_poll <= now:
                 room = BUFFERS.room()
                 if room is not None and room - len(batch) <= 0:
-                    self._held_back = True  # enrichment is full: read nothing, look again shortly
+                    held_back = True  # enrichment is full: read nothing, look again soon
                     break
                 limit = self._limit if room is None else max(1, min(self._limit, room - len(batch)))
                 batch.extend(self._poll(reader, now, limit))
-        if self._stop_at_end and not self._held_back:
+        if held_back:
+            self._hold.hold(BUFFERS.freed())
+            return batch
+        self._hold.release()
+        if self._stop_at_end:
             self._ledger.set_caught_up(self._stream, self._index, not batch and self._all_caught_up())
-        if self._stop_at_end and not batch and not self._held_back and self._ledger.all_caught_up(self._stream):
+        if self._stop_at_end and not batch and self._ledger.all_caught_up(self._stream):
             # Stop together with the other partitions of this process (a shard created by a reshard may
             # belong to any of them), after one last listing so a reshard that happened just now is seen.
             self._discover()
@@ -385,14 +333,22 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         return batch
 
     def next_awake(self) -> datetime | None:
-        if self._held_back:
-            return self._now() + timedelta(seconds=BACKPRESSURE_WAIT_S)
+        now = self._last_batch_at  # relative to the last batch: the same answer however often it is asked
+        if self._hold.held:
+            return now + timedelta(seconds=self._hold.wait_s)
         times = [r.next_poll for r in self._readers.values()]
         times.append(self._next_discovery)
+        if self._stop_at_end and self._all_caught_up():
+            # Nothing left here, but the process ends only when every partition is caught up: look again
+            # soon rather than at the next discovery (a partition with no shard would wait for it).
+            times.append(now + timedelta(seconds=self._poll_s))
         return min(times)
 
     def snapshot(self) -> ShardPositions:
-        return dict(self._positions)
+        state = dict(self._positions)
+        if self._job_start is not None and self._start.kind == "LATEST":
+            state[JOB_START] = f"ts:{self._job_start.isoformat()}"
+        return state
 
 
 def kinesis_client(settings: Settings) -> Any:

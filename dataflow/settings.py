@@ -59,6 +59,7 @@ class Settings:
     kinesis_get_records_limit: int = 1000
     kinesis_poll_interval_s: float = 0.25
     kinesis_discovery_interval_s: float = 30.0
+    kinesis_backpressure_max_wait_s: float = 0.5
     bedrock_model_id: str = DEFAULT_MODEL_ID
     bedrock_max_concurrency: int = 16
     bedrock_min_concurrency: int = 1
@@ -175,6 +176,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kinesis_poll_interval_s=_float(env, "KINESIS_POLL_INTERVAL_S", Settings.kinesis_poll_interval_s, 0.2),
         kinesis_discovery_interval_s=_float(
             env, "KINESIS_DISCOVERY_INTERVAL_S", Settings.kinesis_discovery_interval_s, 0.2
+        ),
+        kinesis_backpressure_max_wait_s=_float(
+            env, "KINESIS_BACKPRESSURE_MAX_WAIT_S", Settings.kinesis_backpressure_max_wait_s, 0.02
         ),
         bedrock_model_id=_str(env, "BEDROCK_MODEL_ID", DEFAULT_MODEL_ID),
         bedrock_max_concurrency=max_conc,

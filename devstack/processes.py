@@ -143,19 +143,37 @@ def _require_executable(name: str, executable: str, package: str) -> str:
     return path
 
 
-def start_kinesis(port: int | None = None, log_path: Path | None = None) -> ManagedProcess:
-    """moto's server on loopback: the Kinesis API (and any other moto service) at the returned URL."""
-    port = port or free_port()
-    _require_port("kinesis (moto)", port)
+KINESIS_STRICT_ARGS = ("--empty-page-every", "3", "--idle-lag-ms", "200")
+
+
+def start_kinesis(port: int | None = None, log_path: Path | None = None, strict: bool = True) -> ManagedProcess:
+    """moto's server on loopback: the Kinesis API (and any other moto service) at the returned URL.
+
+    Without `port` the server binds port 0 and reports the port it got through a file, so no other process can
+    take it in between. `strict` (tests, demo) turns on the Kinesis edges of `devstack.kinesis_strict`: empty
+    pages mid-shard and a small lag at the tip (ListShards pages as Kinesis does in any mode).
+    """
+    if port:
+        _require_port("kinesis (moto)", port)
     _require_executable("kinesis (moto)", "moto_server", "moto[server]")
-    url = f"http://{LOOPBACK}:{port}"
-    return spawn(
-        "kinesis (moto)",
-        [sys.executable, "-m", "devstack.kinesis_server", "-H", LOOPBACK, "-p", str(port)],
-        url,
-        lambda: http_ok(f"{url}/moto-api/"),
-        log_path=log_path,
-    )
+    port_dir = Path(tempfile.mkdtemp(prefix="kinesis-port-"))
+    port_file = port_dir / "port"
+    argv = [sys.executable, "-m", "devstack.kinesis_server", "-H", LOOPBACK, "-p", str(port or 0)]
+    argv += ["--port-file", str(port_file), *(KINESIS_STRICT_ARGS if strict else ())]
+    url = [f"http://{LOOPBACK}:{port}" if port else ""]
+
+    def ready() -> bool:
+        if not url[0]:
+            with contextlib.suppress(OSError, ValueError):
+                url[0] = f"http://{LOOPBACK}:{int(port_file.read_text())}"
+        return bool(url[0]) and http_ok(f"{url[0]}/moto-api/")
+
+    try:
+        proc = spawn("kinesis (moto)", argv, url[0] or "pending", ready, log_path=log_path, env=_child_env())
+    finally:
+        shutil.rmtree(port_dir, ignore_errors=True)
+    proc.url = url[0]
+    return proc
 
 
 def start_opensearch(

@@ -73,12 +73,11 @@ def read_stream(pipeline: Pipeline) -> list[StreamRecord]:
     out: list[StreamRecord] = []
     for shard in client.list_shards(StreamName=stream)["Shards"]:
         it = client.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
-        iterator = it["ShardIterator"]
-        while iterator:
+        iterator, empty = it["ShardIterator"], 0
+        while iterator and empty < 2:  # Kinesis returns empty pages mid-shard: two in a row mean the tip
             resp = client.get_records(ShardIterator=iterator, Limit=10_000)
             out += [StreamRecord(shard["ShardId"], r["SequenceNumber"], bytes(r["Data"])) for r in resp["Records"]]
-            if not resp["Records"]:
-                break
+            empty = 0 if resp["Records"] else empty + 1
             iterator = resp.get("NextShardIterator")
     return out
 

@@ -158,11 +158,11 @@ def read_stream(client: Any, stream_name: str) -> list[dict[str, Any]]:
         iterator = client.get_shard_iterator(
             StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
-        while iterator:
+        empty = 0
+        while iterator and empty < 2:  # Kinesis returns empty pages mid-shard: two in a row mean the tip
             page = client.get_records(ShardIterator=iterator, Limit=10_000)
             out.extend(json.loads(r["Data"]) for r in page["Records"])
-            if not page["Records"]:
-                break
+            empty = 0 if page["Records"] else empty + 1
             iterator = page.get("NextShardIterator")
     return out
 
