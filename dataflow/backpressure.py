@@ -27,6 +27,12 @@ class BufferGauge:
             self._limits[owner] = limit
             self._held.setdefault(owner, 0)
 
+    def reset(self) -> None:
+        """Forget every owner (tests: one failed test's engines must not hold back the next one's source)."""
+        with self._lock:
+            self._held.clear()
+            self._limits.clear()
+
     def unregister(self, owner: int) -> None:
         with self._lock:
             self._limits.pop(owner, None)

@@ -84,6 +84,7 @@ class EnrichEngine:
         self._thread.start()
         self._ready.wait()
         if self._start_error is not None:
+            BUFFERS.unregister(id(self))  # never started: it must not hold back the source
             raise RuntimeError(f"cannot create the Bedrock client: {self._start_error}") from self._start_error
 
     # -- thread-safe API for the Bytewax worker --------------------------------------------------------

@@ -6,12 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from dataflow.backpressure import BUFFERS
 from dataflow.kinesis_shards import LEDGER
 
 
 @pytest.fixture(autouse=True)
-def _fresh_drain_ledger() -> Iterator[None]:
-    """The Kinesis source's process-wide DrainLedger (drained shards, caught-up partitions) starts empty."""
+def _fresh_process_state() -> Iterator[None]:
+    """The Kinesis source's DrainLedger (drained shards, caught-up partitions) and the enrichment buffer gauge
+    the source reads for backpressure start empty."""
     LEDGER.reset()
+    BUFFERS.reset()
     yield
     LEDGER.reset()
+    BUFFERS.reset()
