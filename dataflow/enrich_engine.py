@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataflow import metrics
-from dataflow.aimd import AimdLimit, RatePacer, full_jitter
+from dataflow.aimd import full_jitter
 from dataflow.backpressure import BUFFERS
 from dataflow.bedrock_client import ClientFactory, aiobotocore_client
 from dataflow.bedrock_errors import CallError, classify
+from dataflow.concurrency import Window
 from dataflow.pricing import cost_usd, price_per_mtok
 from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
 from dataflow.records import DeadLetter, EnrichedReview, Review
@@ -34,6 +35,7 @@ from dataflow.settings import Settings
 log = logging.getLogger(__name__)
 
 EnrichOutput = EnrichedReview | DeadLetter
+Done = tuple[float, EnrichOutput]  # (time.monotonic() at completion, result): the logic measures its emission delay
 
 
 @dataclass
@@ -41,9 +43,11 @@ class Job:
     """One review on its way through the engine."""
 
     review: Review
-    sink: collections.deque[EnrichOutput]
+    sink: collections.deque[Done]
     attempts: int = 0
     throttles: int = 0
+    timeouts: int = 0
+    alone_at_min: bool = False  # the last attempt carried this review alone at the minimum window
     solo: bool = False
     last_error: CallError | None = None
 
@@ -61,10 +65,10 @@ class EnrichEngine:
     def __init__(self, settings: Settings, client_factory: ClientFactory, worker: str) -> None:
         self.settings = settings
         self.worker = worker
-        # BEDROCK_ADAPTIVE=false pins the window at its maximum and never paces (the reference behaviour).
-        minimum = settings.bedrock_min_concurrency if settings.bedrock_adaptive else settings.bedrock_max_concurrency
-        self.limit = AimdLimit(settings.bedrock_max_concurrency, minimum)
-        self.pacer = RatePacer() if settings.bedrock_adaptive else None
+        # The window (dataflow/concurrency.py): min of the throttling (AIMD) and latency limits, plus the pacer.
+        self.window = Window.from_settings(settings)
+        self.limit = self.window.aimd
+        self.pacer = self.window.pacer
         self._pace_timer: asyncio.TimerHandle | None = None
         self.stats = EngineStats()
         self._factory = client_factory
@@ -93,7 +97,7 @@ class EnrichEngine:
 
     # -- thread-safe API for the Bytewax worker --------------------------------------------------------
 
-    def submit(self, reviews: Iterable[Review], sink: collections.deque[EnrichOutput]) -> None:
+    def submit(self, reviews: Iterable[Review], sink: collections.deque[Done]) -> None:
         jobs = [Job(r, sink) for r in reviews]
         if jobs:
             with self._changed:
@@ -172,7 +176,7 @@ class EnrichEngine:
     async def _dispatch(self) -> None:
         assert self._wake is not None
         while True:
-            while self._pending and self._in_flight < self.limit.current:
+            while self._pending and self._in_flight < self.window.current:
                 if self.pacer is not None and (delay := self.pacer.delay()) > 0:
                     if self._pace_timer is None:
                         self._pace_timer = self._loop.call_later(delay, self._paced)
@@ -193,8 +197,10 @@ class EnrichEngine:
 
     async def _request(self, jobs: list[Job]) -> None:
         started = time.monotonic()
+        alone_at_min = len(jobs) == 1 and self.window.at_minimum
         for job in jobs:
             job.attempts += 1
+            job.alone_at_min = alone_at_min
         request = build_converse_request(
             self.settings.bedrock_model_id,
             [j.review.text for j in jobs],
@@ -210,7 +216,7 @@ class EnrichEngine:
         finally:
             self._in_flight -= 1
             metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
-            metrics.BEDROCK_LIMIT.labels(self.worker).set(self.limit.current)
+            metrics.BEDROCK_LIMIT.labels(self.worker).set(self.window.current)
             assert self._wake is not None
             self._wake.set()
 
@@ -230,6 +236,8 @@ class EnrichEngine:
                     self.limit.current,
                     self.pacer.rate or 0.0,
                 )
+        elif error.kind == "timeout":
+            self._timed_out(jobs, started)
         elif error.kind == "fatal":
             log.warning("bedrock.request_rejected worker=%s error=%s %s", self.worker, error.error_type, error.message)
         for job in jobs:
@@ -239,9 +247,7 @@ class EnrichEngine:
     def _answered(self, jobs: list[Job], response: dict[str, Any], started: float) -> None:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
-        self.limit.on_success()
-        if self.pacer is not None:
-            self.pacer.on_success(started)
+        self.window.on_answer(started, latency_s, len(jobs), self._in_flight)
         usage = response.get("usage", {})
         input_tokens = int(usage.get("inputTokens", 0))
         output_tokens = int(usage.get("outputTokens", 0))
@@ -292,13 +298,29 @@ class EnrichEngine:
             job.solo = True
             self._retry_or_fail(job, backoff=not retry_now)
 
+    def _timed_out(self, jobs: list[Job], started: float) -> None:
+        """A timeout is congestion (the window shrinks) until the review, alone at the minimum window, keeps
+        timing out: only then does it count against the review (BEDROCK_MAX_TIMEOUT_ATTEMPTS)."""
+        if self.window.on_timeout(started):
+            log.info("bedrock.timeout worker=%s limit=%d", self.worker, self.window.current)
+        for job in jobs:
+            job.timeouts += 1
+            # At the minimum window the only way to tell the review from the load is to send it alone.
+            job.solo = job.solo or self.window.at_minimum
+
     def _retry_or_fail(self, job: Job, backoff: bool) -> None:
         error = job.last_error
         assert error is not None
         # Throttling is the quota's doing, not the review's: it has its own, larger attempt budget.
+        # So is a timeout under congestion: it is the review's only when it keeps timing out alone at the minimum.
         exhausted = (
-            job.attempts - job.throttles >= self.settings.bedrock_max_attempts
+            job.attempts - job.throttles - job.timeouts >= self.settings.bedrock_max_attempts
             or job.throttles >= self.settings.bedrock_max_throttled_attempts
+            or (
+                error.kind == "timeout"
+                and job.alone_at_min
+                and job.timeouts >= self.settings.bedrock_max_timeout_attempts
+            )
         )
         if not error.retryable or exhausted:
             self._complete(
@@ -326,7 +348,7 @@ class EnrichEngine:
             self._loop.call_later(delay, self._enqueue, [job], True)
 
     def _complete(self, job: Job, result: EnrichOutput) -> None:
-        job.sink.append(result)
+        job.sink.append((time.monotonic(), result))
         with self._changed:
             self._outstanding_add(-1)
             self._changed.notify_all()

@@ -97,11 +97,15 @@ def test_access_denied_is_not_retried() -> None:
     assert all(d.attempts == 1 for d in dead) and bedrock.calls == 2
 
 
-def test_timeouts_are_retried_then_dead_lettered() -> None:
+def test_a_review_that_times_out_alone_at_the_minimum_window_is_dead_lettered() -> None:
+    """Timeouts have their own budget (BEDROCK_MAX_TIMEOUT_ATTEMPTS), not BEDROCK_MAX_ATTEMPTS."""
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "hang" if "number 1:" in reviews[0][1] else None)
-    results, dead = run([record(1), record(2)], bedrock, settings(BEDROCK_TIMEOUT_S=0.1, BEDROCK_MAX_ATTEMPTS=2))
+    cfg = settings(BEDROCK_TIMEOUT_S=0.1, BEDROCK_MAX_ATTEMPTS=2, BEDROCK_MAX_TIMEOUT_ATTEMPTS=3)
+    results, dead = run([record(1), record(2)], bedrock, cfg)
     assert ids(results) == ["r2"]
-    assert [(d.doc_id, d.error_type, d.attempts) for d in dead] == [("r1", "Timeout", 2)]
+    assert [(d.doc_id, d.error_type, d.attempts) for d in dead] == [("r1", "Timeout", 3)]
+    # Its last attempt held it alone (the window was at its minimum by then).
+    assert bedrock.review_counts[-1] == 1
 
 
 def test_several_reviews_per_request_with_fallback() -> None:
