@@ -1,10 +1,10 @@
 """How full the enrichment buffers of this process are, so the Kinesis reader can hold back.
 
 Blocking inside a Bytewax step stops its worker from closing epochs, so no checkpoint is taken while it
-blocks. Instead, every enrichment engine publishes how many reviews it holds and how many it may hold, and
-the source reads only as many records as there is room for (none while the buffers are full). The
-enrichment step still blocks, but only past twice its limit: the last resort for keys whose source is in
-another process.
+blocks. Instead, every enrichment engine publishes how many reviews it holds (handed over, plus those its logics
+keep queued for lack of room) and how many it may hold, and the source reads only as many records as there is
+room for (none while the buffers are full). The enrichment step never blocks: what does not fit waits in its
+logic's queue, in Bytewax state (dataflow/enrich.py).
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflow.backpressure import BUFFERS
 from dataflow.enrich_engine import Done, EngineRegistry, EnrichEngine, EnrichOutput
 from dataflow.handoff import DelayStats, next_tick
 from dataflow.records import EnrichedReview, Review
@@ -64,11 +63,7 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
                     self._outstanding[(review.shard_id, review.sequence_number)] = review
                 self._engine.submit(take, self._done)
         # Queued reviews count against this process's room, so the source holds back for them too.
-        if self._queue:
-            BUFFERS.register(id(self), 0)
-            BUFFERS.set(id(self), len(self._queue))
-        else:
-            BUFFERS.unregister(id(self))
+        self._engine.hold_back(id(self), len(self._queue))
 
     def _drain(self) -> list[EnrichOutput]:
         out: list[EnrichOutput] = []

@@ -79,6 +79,7 @@ class EnrichEngine:
         )
         self._pending: collections.deque[Job] = collections.deque()
         self._outstanding = 0  # handed over and not yet finished; guarded by _changed
+        self._held_back: dict[int, int] = {}  # reviews each logic keeps queued for lack of room; guarded by _changed
         self._in_flight = 0
         self._waiting_retry = 0
         self._changed = threading.Condition()
@@ -109,6 +110,15 @@ class EnrichEngine:
         with self._changed:
             return self._outstanding
 
+    def hold_back(self, owner: int, queued: int) -> None:
+        """Reviews a logic keeps in its own queue for lack of room count against the process's room too."""
+        with self._changed:
+            if queued:
+                self._held_back[owner] = queued
+            else:
+                self._held_back.pop(owner, None)
+            BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
+
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
@@ -133,7 +143,7 @@ class EnrichEngine:
 
     def _outstanding_add(self, n: int) -> None:
         self._outstanding += n
-        BUFFERS.set(id(self), self._outstanding)
+        BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
         metrics.ENRICH_BUFFERED.labels(self.worker).set(self._outstanding)
 
     def _run(self) -> None:
