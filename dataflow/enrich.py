@@ -23,7 +23,7 @@ import collections
 import logging
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -112,7 +112,12 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
     def notify_at(self) -> datetime | None:
         if not self._outstanding and not self._queue:
             return None
-        return next_tick(datetime.now(UTC), self._interval)
+        now = datetime.now(UTC)
+        # While no request in flight can have finished yet (a model taking seconds), skip the ticks until then.
+        quiet_s = self._engine.quiet_until() - time.monotonic()
+        if quiet_s > self._interval and not self._done and not self._queue:
+            now += timedelta(seconds=quiet_s)
+        return next_tick(now, self._interval)
 
     def snapshot(self) -> InFlightState:
         return [*self._outstanding.values(), *self._queue]

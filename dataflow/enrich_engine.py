@@ -80,6 +80,8 @@ class EnrichEngine:
         self._pending: collections.deque[Job] = collections.deque()
         self._outstanding = 0  # handed over and not yet finished; guarded by _changed
         self._held_back: dict[int, int] = {}  # reviews each logic keeps queued for lack of room; guarded by _changed
+        self._starts: dict[int, float] = {}  # start of each request in flight; guarded by _changed
+        self._recent_s: collections.deque[float] = collections.deque(maxlen=50)  # last response times, any outcome
         self._in_flight = 0
         self._waiting_retry = 0
         self._changed = threading.Condition()
@@ -118,6 +120,14 @@ class EnrichEngine:
             else:
                 self._held_back.pop(owner, None)
             BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
+
+    def quiet_until(self) -> float:
+        """A `time.monotonic()` before which no request in flight is expected to finish: each started at least
+        half the fastest of the last 50 responses (answers, errors, throttles alike) ago. 0 when unknown."""
+        with self._changed:
+            if not self._starts or not self._recent_s:
+                return 0.0
+            return min(self._starts.values()) + 0.5 * min(self._recent_s)
 
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
@@ -217,6 +227,9 @@ class EnrichEngine:
             self.settings.bedrock_max_tokens_per_review,
         )
         self.stats.requests += 1
+        token = id(jobs)
+        with self._changed:
+            self._starts[token] = started
         try:
             response = await asyncio.wait_for(self._client.converse(**request), self.settings.bedrock_timeout_s)
         except Exception as exc:
@@ -224,6 +237,10 @@ class EnrichEngine:
         else:
             self._answered(jobs, response, started)
         finally:
+            # After the results are in their sinks: a logic that sees this request gone also sees its results.
+            with self._changed:
+                del self._starts[token]
+                self._recent_s.append(time.monotonic() - started)
             self._in_flight -= 1
             metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
             metrics.BEDROCK_LIMIT.labels(self.worker).set(self.window.current)

@@ -110,8 +110,9 @@ def test_a_review_that_times_out_alone_at_the_minimum_window_is_dead_lettered() 
 
 def test_several_reviews_per_request_with_fallback() -> None:
     items = [record(n) for n in range(40)]
-    # Every combined answer misses its last review: those fall back to requests of their own.
-    bedrock = FakeBedrock(behaviour=lambda n, reviews: "drop_last")
+    # Every combined answer misses its last review: those fall back to requests of their own. Answers take
+    # 20 ms, so a backlog forms and requests get packed.
+    bedrock = FakeBedrock(latency=lambda reviews: 0.02, behaviour=lambda n, reviews: "drop_last")
     results, dead = run(items, bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=5))
     assert dead == []
     assert sorted(ids(results)) == sorted(f"r{n}" for n in range(40))
@@ -214,7 +215,7 @@ def test_the_window_drops_to_the_cut_limit_and_climbs_back() -> None:
     after = [n for kind, n in sends[cut + 1 :] if kind == "send"]
     assert max(before) == 8
     # Requests already on their way when the throttle answered were sent with the old window: skip them, then
-    # the next dozen sends see at most the halved window (+1 for the additive growth meanwhile).
+    # the next 8 sends (at most 4 answers meanwhile, +1 additive growth) see at most the halved window + 1.
     settle = next(i for i, n in enumerate(after) if n == 1)
-    assert max(after[settle : settle + 12]) <= 5, after[:40]
-    assert max(after[settle + 12 :]) == 8, after
+    assert max(after[settle : settle + 8]) <= 5, after[:40]
+    assert max(after[settle + 8 :]) == 8, after
