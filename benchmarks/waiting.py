@@ -15,6 +15,7 @@ Both run the dataflow from `root` (default: this checkout), so the same scenario
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -57,10 +58,8 @@ def run_sampled(run: Run, root: Path, workers: int, log_name: str, timeout: floa
 
         def sample() -> None:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(OSError, ValueError, IndexError):
                     samples.append((time.time(), cpu_seconds(proc.pid), stats(run.bedrock_url)))
-                except (OSError, ValueError, IndexError):
-                    pass
                 stop.wait(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
