@@ -47,7 +47,8 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         self._outstanding: dict[tuple[str, str], Review] = {}
         self._queue: collections.deque[Review] = collections.deque()
         self._interval = engine.settings.enrich_notify_interval_s
-        self.emit_delays = DelayStats()
+        self.emit_delays = DelayStats()  # while the input runs
+        self.eof_delays = DelayStats()  # after the input ended (see on_eof)
         if resume_state:
             log.info("enrich.reissue reviews=%d", len(resume_state))
             self._queue.extend(resume_state)
@@ -65,12 +66,13 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         # Queued reviews count against this process's room, so the source holds back for them too.
         self._engine.hold_back(id(self), len(self._queue))
 
-    def _drain(self) -> list[EnrichOutput]:
+    def _drain(self, delays: DelayStats | None = None) -> list[EnrichOutput]:
         out: list[EnrichOutput] = []
         now = time.monotonic()
+        delays = delays or self.emit_delays
         while self._done:
             finished, result = self._done.popleft()
-            self.emit_delays.add(now - finished)
+            delays.add(now - finished)
             review = result.review if isinstance(result, EnrichedReview) else None
             key = (
                 (review.shard_id, review.sequence_number) if review else (result.shard_id, result.sequence_number)  # type: ignore[union-attr]
@@ -91,21 +93,26 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
 
     def on_eof(self) -> tuple[Iterable[EnrichOutput], bool]:
         # The input ended (KINESIS_STOP_AT_END or a finite test source): finish what is queued and in flight.
+        # Bytewax calls on_eof once per key and closes the step after it, so what finishes meanwhile leaves
+        # when the last of this key is done (and other keys of the worker wait their turn): `eof_delays`.
         out: list[EnrichOutput] = []
         while True:
-            out.extend(self._drain())
+            out.extend(self._drain(self.eof_delays))
             self._handoff()
             if not self._queue and not self._outstanding:
                 break
             self._engine.wait_changed(0.05)
-        if self.emit_delays.n:
+        if self.emit_delays.n or self.eof_delays.n:
             log.info(
-                "enrich.emit_delay worker=%s reviews=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.1f",
+                "enrich.emit_delay worker=%s reviews=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.1f"
+                " after_eof=%d eof_max_ms=%.0f",
                 self._engine.worker,
                 self.emit_delays.n,
                 self.emit_delays.percentile_ms(50),
                 self.emit_delays.percentile_ms(99),
                 self.emit_delays.max_s * 1000,
+                self.eof_delays.n,
+                self.eof_delays.max_s * 1000,
             )
         return out, StatefulBatchLogic.RETAIN
 
