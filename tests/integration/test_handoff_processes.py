@@ -39,7 +39,7 @@ def test_enrichment_fed_from_another_process_never_stops_checkpoints(pipeline: P
     one_shard = Pipeline(
         {**pipeline.env, "KINESIS_STREAM_NAME": name, "OPENSEARCH_INDEX": f"{name}-processed"}, pipeline.stack
     )
-    total = 120
+    total = 160
     one_shard.produce(total)
     one_shard.bedrock_config(latency_ms=150)
     recovery = tmp_path / "recovery"
@@ -47,13 +47,14 @@ def test_enrichment_fed_from_another_process_never_stops_checkpoints(pipeline: P
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT)
     slow = {"BEDROCK_MAX_CONCURRENCY": "2", "BEDROCK_INITIAL_CONCURRENCY": "2", "BEDROCK_MAX_BUFFERED": "4"}
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    args = ("-w", "1", "-a", addresses, "-r", str(recovery), "-s", "0.2", "-b", "0")
+    args = ("-w", "1", "-a", addresses, "-r", str(recovery), "-s", "1", "-b", "0")
     logs = [tmp_path / f"proc{i}.log" for i in range(2)]
     procs = [one_shard.start_flow(*args, "-i", str(i), log=logs[i], extra_env=slow) for i in range(2)]
     frontiers: list[int] = []
     try:
         # While the enrichment works through its backlog (~10 reviews/s), record the checkpointed epoch.
         def progress() -> bool:
+            assert all(proc.poll() in (None, 0) for proc in procs), "a dataflow process failed"
             if one_shard.count() < total // 2:
                 frontiers.append(checkpointed_frontier(recovery))
                 return False
@@ -74,4 +75,4 @@ def test_enrichment_fed_from_another_process_never_stops_checkpoints(pipeline: P
     assert reader != enricher, "premise: the shard is read in one process and enriched in the other"
     assert one_shard.count() == total
     # Checkpoints kept moving while the enrichment was saturated (a blocked step would freeze them).
-    assert len(set(frontiers)) >= 5, frontiers
+    assert len(set(frontiers)) >= 3, frontiers
