@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 InFlightState = list[Review]
 
+HOLD_BACK_FACTOR = 4  # a key's queue may hold this x BEDROCK_MAX_BUFFERED reviews before on_batch waits
+
 
 class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
     """The Bytewax side of enrichment for one key: hand reviews to the engine as room allows, emit what finished."""
@@ -47,6 +49,7 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         self._outstanding: dict[tuple[str, str], Review] = {}
         self._queue: collections.deque[Review] = collections.deque()
         self._interval = engine.settings.enrich_notify_interval_s
+        self._capped = False
         self.emit_delays = DelayStats()  # while the input runs
         self.eof_delays = DelayStats()  # after the input ended (see on_eof)
         if resume_state:
@@ -84,7 +87,21 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
     def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
         self._queue.extend(values)
         self._handoff()
-        return self._drain(), StatefulBatchLogic.RETAIN
+        out = self._drain()
+        cap = HOLD_BACK_FACTOR * self._engine.settings.max_buffered_reviews
+        if len(self._queue) > cap:
+            # Only reviews read in another process get here (this process's reader holds back for the queue).
+            # Bytewax's one backpressure across processes is the epoch: no input reads a new epoch until every
+            # step has finished the last one. So, as the last resort that bounds memory, this key waits here
+            # until its queue is back under the cap (one answer, usually), then the epoch goes on.
+            if not self._capped:  # once per key: it repeats about once per epoch while the other process reads
+                log.info("enrich.held_back_full worker=%s queued=%d cap=%d", self._engine.worker, len(self._queue), cap)
+                self._capped = True
+            while len(self._queue) > cap:
+                self._engine.wait_changed(0.05)
+                out.extend(self._drain())
+                self._handoff()
+        return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[EnrichOutput], bool]:
         out = self._drain()  # first, so the room they leave is used at once

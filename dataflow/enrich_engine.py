@@ -97,6 +97,13 @@ class EnrichEngine:
         self._ready.wait()
         if self._start_error is not None:
             raise RuntimeError(f"cannot create the Bedrock client: {self._start_error}") from self._start_error
+        log.info(
+            "enrich.engine_started worker=%s window=%d max=%d buffered_max=%d",
+            worker,
+            self.window.current,
+            settings.bedrock_max_concurrency,
+            settings.max_buffered_reviews,
+        )
 
     # -- thread-safe API for the Bytewax worker --------------------------------------------------------
 

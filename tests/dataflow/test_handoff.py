@@ -35,7 +35,7 @@ def test_on_batch_never_blocks_and_holds_back_what_does_not_fit() -> None:
     bedrock = GatedBedrock()
     cfg = settings(BEDROCK_MAX_BUFFERED=4, BEDROCK_MAX_CONCURRENCY=2, BEDROCK_TIMEOUT_S=60)
     engine = EnrichEngine(cfg, bedrock.factory(), worker="t")
-    reviews = [parse_record(record(n), 1000) for n in range(25)]
+    reviews = [parse_record(record(n), 1000) for n in range(20)]  # 4 fit, 16 = the cap of the queue
     try:
         logic = EnrichLogic(engine, None)
         done: list = []
@@ -46,12 +46,12 @@ def test_on_batch_never_blocks_and_holds_back_what_does_not_fit() -> None:
         emitted, _ = done[0]
         assert list(emitted) == []
         assert engine.buffered() == 4  # exactly its room, never more
-        assert len(logic.snapshot()) == 25  # the other 21 wait in the logic's state
+        assert len(logic.snapshot()) == 20  # the other 16 wait in the logic's state
         assert BUFFERS.room() == 0  # and the source holds back for them
         bedrock.gate.set()
         out, _ = logic.on_eof()
         assert sorted(r.review.review_id for r in out if isinstance(r, EnrichedReview)) == sorted(
-            f"r{n}" for n in range(25)
+            f"r{n}" for n in range(20)
         )
         assert logic.snapshot() == [] and bedrock.max_in_flight <= 2
     finally:
