@@ -3,8 +3,8 @@
 Blocking inside a Bytewax step stops its worker from closing epochs, so no checkpoint is taken while it
 blocks. Instead, every enrichment engine publishes how many reviews it holds (handed over, plus those its logics
 keep queued for lack of room) and how many it may hold, and the source reads only as many records as there is
-room for (none while the buffers are full). The enrichment step never blocks: what does not fit waits in its
-logic's queue, in Bytewax state (dataflow/enrich.py).
+room for (none while the buffers are full). What does not fit waits in the enrichment logic's queue, in
+Bytewax state (dataflow/enrich.py); only reviews read in another process can fill that queue to its cap.
 """
 
 from __future__ import annotations
