@@ -7,6 +7,11 @@ thread wait for the next notification. A fixed 10 ms poll per key made every wor
 per key for as long as the model took (most of a core). Instead every key of every worker asks for the same
 instants, the next multiple of ENRICH_NOTIFY_INTERVAL_S on the wall clock: one activation serves all keys, a
 wake costs a few Python calls per key with reviews in flight, and a result waits at most one interval.
+
+With a slow model even 50 wakes a second are waste: a request cannot finish much faster than the fastest
+recent response, so a logic skips the ticks until half of that has passed since the oldest request in flight
+started (`EnrichEngine.quiet_until`). The fastest of the last 50 responses of any outcome (errors and throttles
+too) keeps this conservative: a model that suddenly answers faster delays only its first fast answers.
 """
 
 from __future__ import annotations
