@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import scenarios
+from benchmarks import scenarios, waiting
 from benchmarks.harness import Bench
 
 T = TypeVar("T")
@@ -175,6 +175,33 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
             ],
         ),
         "",
+        "## Waiting",
+        "",
+        "CPU while waiting: 40 reviews, a model taking 5 s per request, window 2, two workers; the dataflow "
+        "process's CPU over the waiting phase per worker, and the delay from a result's completion in the engine "
+        "to its emission by the Bytewax step. Single-slot model: one slot and an unbounded queue (like llama.cpp), "
+        "1 s per request, BEDROCK_TIMEOUT_S 8, 60 reviews, two workers, default window settings.",
+        "",
+        table(
+            ["measure", "value"],
+            [
+                [
+                    "CPU while waiting, share of a core per worker",
+                    f"{results['idle_cpu']['core_share_per_worker']:.2%}",
+                ],
+                [
+                    "completion to emission p50 / p99 (ms)",
+                    f"{results['idle_cpu']['emit_p50_ms']:.0f} / {results['idle_cpu']['emit_p99_ms']:.0f}",
+                ],
+                [
+                    "single-slot: indexed / dead-lettered",
+                    f"{results['single_slot']['indexed']:.0f} / {results['single_slot']['dead_lettered']:.0f}",
+                ],
+                ["single-slot: average in flight at the server", results["single_slot"]["avg_in_flight_at_server"]],
+                ["single-slot: wall (s)", results["single_slot"]["wall_s"]],
+            ],
+        ),
+        "",
     ]
     return "\n".join(out)
 
@@ -184,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="one run each and shorter quota runs")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     p.add_argument("--logs", type=Path, default=Path("out/bench-logs"))
-    p.add_argument("--only", nargs="*", default=None, help="quota window straggler cpu latency scaling cost")
+    p.add_argument(
+        "--only", nargs="*", default=None, help="quota window straggler cpu latency scaling cost idle_cpu single_slot"
+    )
     args = p.parse_args(argv)
     args.repeat = 1 if args.quick else 3
     args.quota_seconds = 150.0 if args.quick else 210.0
@@ -201,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         "latency": lambda b: scenarios.added_latency(b),
         "scaling": lambda b: median_of(args.repeat, lambda: scenarios.scaling(b, args.scaling_reviews)),
         "cost": lambda b: median_of(args.repeat, lambda: scenarios.cost(b, 400)),
+        "idle_cpu": lambda b: median_of(args.repeat, lambda: waiting.idle_cpu(b)),
+        "single_slot": lambda b: median_of(args.repeat, lambda: waiting.single_slot(b)),
     }
     # Results accumulate in a JSON file, so `--only` can re-run part of the suite and still write the page.
     saved = args.logs.parent / "bench-results.json"

@@ -44,6 +44,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "tpm": 0,
     "straggler_marker": "",
     "straggler_ms": 0,
+    "max_concurrency": 0,
 }
 
 

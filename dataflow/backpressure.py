@@ -1,10 +1,10 @@
 """How full the enrichment buffers of this process are, so the Kinesis reader can hold back.
 
 Blocking inside a Bytewax step stops its worker from closing epochs, so no checkpoint is taken while it
-blocks. Instead, every enrichment engine publishes how many reviews it holds and how many it may hold, and
-the source reads only as many records as there is room for (none while the buffers are full). The
-enrichment step still blocks, but only past twice its limit: the last resort for keys whose source is in
-another process.
+blocks. Instead, every enrichment engine publishes how many reviews it holds (handed over, plus those its logics
+keep queued for lack of room) and how many it may hold, and the source reads only as many records as there is
+room for (none while the buffers are full). What does not fit waits in the enrichment logic's queue, in
+Bytewax state (dataflow/enrich.py); only reviews read in another process can fill that queue to its cap.
 
 `freed()` counts the times room was freed, so a source held back can tell a buffer that drains (look again
 soon) from one waiting on a slow model (look again later: waiting must not cost CPU).

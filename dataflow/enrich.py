@@ -5,52 +5,77 @@ empties the window. Here each worker thread has one `EnrichEngine` (dataflow/enr
 the window full across batches; `EnrichLogic`, one per shard key, only hands reviews over and collects
 whatever has finished, so results leave in completion order (unordered) and nobody waits for a straggler.
 
-Recovery: the logic's snapshot is every review handed over and not yet emitted, so a resumed run re-issues
-exactly the in-flight reviews (like Flink Async I/O checkpoints). The sink is idempotent, so a review that
-had finished just before a crash is simply written again.
+Bounded handoff: the logic hands the engine only as many reviews as the engine has room for
+(BEDROCK_MAX_BUFFERED); the rest wait in the logic's own queue, in Bytewax state, until room frees up. So
+`on_batch` never blocks (blocking would stop epochs, hence checkpoints), whatever process the reviews came from.
+
+Waking: Bytewax calls the logic only with input or at its `notify_at`; see dataflow/handoff.py for why every
+key asks for the same instants (one wake serves all keys of a worker, and no 10 ms polling).
+
+Recovery: the logic's snapshot is every review received and not yet emitted (handed over or still queued),
+so a resumed run re-issues exactly those (like Flink Async I/O checkpoints). The sink is idempotent, so a
+review that had finished just before a crash is simply written again.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflow.enrich_engine import EngineRegistry, EnrichEngine, EnrichOutput
+from dataflow.enrich_engine import Done, EngineRegistry, EnrichEngine, EnrichOutput
+from dataflow.handoff import DelayStats, next_tick
 from dataflow.records import EnrichedReview, Review
 
 __all__ = ["EngineRegistry", "EnrichEngine", "EnrichLogic", "EnrichOutput", "InFlightState"]
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.01  # how often a logic with reviews in flight asks Bytewax to wake it
-
 InFlightState = list[Review]
+
+HOLD_BACK_FACTOR = 4  # a key's queue may hold this x BEDROCK_MAX_BUFFERED reviews before on_batch waits
 
 
 class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
-    """The Bytewax side of enrichment for one key: hand reviews to the engine, emit what finished."""
+    """The Bytewax side of enrichment for one key: hand reviews to the engine as room allows, emit what finished."""
 
     def __init__(self, engine: EnrichEngine, resume_state: InFlightState | None) -> None:
         self._engine = engine
-        self._done: collections.deque[EnrichOutput] = collections.deque()
+        self._done: collections.deque[Done] = collections.deque()
         self._outstanding: dict[tuple[str, str], Review] = {}
+        self._queue: collections.deque[Review] = collections.deque()
+        self._interval = engine.settings.enrich_notify_interval_s
+        self._capped = False
+        self.emit_delays = DelayStats()  # while the input runs
+        self.eof_delays = DelayStats()  # after the input ended (see on_eof)
         if resume_state:
             log.info("enrich.reissue reviews=%d", len(resume_state))
-            self._submit(resume_state)
+            self._queue.extend(resume_state)
+            self._handoff()
 
-    def _submit(self, reviews: list[Review]) -> None:
-        for review in reviews:
-            self._outstanding[(review.shard_id, review.sequence_number)] = review
-        self._engine.submit(reviews, self._done)
+    def _handoff(self) -> None:
+        """Give the engine as many queued reviews as it has room for; the rest stay queued (and snapshotted)."""
+        if self._queue:
+            room = self._engine.settings.max_buffered_reviews - self._engine.buffered()
+            take = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
+            if take:
+                for review in take:
+                    self._outstanding[(review.shard_id, review.sequence_number)] = review
+                self._engine.submit(take, self._done)
+        # Queued reviews count against this process's room, so the source holds back for them too.
+        self._engine.hold_back(id(self), len(self._queue))
 
-    def _drain(self) -> list[EnrichOutput]:
+    def _drain(self, delays: DelayStats | None = None) -> list[EnrichOutput]:
         out: list[EnrichOutput] = []
+        now = time.monotonic()
+        delays = delays or self.emit_delays
         while self._done:
-            result = self._done.popleft()
+            finished, result = self._done.popleft()
+            delays.add(now - finished)
             review = result.review if isinstance(result, EnrichedReview) else None
             key = (
                 (review.shard_id, review.sequence_number) if review else (result.shard_id, result.sequence_number)  # type: ignore[union-attr]
@@ -61,29 +86,66 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
 
     def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
         self._engine.check()
-        self._submit(values)
-        # The source holds back while this process's buffers are full (dataflow.backpressure); blocking here
-        # stops epochs and checkpoints, so it is only the last resort, past twice the limit.
-        limit = 2 * self._engine.settings.max_buffered_reviews
-        while self._engine.buffered() >= limit:
-            self._engine.wait_changed(0.05)
-        return self._drain(), StatefulBatchLogic.RETAIN
+        self._queue.extend(values)
+        self._handoff()
+        out = self._drain()
+        cap = HOLD_BACK_FACTOR * self._engine.settings.max_buffered_reviews
+        if len(self._queue) > cap:
+            # Only reviews read in another process get here (this process's reader holds back for the queue).
+            # Bytewax's one backpressure across processes is the epoch: no input reads a new epoch until every
+            # step has finished the last one. So, as the last resort that bounds memory, this key waits here
+            # until its queue is back under the cap (one answer, usually), then the epoch goes on.
+            if not self._capped:  # once per key: it repeats about once per epoch while the other process reads
+                log.info("enrich.held_back_full worker=%s queued=%d cap=%d", self._engine.worker, len(self._queue), cap)
+                self._capped = True
+            while len(self._queue) > cap:
+                self._engine.check()
+                self._engine.wait_changed(0.05)
+                out.extend(self._drain())
+                self._handoff()
+        return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[EnrichOutput], bool]:
         self._engine.check()
-        return self._drain(), StatefulBatchLogic.RETAIN
+        out = self._drain()  # first, so the room they leave is used at once
+        self._handoff()
+        return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[EnrichOutput], bool]:
-        # The input ended (KINESIS_STOP_AT_END or a finite test source): finish what is in flight.
-        while len(self._outstanding) > len(self._done):
+        # The input ended (KINESIS_STOP_AT_END or a finite test source): finish what is queued and in flight.
+        # Bytewax calls on_eof once per key and closes the step after it, so what finishes meanwhile leaves
+        # when the last of this key is done (and other keys of the worker wait their turn): `eof_delays`.
+        out: list[EnrichOutput] = []
+        while True:
+            out.extend(self._drain(self.eof_delays))
+            self._handoff()
+            if not self._queue and not self._outstanding:
+                break
             self._engine.check()  # a halted or dead engine would otherwise keep this waiting forever
             self._engine.wait_changed(0.05)
-        return self._drain(), StatefulBatchLogic.RETAIN
+        if self.emit_delays.n or self.eof_delays.n:
+            log.info(
+                "enrich.emit_delay worker=%s reviews=%d p50_ms=%.0f p99_ms=%.0f max_ms=%.1f"
+                " after_eof=%d eof_max_ms=%.0f",
+                self._engine.worker,
+                self.emit_delays.n,
+                self.emit_delays.percentile_ms(50),
+                self.emit_delays.percentile_ms(99),
+                self.emit_delays.max_s * 1000,
+                self.eof_delays.n,
+                self.eof_delays.max_s * 1000,
+            )
+        return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if not self._outstanding:
+        if not self._outstanding and not self._queue:
             return None
-        return datetime.now(UTC) + timedelta(seconds=POLL_S)
+        now = datetime.now(UTC)
+        # While no request in flight can have finished yet (a model taking seconds), skip the ticks until then.
+        quiet_s = self._engine.quiet_until() - time.monotonic()
+        if quiet_s > self._interval and not self._done and not self._queue:
+            now += timedelta(seconds=quiet_s)
+        return next_tick(now, self._interval)
 
     def snapshot(self) -> InFlightState:
-        return list(self._outstanding.values())
+        return [*self._outstanding.values(), *self._queue]

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataflow import metrics
-from dataflow.aimd import AimdLimit, RatePacer, full_jitter
+from dataflow.aimd import full_jitter
 from dataflow.backpressure import BUFFERS
 from dataflow.bedrock_client import ClientFactory, aiobotocore_client
 from dataflow.bedrock_errors import CallError, classify
+from dataflow.concurrency import Window
 from dataflow.pricing import cost_usd, price_per_mtok
 from dataflow.prompt import AnswerError, ReviewAnswer, answer_text, build_converse_request, parse_answer
 from dataflow.records import DeadLetter, EnrichedReview, Review
@@ -35,6 +36,7 @@ from dataflow.settings import Settings
 log = logging.getLogger(__name__)
 
 EnrichOutput = EnrichedReview | DeadLetter
+Done = tuple[float, EnrichOutput]  # (time.monotonic() at completion, result): the logic measures its emission delay
 CONFIG_ERRORS_TO_HALT = 3  # configuration errors in a row (no success between) that halt the flow
 
 
@@ -55,10 +57,10 @@ class EnrichEngine:
     def __init__(self, settings: Settings, client_factory: ClientFactory, worker: str) -> None:
         self.settings = settings
         self.worker = worker
-        # BEDROCK_ADAPTIVE=false pins the window at its maximum and never paces (the reference behaviour).
-        minimum = settings.bedrock_min_concurrency if settings.bedrock_adaptive else settings.bedrock_max_concurrency
-        self.limit = AimdLimit(settings.bedrock_max_concurrency, minimum)
-        self.pacer = RatePacer() if settings.bedrock_adaptive else None
+        # The window (dataflow/concurrency.py): min of the throttling (AIMD) and latency limits, plus the pacer.
+        self.window = Window.from_settings(settings)
+        self.limit = self.window.aimd
+        self.pacer = self.window.pacer
         self._pace_timer: asyncio.TimerHandle | None = None
         self.stats = EngineStats()
         self._factory = client_factory
@@ -69,6 +71,9 @@ class EnrichEngine:
         )
         self._pending: collections.deque[Job] = collections.deque()
         self._outstanding = 0  # handed over and not yet finished; guarded by _changed
+        self._held_back: dict[int, int] = {}  # reviews each logic keeps queued for lack of room; guarded by _changed
+        self._starts: dict[int, float] = {}  # start of each request in flight; guarded by _changed
+        self._recent_s: collections.deque[float] = collections.deque(maxlen=50)  # last response times, any outcome
         self._in_flight = 0
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -86,10 +91,17 @@ class EnrichEngine:
         if self._start_error is not None:
             BUFFERS.unregister(id(self))  # never started: it must not hold back the source
             raise RuntimeError(f"cannot create the Bedrock client: {self._start_error}") from self._start_error
+        log.info(
+            "enrich.engine_started worker=%s window=%d max=%d buffered_max=%d",
+            worker,
+            self.window.current,
+            settings.bedrock_max_concurrency,
+            settings.max_buffered_reviews,
+        )
 
     # -- thread-safe API for the Bytewax worker --------------------------------------------------------
 
-    def submit(self, reviews: Iterable[Review], sink: collections.deque[EnrichOutput]) -> None:
+    def submit(self, reviews: Iterable[Review], sink: collections.deque[Done]) -> None:
         jobs = [Job(r, sink) for r in reviews]
         if jobs:
             with self._changed:
@@ -100,6 +112,23 @@ class EnrichEngine:
         """Reviews queued, waiting for a retry or in flight (not the finished ones)."""
         with self._changed:
             return self._outstanding
+
+    def hold_back(self, owner: int, queued: int) -> None:
+        """Reviews a logic keeps in its own queue for lack of room count against the process's room too."""
+        with self._changed:
+            if queued:
+                self._held_back[owner] = queued
+            else:
+                self._held_back.pop(owner, None)
+            BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
+
+    def quiet_until(self) -> float:
+        """A `time.monotonic()` before which no request in flight is expected to finish: each started at least
+        half the fastest of the last 50 responses (answers, errors, throttles alike) ago. 0 when unknown."""
+        with self._changed:
+            if not self._starts or not self._recent_s:
+                return 0.0
+            return min(self._starts.values()) + 0.5 * min(self._recent_s)
 
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
@@ -132,7 +161,7 @@ class EnrichEngine:
 
     def _outstanding_add(self, n: int) -> None:
         self._outstanding += n
-        BUFFERS.set(id(self), self._outstanding)
+        BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
         metrics.ENRICH_BUFFERED.labels(self.worker).set(self._outstanding)
 
     def _run(self) -> None:
@@ -175,7 +204,7 @@ class EnrichEngine:
     async def _dispatch(self) -> None:
         assert self._wake is not None
         while True:
-            while self._pending and self._in_flight < self.limit.current and self.halt_reason is None:
+            while self._pending and self._in_flight < self.window.current and self.halt_reason is None:
                 if self.pacer is not None and (delay := self.pacer.delay()) > 0:
                     if self._pace_timer is None:
                         self._pace_timer = self._loop.call_later(delay, self._paced)
@@ -196,8 +225,10 @@ class EnrichEngine:
 
     async def _request(self, jobs: list[Job]) -> None:
         started = time.monotonic()
+        alone_at_min = len(jobs) == 1 and self.window.at_minimum
         for job in jobs:
             job.attempts += 1
+            job.alone_at_min = alone_at_min
         lone = jobs[0] if len(jobs) == 1 else None
         request = build_converse_request(
             self.settings.bedrock_model_id,
@@ -207,6 +238,9 @@ class EnrichEngine:
             temperature=lone.temperature if lone else 0.0,
         )
         self.stats.requests += 1
+        token = id(jobs)
+        with self._changed:
+            self._starts[token] = started
         try:
             try:
                 response = await asyncio.wait_for(self._client.converse(**request), self.settings.bedrock_timeout_s)
@@ -221,9 +255,13 @@ class EnrichEngine:
                 if not job.done:
                     self._after_failure(job, error, packed=len(jobs) > 1)
         finally:
+            # After the results are in their sinks: a logic that sees this request gone also sees its results.
+            with self._changed:
+                del self._starts[token]
+                self._recent_s.append(time.monotonic() - started)
             self._in_flight -= 1
             metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
-            metrics.BEDROCK_LIMIT.labels(self.worker).set(self.limit.current)
+            metrics.BEDROCK_LIMIT.labels(self.worker).set(self.window.current)
             assert self._wake is not None
             self._wake.set()
 
@@ -243,6 +281,8 @@ class EnrichEngine:
             )
         elif error.kind == "config":
             self._config_error(error)
+        elif error.kind == "timeout":
+            self._timed_out(jobs, started)
         else:
             self._config_errors = 0
             if error.kind == "request":
@@ -276,9 +316,7 @@ class EnrichEngine:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
         self._config_errors = 0
-        self.limit.on_success()
-        if self.pacer is not None:
-            self.pacer.on_success(started)
+        self.window.on_answer(started, latency_s, len(jobs), self._in_flight)
         usage = response.get("usage") or {}
         input_tokens = int(usage.get("inputTokens", 0) or 0)
         output_tokens = int(usage.get("outputTokens", 0) or 0)
@@ -322,6 +360,15 @@ class EnrichEngine:
             # A review the combined answer missed or botched goes alone next time, without waiting.
             self._after_failure(job, error, packed=n > 1, answer=text if n == 1 else None)
 
+    def _timed_out(self, jobs: list[Job], started: float) -> None:
+        """A timeout is congestion (the window shrinks) until the review, alone at the minimum window, keeps
+        timing out: only then does it count against the review (BEDROCK_MAX_TIMEOUT_ATTEMPTS)."""
+        if self.window.on_timeout(started):
+            log.info("bedrock.timeout worker=%s limit=%d", self.worker, self.window.current)
+        for job in jobs:
+            # At the minimum window the only way to tell the review from the load is to send it alone.
+            job.solo = job.solo or self.window.at_minimum
+
     def _after_failure(self, job: Job, error: CallError, packed: bool, answer: str | None = None) -> None:
         step = decide(job, error, self.settings, packed, answer)
         if step == DEAD_LETTER:
@@ -352,7 +399,7 @@ class EnrichEngine:
 
     def _complete(self, job: Job, result: EnrichOutput) -> None:
         job.done = True
-        job.sink.append(result)
+        job.sink.append((time.monotonic(), result))
         with self._changed:
             self._outstanding_add(-1)
             self._changed.notify_all()

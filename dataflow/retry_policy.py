@@ -3,7 +3,8 @@
 Kept apart from the engine so the rules read in one place (DESIGN.md section 3, "three kinds of failure"):
 
 - congestion (throttled, 503) has its own large budget (BEDROCK_MAX_THROTTLED_ATTEMPTS): the quota's
-  doing, not the review's;
+  doing, not the review's; so is a timeout, until the review, sent alone at the minimum window, keeps timing
+  out (BEDROCK_MAX_TIMEOUT_ATTEMPTS);
 - a request-level rejection of a packed request sends each of its reviews alone, at once; only a review
   rejected alone is dead-lettered;
 - an invalid answer is retried alone with the error named in the prompt and a warmer temperature (at
@@ -40,6 +41,8 @@ class Job:
     sink: collections.deque[Any]
     attempts: int = 0
     throttles: int = 0  # attempts lost to congestion (not counted against BEDROCK_MAX_ATTEMPTS)
+    timeouts: int = 0  # attempts that timed out (not counted either)
+    alone_at_min: bool = False  # the last attempt carried this review alone at the minimum window
     held: int = 0  # attempts lost to a configuration error (not counted either)
     solo: bool = False
     last_error: CallError | None = None
@@ -48,7 +51,7 @@ class Job:
 
     @property
     def counted_attempts(self) -> int:
-        return self.attempts - self.throttles - self.held
+        return self.attempts - self.throttles - self.timeouts - self.held
 
     @property
     def correction(self) -> str | None:
@@ -71,6 +74,10 @@ def decide(job: Job, error: CallError, settings: Settings, packed: bool, answer:
     if error.kind in ("throttled", "unavailable"):
         job.throttles += 1
         return DEAD_LETTER if job.throttles >= settings.bedrock_max_throttled_attempts else RETRY_LATER
+    if error.kind == "timeout":
+        job.timeouts += 1
+        alone_too_long = job.alone_at_min and job.timeouts >= settings.bedrock_max_timeout_attempts
+        return DEAD_LETTER if alone_too_long else RETRY_LATER
     if error.kind == "request":
         if packed:
             job.solo = True

@@ -63,6 +63,11 @@ class Settings:
     bedrock_model_id: str = DEFAULT_MODEL_ID
     bedrock_max_concurrency: int = 16
     bedrock_min_concurrency: int = 1
+    bedrock_initial_concurrency: int = 2
+    bedrock_latency_tolerance: float = 1.5
+    bedrock_latency_baseline_s: float = 300.0
+    bedrock_max_timeout_attempts: int = 10
+    enrich_notify_interval_s: float = 0.02
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
     bedrock_max_throttled_attempts: int = 30
@@ -183,6 +188,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bedrock_model_id=_str(env, "BEDROCK_MODEL_ID", DEFAULT_MODEL_ID),
         bedrock_max_concurrency=max_conc,
         bedrock_min_concurrency=_int(env, "BEDROCK_MIN_CONCURRENCY", 1, 1, max_conc),
+        bedrock_initial_concurrency=min(
+            max_conc, _int(env, "BEDROCK_INITIAL_CONCURRENCY", Settings.bedrock_initial_concurrency, 1, 1024)
+        ),
+        bedrock_latency_tolerance=_float(env, "BEDROCK_LATENCY_TOLERANCE", Settings.bedrock_latency_tolerance, 1.05),
+        bedrock_latency_baseline_s=_float(env, "BEDROCK_LATENCY_BASELINE_S", Settings.bedrock_latency_baseline_s, 1.0),
+        bedrock_max_timeout_attempts=_int(
+            env, "BEDROCK_MAX_TIMEOUT_ATTEMPTS", Settings.bedrock_max_timeout_attempts, 1, 10_000
+        ),
+        enrich_notify_interval_s=_float(env, "ENRICH_NOTIFY_INTERVAL_S", Settings.enrich_notify_interval_s, 0.001),
         bedrock_timeout_s=_float(env, "BEDROCK_TIMEOUT_S", Settings.bedrock_timeout_s, 0.05),
         bedrock_max_attempts=_int(env, "BEDROCK_MAX_ATTEMPTS", Settings.bedrock_max_attempts, 1, 100),
         bedrock_max_throttled_attempts=_int(

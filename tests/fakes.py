@@ -80,6 +80,9 @@ class FakeBedrock:
     requests: list[dict[str, Any]] = field(default_factory=list)
     input_tokens: int = 0  # totals over the answered requests
     output_tokens: int = 0
+    # ("send", requests in flight including this one) at each call, ("throttled", call number) at each throttle:
+    # what the service saw, in order, so tests can assert how the window moved.
+    timeline: list[tuple[str, int]] = field(default_factory=list)
 
     async def converse(self, **kwargs: Any) -> dict[str, Any]:
         self.calls += 1
@@ -90,10 +93,12 @@ class FakeBedrock:
         self.review_counts.append(len(reviews))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.timeline.append(("send", self.in_flight))
         try:
             await asyncio.sleep(self.latency(reviews))
             fault = self.behaviour(number, reviews)
             if fault == "throttle":
+                self.timeline.append(("throttled", number))
                 raise client_error("ThrottlingException", 429, "Too many requests, please wait.")
             if fault == "5xx":
                 raise client_error("ServiceUnavailableException", 503)
@@ -150,3 +155,38 @@ class FakeBedrock:
 def sometimes(rate: float, fault: str, seed: int = 7) -> Callable[[int, list[tuple[str, str]]], str | None]:
     rng = random.Random(seed)
     return lambda n, reviews: fault if rng.random() < rate else None
+
+
+@dataclass
+class SingleSlotBedrock(FakeBedrock):
+    """A model server with one slot and an unbounded queue (llama.cpp's default): requests are served one at a
+    time, `service_s` per review, so latency grows with the number in flight. A request whose caller gave up
+    (timed out) is still served: the server does not know, and the slot stays busy."""
+
+    service_s: float = 0.05
+    served: int = 0
+    abandoned: int = 0
+    queued: int = 0  # requests in the server (waiting or served), abandoned ones included
+    queue_at_arrival: list[int] = field(default_factory=list)
+    _slot: asyncio.Lock | None = None
+
+    async def converse(self, **kwargs: Any) -> dict[str, Any]:
+        self.queue_at_arrival.append(self.queued + 1)
+        work = asyncio.ensure_future(self._serve(len(reviews_in(kwargs))))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
+        return await super().converse(**kwargs)
+
+    async def _serve(self, reviews: int) -> None:
+        if self._slot is None:
+            self._slot = asyncio.Lock()
+        self.queued += 1
+        try:
+            async with self._slot:
+                await asyncio.sleep(self.service_s * reviews)
+                self.served += 1
+        finally:
+            self.queued -= 1

@@ -9,7 +9,7 @@ from bytewax.testing import run_main
 
 from dataflow.records import DeadLetter, EnrichedReview
 from tests.dataflow.helpers import flow_with, ids, raw_record, record, settings
-from tests.fakes import FakeBedrock, sometimes
+from tests.fakes import FakeBedrock, SingleSlotBedrock, sometimes
 
 
 def run(items, bedrock, cfg):
@@ -93,17 +93,22 @@ def test_persistent_failure_is_dead_lettered_after_last_attempt() -> None:
     assert letter.error_type == "invalid_answer:not_json" and "after 3 attempt" in letter.error
 
 
-def test_timeouts_are_retried_then_dead_lettered() -> None:
+def test_a_review_that_times_out_alone_at_the_minimum_window_is_dead_lettered() -> None:
+    """Timeouts have their own budget (BEDROCK_MAX_TIMEOUT_ATTEMPTS), not BEDROCK_MAX_ATTEMPTS."""
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "hang" if "number 1:" in reviews[0][1] else None)
-    results, dead = run([record(1), record(2)], bedrock, settings(BEDROCK_TIMEOUT_S=0.1, BEDROCK_MAX_ATTEMPTS=2))
+    cfg = settings(BEDROCK_TIMEOUT_S=0.1, BEDROCK_MAX_ATTEMPTS=2, BEDROCK_MAX_TIMEOUT_ATTEMPTS=3)
+    results, dead = run([record(1), record(2)], bedrock, cfg)
     assert ids(results) == ["r2"]
-    assert [(d.doc_id, d.error_type, d.attempts) for d in dead] == [("r1", "Timeout", 2)]
+    assert [(d.doc_id, d.error_type, d.attempts) for d in dead] == [("r1", "Timeout", 3)]
+    # Its last attempt held it alone (the window was at its minimum by then).
+    assert bedrock.review_counts[-1] == 1
 
 
 def test_several_reviews_per_request_with_fallback() -> None:
     items = [record(n) for n in range(40)]
-    # Every combined answer misses its last review: those fall back to requests of their own.
-    bedrock = FakeBedrock(behaviour=lambda n, reviews: "drop_last")
+    # Every combined answer misses its last review: those fall back to requests of their own. Answers take
+    # 20 ms, so a backlog forms and requests get packed.
+    bedrock = FakeBedrock(latency=lambda reviews: 0.02, behaviour=lambda n, reviews: "drop_last")
     results, dead = run(items, bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=5))
     assert dead == []
     assert sorted(ids(results)) == sorted(f"r{n}" for n in range(40))
@@ -170,3 +175,45 @@ def test_throttles_have_their_own_attempt_budget() -> None:
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "throttle")
     results, dead = run([record(3)], bedrock, settings(BEDROCK_MAX_THROTTLED_ATTEMPTS=3))
     assert results == [] and [(d.error_type, d.attempts) for d in dead] == [("ThrottlingException", 3)]
+
+
+def test_timeouts_under_congestion_do_not_dead_letter() -> None:
+    """A single-slot server queues everything: a window of 8 makes requests wait 8 x 60 ms > the 0.3 s timeout.
+    The window shrinks on timeouts until requests fit, and no review is dead-lettered, even with one attempt
+    allowed per review and one timeout allowed at the minimum window."""
+    items = [record(n) for n in range(60)]
+    server = SingleSlotBedrock(service_s=0.06)
+    cfg = settings(
+        BEDROCK_MAX_CONCURRENCY=8,
+        BEDROCK_INITIAL_CONCURRENCY=8,
+        BEDROCK_TIMEOUT_S=0.3,
+        BEDROCK_MAX_ATTEMPTS=1,
+        BEDROCK_MAX_TIMEOUT_ATTEMPTS=1,
+    )
+    results, dead = run(items, server, cfg)
+    assert dead == []
+    assert sorted(ids(results)) == sorted(f"r{n}" for n in range(60))
+    assert server.abandoned > 0, "the scenario must produce timeouts"
+    assert any(r.attempts > 1 for r in results)
+    # The window came down: the last requests found a short queue (at most 4 x 60 ms fits in 0.3 s).
+    assert max(server.queue_at_arrival[-20:]) <= 4, server.queue_at_arrival
+
+
+def test_the_window_drops_to_the_cut_limit_and_climbs_back() -> None:
+    """One throttle halves the window (8 -> 4); what the service sees: at most ~4 in flight right after, then
+    back up to 8. Latency is flat, so only the throttle moves the window."""
+    items = [record(n) for n in range(200)]
+    bedrock = FakeBedrock(latency=lambda reviews: 0.02, behaviour=lambda n, reviews: "throttle" if n == 30 else None)
+    cfg = settings(BEDROCK_MAX_CONCURRENCY=8, BEDROCK_INITIAL_CONCURRENCY=8, BEDROCK_LATENCY_TOLERANCE=1000)
+    results, dead = run(items, bedrock, cfg)
+    assert dead == [] and len(results) == 200
+    sends = bedrock.timeline
+    cut = sends.index(("throttled", 30))
+    before = [n for kind, n in sends[:cut] if kind == "send"]
+    after = [n for kind, n in sends[cut + 1 :] if kind == "send"]
+    assert max(before) == 8
+    # Requests already on their way when the throttle answered were sent with the old window: skip them, then
+    # the next 8 sends (at most 4 answers meanwhile, +1 additive growth) see at most the halved window + 1.
+    settle = next(i for i, n in enumerate(after) if n == 1)
+    assert max(after[settle : settle + 8]) <= 5, after[:40]
+    assert max(after[settle + 8 :]) == 8, after

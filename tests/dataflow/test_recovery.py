@@ -2,37 +2,63 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSource, run_main
 
 from tests.dataflow.helpers import flow_with, ids, record, settings
-from tests.fakes import FakeBedrock
+from tests.fakes import FakeBedrock, reviews_in
+
+HUNG = {"r0", "r10", "r20"}
 
 
-def test_abort_and_resume_loses_nothing(tmp_path: Path) -> None:
+def review_id(reviews: list[tuple[str, str]]) -> str:
+    return "r" + reviews[0][1].split()[2].rstrip(":")
+
+
+def test_abort_and_resume_reissues_the_reviews_in_flight(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     init_db_dir(tmp_path, 1)
     recovery = RecoveryConfig(str(tmp_path))
-    items = [record(n) for n in range(30)] + [TestingSource.ABORT()] + [record(n) for n in range(30, 60)]
-    # Slow reviews are still in flight when the abort hits; only the snapshot remembers them.
-    bedrock = FakeBedrock(latency=lambda reviews: 0.5 if int(reviews[0][1].split()[2][:-1]) % 5 == 0 else 0.001)
-    cfg = settings(BEDROCK_MAX_CONCURRENCY=16)
+    # The pauses let epochs close (20 ms each) while the hung reviews are in flight, so the abort comes after a
+    # snapshot that holds them; the source resumes after that epoch and will not read them again.
+    pause = TestingSource.PAUSE(timedelta(milliseconds=300))
+    items = [
+        *(record(n) for n in range(30)),
+        pause,
+        *(record(n) for n in range(30, 40)),
+        pause,
+        TestingSource.ABORT(),
+        *(record(n) for n in range(40, 60)),
+    ]
+    cfg = settings(BEDROCK_MAX_CONCURRENCY=16, BEDROCK_INITIAL_CONCURRENCY=16, BEDROCK_TIMEOUT_S=60)
+    # First run: three reviews never get an answer (still in flight at the abort), the rest answer at once.
+    hanging = FakeBedrock(behaviour=lambda n, reviews: "hang" if review_id(reviews) in HUNG else None)
     results: list = []
     dead: list = []
-
-    flow, registry = flow_with(items, bedrock, cfg, results, dead, batch_size=3)
+    flow, registry = flow_with(items, hanging, cfg, results, dead, batch_size=5)
     run_main(flow, epoch_interval=timedelta(milliseconds=20), recovery_config=recovery)  # stops at the abort
     registry.close()
-    first_run = set(ids(results))
-    assert "r59" not in first_run
-    assert {"r0", "r5", "r10"} - first_run, "slow reviews should still be in flight at the abort"
+    first_run = ids(results)
+    assert "r59" not in first_run and not HUNG & set(first_run)
+    assert {review_id(reviews_in(kw)) for kw in hanging.requests} >= HUNG, "the hung reviews were never sent"
 
-    flow, registry = flow_with(items, bedrock, cfg, results, dead, batch_size=3)
+    caplog.set_level(logging.INFO, logger="dataflow.enrich")
+    answering = FakeBedrock()
+    flow, registry = flow_with(items, answering, cfg, results, dead, batch_size=5)
     run_main(flow, epoch_interval=timedelta(milliseconds=20), recovery_config=recovery)
     registry.close()
     assert dead == []
     assert set(ids(results)) == {f"r{n}" for n in range(60)}
-    # At-least-once: repeats are only what the last snapshot had not yet covered; the sink's _id dedupes them.
-    assert len(results) - 60 < 30
+    second_run = ids(results)[len(first_run) :]
+    # The resumed logic got the hung reviews from its snapshot and sent them again...
+    reissued = [r.getMessage() for r in caplog.records if r.getMessage().startswith("enrich.reissue")]
+    assert reissued, "the resumed logic received no in-flight reviews"
+    seen_by_second = {review_id(reviews_in(kw)) for kw in answering.requests}
+    assert seen_by_second >= HUNG
+    # ...while the source resumed after the checkpoint: the first reviews, answered before it, are not re-read.
+    assert len(second_run) < 60
+    assert not {"r1", "r2", "r3"} & set(second_run)

@@ -71,7 +71,7 @@ def test_engine_attempts_equal_server_requests(production_env: str) -> None:
             engine.wait_changed(1.0)
     finally:
         engine.close()
-    [letter] = list(done)
+    [(_, letter)] = list(done)
     assert isinstance(letter, DeadLetter) and letter.attempts == 3
     stats = admin(production_env, "/_admin/stats")
     assert stats["by_operation"].get("converse") == 3, stats["by_operation"]

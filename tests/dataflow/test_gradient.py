@@ -1,0 +1,122 @@
+"""The latency-based window, fed latencies from a simulated server on a fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dataflow.concurrency import Window
+from dataflow.gradient import GradientLimit
+from dataflow.handoff import DelayStats, next_tick
+from tests.dataflow.helpers import settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def serve(limit: GradientLimit, clock: Clock, service_s: float, slots: int, rounds: int) -> list[int]:
+    """Run `rounds` rounds against a server with `slots` slots: a full window of requests waits in its queue,
+    so each answer takes (window / slots) x service time. Returns the window after each round."""
+    seen = []
+    for _ in range(rounds):
+        window = limit.current
+        latency = service_s * max(1.0, window / slots)
+        for _ in range(max(limit.min_samples, window)):
+            started = clock.now
+            clock.now += latency / window
+            limit.on_sample(latency, reviews=1, in_flight=window, request_started=started)
+        seen.append(limit.current)
+    return seen
+
+
+def test_starts_low_and_grows_while_latency_is_flat() -> None:
+    clock = Clock()
+    limit = GradientLimit(maximum=16, minimum=1, initial=2, clock=clock)
+    assert limit.current == 2
+    # A server with plenty of slots: latency does not depend on the window.
+    windows = serve(limit, clock, service_s=1.0, slots=64, rounds=30)
+    assert windows[-1] == 16 and windows == sorted(windows)
+
+
+def test_shrinks_under_a_slow_single_slot_server_and_grows_back_when_it_speeds_up() -> None:
+    clock = Clock()
+    limit = GradientLimit(maximum=16, minimum=1, initial=2, tolerance=1.5, clock=clock)
+    serve(limit, clock, service_s=0.1, slots=64, rounds=30)
+    assert limit.current == 16
+    # The server slows down to one slot: every extra request only queues, latency grows with the window.
+    slow = serve(limit, clock, service_s=0.1, slots=1, rounds=40)
+    assert max(slow[-10:]) <= 3, slow
+    assert limit.decreases >= 2
+    # It speeds up again (many slots): latency is flat at the old baseline, the window climbs back.
+    fast = serve(limit, clock, service_s=0.1, slots=64, rounds=40)
+    assert fast[-1] == 16, fast
+
+
+def test_timeouts_cut_once_per_congestion_event() -> None:
+    clock = Clock()
+    limit = GradientLimit(maximum=16, minimum=1, initial=16, clock=clock)
+    sent_before = clock.now
+    clock.now += 1
+    assert limit.on_timeout(sent_before) and limit.current == 8
+    # Other requests of the same burst (sent before the cut) time out too: no further cut.
+    assert not limit.on_timeout(sent_before) and limit.current == 8
+    clock.now += 1
+    assert limit.on_timeout(clock.now) and limit.current == 4
+    for _ in range(5):
+        clock.now += 1
+        limit.on_timeout(clock.now)
+    assert limit.current == 1
+
+
+def test_packed_requests_are_compared_per_review() -> None:
+    clock = Clock()
+    limit = GradientLimit(maximum=8, minimum=1, initial=4, min_samples=4, clock=clock)
+    # Requests of 1 review in 1 s, then requests of 5 reviews in 5 s: the same per-review latency, no cut.
+    for reviews in [1] * 8 + [5] * 16:
+        started = clock.now
+        clock.now += 0.25
+        limit.on_sample(1.0 * reviews, reviews=reviews, in_flight=limit.current, request_started=started)
+    assert limit.decreases == 0 and limit.current > 4
+
+
+def test_an_idle_caller_does_not_grow_the_window() -> None:
+    clock = Clock()
+    limit = GradientLimit(maximum=16, minimum=1, initial=2, clock=clock)
+    for _ in range(60):
+        started = clock.now
+        clock.now += 0.1
+        limit.on_sample(0.1, reviews=1, in_flight=1, request_started=started)
+    assert limit.current == 2
+
+
+def test_the_effective_window_is_the_smallest_limit() -> None:
+    window = Window.from_settings(settings(BEDROCK_MAX_CONCURRENCY=16, BEDROCK_INITIAL_CONCURRENCY=4))
+    assert window.current == 4 and window.gradient is not None
+    window.gradient.value = 16
+    window.aimd.on_throttle(0.0)
+    assert window.current == 8
+    pinned = Window.from_settings(settings(BEDROCK_MAX_CONCURRENCY=16, BEDROCK_ADAPTIVE="false"))
+    assert pinned.current == 16 and pinned.gradient is None and pinned.pacer is None
+
+
+@pytest.mark.parametrize("interval", [0.02, 0.05, 1.0])
+def test_every_key_asks_for_the_same_wake_instant(interval: float) -> None:
+    a = datetime(2026, 1, 1, 0, 0, 0, 3000, tzinfo=UTC)
+    b = datetime(2026, 1, 1, 0, 0, 0, 11000, tzinfo=UTC)
+    assert next_tick(a, interval) == next_tick(b, interval) > b
+    assert (next_tick(a, interval) - a).total_seconds() <= interval
+
+
+def test_delay_stats_percentiles() -> None:
+    stats = DelayStats()
+    for ms in range(100):
+        stats.add(ms / 1000)
+    stats.add(5.0)
+    assert stats.n == 101 and stats.percentile_ms(50) == 51 and stats.max_s == 5.0
+    assert stats.percentile_ms(100) == 5000
