@@ -8,22 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tests.integration.conftest import ROOT, Pipeline
+from tests.faults.accounting import put_raw
+from tests.plugins.stack import ROOT, Pipeline
 
 pytestmark = pytest.mark.integration
-
-
-def put_raw(pipeline: Pipeline, records: list[bytes]) -> None:
-    client = boto3.client(
-        "kinesis",
-        endpoint_url=pipeline.env["AWS_ENDPOINT_URL_KINESIS"],
-        region_name="us-east-1",
-    )
-    entries = [{"Data": r, "PartitionKey": f"raw-{i}"} for i, r in enumerate(records)]
-    assert client.put_records(StreamName=pipeline.env["KINESIS_STREAM_NAME"], Records=entries)["FailedRecordCount"] == 0
 
 
 def test_every_review_is_indexed_or_dead_lettered(pipeline: Pipeline) -> None:
