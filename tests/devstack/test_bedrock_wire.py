@@ -82,6 +82,7 @@ def test_invoke_model_anthropic_messages(bedrock_url: str, content_as_list: bool
         "messages": [{"role": "user", "content": content}, {"role": "assistant", "content": "{"}],
     }
     model_arn = f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{MODEL_ID}"
+    admin(bedrock_url, "/_admin/config", {"latency_ms": 50})  # the latency header reports the model time
 
     async def scenario() -> tuple[dict, dict]:
         async with bedrock_client(bedrock_url) as client:
@@ -97,7 +98,7 @@ def test_invoke_model_anthropic_messages(bedrock_url: str, content_as_list: bool
     assert answers[1] == ReviewAnswer(answers[1].summary, "positive")  # type: ignore[union-attr]
     assert int(headers["x-amzn-bedrock-input-token-count"]) == doc["usage"]["input_tokens"] > 0
     assert int(headers["x-amzn-bedrock-output-token-count"]) == doc["usage"]["output_tokens"] > 0
-    assert int(headers["x-amzn-bedrock-invocation-latency"]) >= 0
+    assert int(headers["x-amzn-bedrock-invocation-latency"]) >= 50
 
 
 @pytest.mark.parametrize("code", sorted(ERROR_STATUS))

@@ -18,7 +18,7 @@ from tests.faults.accounting import (
     wait_exit,
     wait_until,
 )
-from tests.integration.conftest import Pipeline
+from tests.plugins.stack import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 

@@ -134,6 +134,14 @@ class Pipeline:
         wait_until(condition, what, stall_s=timeout, progress=progress or self.progress, interval=0.3)
 
 
+def recovery_args(directory: Path, workers: int = 2) -> tuple[str, ...]:
+    """A fresh Bytewax recovery store in `directory` (one partition per worker) and the flow's arguments to use
+    it: `workers` workers, a snapshot every second, no backup interval."""
+    directory.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(workers)], check=True, cwd=ROOT)
+    return ("-w", str(workers), "-r", str(directory), "-s", "1", "-b", "0")
+
+
 @pytest.fixture()
 def pipeline(stack: LocalStack) -> Iterator[Pipeline]:
     name = f"reviews-{uuid.uuid4().hex[:8]}"
