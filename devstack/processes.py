@@ -265,27 +265,58 @@ def start_bedrock(
     """Our Bedrock-runtime-compatible server (`python -m devstack.bedrock`) on loopback.
 
     `extra_args` are more `devstack.bedrock` flags (knobs, llm options). The llm backend loads its model
-    before it listens, so it gets a longer start-up allowance.
+    before it listens, so it gets a longer start-up allowance. Without a `port`, the server binds port 0 and
+    reports the port it got, so no other process can take it between choosing and binding.
     """
-    port = port or free_port()
-    _require_port("bedrock", port)
+    if port:
+        _require_port("bedrock", port)
     try:
         import aiohttp  # noqa: F401
         import vaderSentiment  # noqa: F401
     except ImportError as err:
         hint = "install it with: pip install -e '.[local]'"
         raise ServiceError(f"bedrock: missing dependency ({err.name}); {hint}") from err
-    url = f"http://{LOOPBACK}:{port}"
-    argv = [sys.executable, "-m", "devstack.bedrock", "--host", LOOPBACK, "--port", str(port), "--backend", backend]
-    return spawn(
+    argv = [sys.executable, "-m", "devstack.bedrock", "--host", LOOPBACK, "--port", str(port or 0)]
+    argv += ["--backend", backend, *extra_args]
+    return spawn_reporting_url(
         f"bedrock ({backend})",
-        [*argv, *extra_args],
-        url,
-        lambda: http_ok(f"{url}/ping"),
+        argv,
+        health_path="/ping",
         log_path=log_path,
-        env=_child_env(),
         timeout=timeout or (180.0 if backend == "llm" else 30.0),
     )
+
+
+def spawn_reporting_url(
+    name: str,
+    argv: Sequence[str],
+    *,
+    health_path: str,
+    log_path: Path | None = None,
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """Start a server that takes `--ready-file PATH` and writes `{"url": ...}` there once it listens.
+
+    The returned process's `url` is the one the server reported (it may have bound port 0); ready once
+    `url + health_path` answers.
+    """
+    ready_dir = Path(tempfile.mkdtemp(prefix="devstack-ready-"))
+    ready_file = ready_dir / "ready.json"
+    found: list[str] = []
+
+    def ready() -> bool:
+        if not found and ready_file.exists():
+            found.append(str(json.loads(ready_file.read_text())["url"]))
+        return bool(found) and http_ok(f"{found[0]}{health_path}")
+
+    try:
+        where = f"http://{LOOPBACK} (port reported in {ready_file.name})"
+        argv = [*argv, "--ready-file", str(ready_file)]
+        managed = spawn(name, argv, where, ready, log_path=log_path, env=_child_env(), timeout=timeout)
+    finally:
+        shutil.rmtree(ready_dir, ignore_errors=True)
+    managed.url = found[0]
+    return managed
 
 
 def _child_env() -> dict[str, str]:

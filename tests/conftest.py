@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -10,6 +11,8 @@ import boto3
 import pytest
 
 from devstack.processes import ManagedProcess, start_kinesis, start_opensearch
+
+pytest_plugins = ["tests.plugins.stack"]  # `stack` and `pipeline`: the whole local stack, a pipeline on it
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -31,6 +34,22 @@ def _fake_aws_credentials() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+PROCESS_STATE = (("dataflow.backpressure", "BUFFERS"), ("dataflow.kinesis_shards", "LEDGER"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    """Start every test with empty process-wide gauges (enrichment buffers, drained shards).
+
+    An engine left registered by a failed test would otherwise leave the source no room to read in every
+    later test of the session: one failure would cascade into hangs.
+    """
+    for module, name in PROCESS_STATE:
+        if module in sys.modules:  # nothing to reset in a module no test has imported yet
+            getattr(sys.modules[module], name).reset()
+    yield
 
 
 @pytest.fixture(scope="session")

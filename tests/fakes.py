@@ -20,18 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from botocore.exceptions import ClientError
 
 from dataflow.settings import DEFAULT_MODEL_ID
+from tests.support.aws import client_error
 
 REVIEW_BLOCK = re.compile(r'<review id="(\d+)">(.*?)</review>', re.S)
 KNOWN_MODELS = frozenset({DEFAULT_MODEL_ID, "anthropic.claude-3-haiku-20240307-v1:0"})
-
-
-def client_error(code: str, status: int, message: str = "injected") -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Converse"
-    )
 
 
 def reviews_in(kwargs: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,10 +1,14 @@
-"""A loopback HTTP proxy that injects faults in front of a local service (OpenSearch, Kinesis, ...).
+"""The one loopback HTTP proxy that injects faults in front of a local service (OpenSearch, Kinesis, ...).
 
 It forwards requests unchanged and, on demand, answers some of them itself: a 429 with OpenSearch's error
 body, a 503, a closed connection (an outage), or any canned `Reply` (status, body, content type), such as a
-Kinesis awsJson1.1 error. Faults are chosen per request by `decide(method, path)`, or, when a decision needs
-the headers or the body (Kinesis puts the operation in `X-Amz-Target`), by `inspect(method, path, headers,
-body)`. `requests` records `(method, path, label)` where the label is the decision (a `Reply`'s `label`).
+Kinesis awsJson1.1 error. Faults are chosen per request by one of three hooks, simplest first:
+- `decide(method, path)`;
+- `inspect(method, path, headers, body)`, when a decision needs the headers or the body (Kinesis puts the
+  operation in `X-Amz-Target`);
+- `handle(request, forward)`, when the answer is built from the upstream's (a Kinesis partial failure
+  forwards the surviving entries with `forward(body)` and answers the others itself).
+`requests` records `(method, path, label)` where the label is the decision (a `Reply`'s `label`).
 `on_done(method, path, decision)`, when given, is called once each request has been answered (forwarded
 or not), so a test can wait for forwarded requests to land instead of sleeping.
 """
@@ -31,16 +35,38 @@ class Reply:
     body: bytes
     label: str
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProxyRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The upstream service's answer to a forwarded request."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
 Decision = str | Reply | None  # None: forward; "429"; "503"; "drop": close the connection; or a Reply
 Inspect = Callable[[str, str, Mapping[str, str], bytes], Decision]
+Forward = Callable[[bytes], Upstream]  # send the request upstream with this body
+Handle = Callable[[ProxyRequest, Forward], Decision]
 OnDone = Callable[[str, str, Decision], None]
+HOP_HEADERS = frozenset({"host", "connection", "content-length", "keep-alive", "transfer-encoding"})
 
 
 def aws_json_error(code: str, message: str, label: str, status: int = 400) -> Reply:
     """An awsJson1.1 error as Kinesis (and moto) send it: botocore reads the code from `__type`."""
-    return Reply(status, orjson.dumps({"__type": code, "message": message}), label, AWS_JSON_11)
+    body = orjson.dumps({"__type": code, "message": message})
+    return Reply(status, body, label, AWS_JSON_11, (("x-amzn-RequestId", "fault-proxy"),))
 
 
 def _label(decision: Decision) -> str | None:
@@ -54,11 +80,13 @@ class FaultProxy:
         decide: Callable[[str, str], Decision] = lambda m, p: None,
         *,
         inspect: Inspect | None = None,
+        handle: Handle | None = None,
         on_done: OnDone | None = None,
     ) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.decide = decide
         self.inspect = inspect
+        self.handle = handle
         self.on_done = on_done
         self.requests: list[tuple[str, str, str | None]] = []
         self.headers: list[dict[str, str]] = []
@@ -71,10 +99,14 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:  # quiet
                 return
 
-            def _reply(self, status: int, payload: bytes, content_type: str) -> None:
+            def _reply(
+                self, status: int, payload: bytes, content_type: str, headers: tuple[tuple[str, str], ...] = ()
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
+                for key, value in headers:
+                    self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -89,7 +121,11 @@ class FaultProxy:
             def _handle_request(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if proxy.inspect is not None:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                if proxy.handle is not None:
+                    request = ProxyRequest(self.command, self.path, self.headers, body)
+                    decision = proxy.handle(request, lambda b: proxy.forward(self.command, self.path, headers, b))
+                elif proxy.inspect is not None:
                     decision = proxy.inspect(self.command, self.path, self.headers, body)
                 else:
                     decision = proxy.decide(self.command, self.path)
@@ -102,7 +138,7 @@ class FaultProxy:
                     self.connection.shutdown(2)
                     return
                 if isinstance(decision, Reply):
-                    self._reply(decision.status, decision.body, decision.content_type)
+                    self._reply(decision.status, decision.body, decision.content_type, decision.headers)
                     return
                 if decision in ("429", "503"):
                     status = int(decision)
@@ -111,19 +147,14 @@ class FaultProxy:
                     )
                     self._reply(status, payload, "application/json")
                     return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for key, value in resp.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                answer = proxy.forward(self.command, self.path, headers, body)
+                self.send_response(answer.status)
+                for key, value in answer.headers.items():
+                    if key.lower() not in HOP_HEADERS:
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(data)
-                conn.close()
+                self.wfile.write(answer.body)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
@@ -139,6 +170,16 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def forward(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Upstream:
+        """Send one request to the upstream service and return its answer."""
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers={**headers, "Content-Length": str(len(body))})
+            resp = conn.getresponse()
+            return Upstream(resp.status, dict(resp.getheaders()), resp.read())
+        finally:
+            conn.close()
 
     def count(self, decision: str | None, path_part: str = "") -> int:
         """Requests that got `decision` (a `Reply`'s label for canned answers) on a path containing `path_part`."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
+
+import orjson
 
 from devstack.bedrock.backends import BACKENDS, load_backend
 from devstack.bedrock.faults import Knobs
@@ -18,7 +22,8 @@ log = logging.getLogger("devstack.bedrock")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m devstack.bedrock", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--port", type=int, default=8787, help="0: any free port, written to --ready-file")
+    p.add_argument("--ready-file", default="", help="where to write {url, pid} once listening")
     p.add_argument("--backend", choices=BACKENDS, default="lexicon")
     add_knob_arguments(p)
     llm = p.add_argument_group("llm backend")
@@ -50,7 +55,12 @@ async def serve(args: argparse.Namespace, knobs: Knobs) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, args.host, args.port).start()
-        log.info("bedrock-runtime (%s backend) listening on http://%s:%d", args.backend, args.host, args.port)
+        port = runner.addresses[0][1]  # the port actually bound (`--port 0` lets the kernel choose)
+        if args.ready_file:
+            tmp = Path(args.ready_file + ".tmp")
+            tmp.write_bytes(orjson.dumps({"url": f"http://{args.host}:{port}", "pid": os.getpid()}))
+            tmp.replace(args.ready_file)  # atomic: a reader never sees half a file
+        log.info("bedrock-runtime (%s backend) listening on http://%s:%d", args.backend, args.host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -16,7 +16,8 @@ from dataflow.bedrock_errors import CallError, classify
 from dataflow.records import Review
 from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_LATER, RETRY_NOW, Job, decide
 from tests.dataflow.helpers import flow_with, ids, record, settings
-from tests.fakes import FakeBedrock, client_error
+from tests.fakes import FakeBedrock
+from tests.support.aws import client_error
 
 
 def run(items: list[Any], bedrock: Any, cfg: Any) -> tuple[list[Any], list[Any]]:

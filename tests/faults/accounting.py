@@ -9,20 +9,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
-import pytest
 import urllib3
 
-from tests.integration.conftest import Pipeline
+from tests.plugins.stack import Pipeline
+from tests.support.kinesis import StreamRecord, kinesis_client, read_records
+from tests.support.kinesis import put_raw as kinesis_put_raw
+from tests.support.waiting import wait_until as shared_wait_until
 
 NO_FAULTS: dict[str, object] = {
     "latency_ms": 0,
@@ -40,46 +40,17 @@ NO_FAULTS: dict[str, object] = {
 
 
 def kinesis(pipeline: Pipeline) -> Any:
-    return boto3.client("kinesis", endpoint_url=pipeline.env["AWS_ENDPOINT_URL_KINESIS"], region_name="us-east-1")
+    return kinesis_client(pipeline.env["AWS_ENDPOINT_URL_KINESIS"])
 
 
 def put_raw(pipeline: Pipeline, records: list[bytes], prefix: str = "raw") -> list[tuple[str, str]]:
-    """Put records as they are; returns (shard id, sequence number) of each, in order."""
-    entries = [{"Data": r, "PartitionKey": f"{prefix}-{i}"} for i, r in enumerate(records)]
-    resp = kinesis(pipeline).put_records(StreamName=pipeline.env["KINESIS_STREAM_NAME"], Records=entries)
-    assert resp["FailedRecordCount"] == 0, resp
-    return [(e["ShardId"], e["SequenceNumber"]) for e in resp["Records"]]
-
-
-@dataclass(frozen=True)
-class StreamRecord:
-    shard_id: str
-    sequence_number: str
-    data: bytes
-
-    @property
-    def review_id(self) -> str | None:
-        try:
-            doc = orjson.loads(self.data)
-        except orjson.JSONDecodeError:
-            return None
-        return str(doc.get("review_id")) if isinstance(doc, dict) and "review_id" in doc else None
+    """Put records as they are on the pipeline's stream; returns (shard id, sequence number) of each, in order."""
+    return kinesis_put_raw(kinesis(pipeline), pipeline.env["KINESIS_STREAM_NAME"], records, prefix)
 
 
 def read_stream(pipeline: Pipeline) -> list[StreamRecord]:
     """Every record in every shard (closed parents included), read straight from the local Kinesis."""
-    client = kinesis(pipeline)
-    stream = pipeline.env["KINESIS_STREAM_NAME"]
-    out: list[StreamRecord] = []
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        it = client.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
-        iterator, empty = it["ShardIterator"], 0
-        while iterator and empty < 2:  # Kinesis returns empty pages mid-shard: two in a row mean the tip
-            resp = client.get_records(ShardIterator=iterator, Limit=10_000)
-            out += [StreamRecord(shard["ShardId"], r["SequenceNumber"], bytes(r["Data"])) for r in resp["Records"]]
-            empty = 0 if resp["Records"] else empty + 1
-            iterator = resp.get("NextShardIterator")
-    return out
+    return read_records(kinesis(pipeline), pipeline.env["KINESIS_STREAM_NAME"])
 
 
 def documents(pipeline: Pipeline, index_env: str = "OPENSEARCH_INDEX") -> dict[str, dict[str, Any]]:
@@ -203,20 +174,35 @@ def flow_process(
         kill_group(proc)
 
 
-def wait_exit(proc: subprocess.Popen, log: Path, timeout: float, progress: Callable[[], str] = lambda: "") -> None:
-    """Wait for a flow that should end by itself (KINESIS_STOP_AT_END) and succeed."""
-    try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        tail = log.read_text()[-3000:]
-        pytest.fail(f"the flow did not end within {timeout:.0f} s ({progress()}); log tail:\n{tail}")
+def wait_exit(
+    proc: subprocess.Popen, log: Path, timeout: float = 60, progress: Callable[[], Hashable] | None = None
+) -> None:
+    """Wait for a flow that should end by itself (KINESIS_STOP_AT_END) and succeed.
+
+    It fails only when the flow makes no progress for `timeout` seconds (`progress()`, e.g.
+    `pipeline.progress`, stays the same), however long the whole run takes on a busy machine.
+    """
+    wait_until(
+        lambda: proc.poll() is not None,
+        timeout,
+        "the flow to end",
+        log,
+        progress=progress,
+    )
+    code = proc.wait()
     assert code == 0, f"the flow exited with {code}; log tail:\n{log.read_text()[-3000:]}"
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
-        time.sleep(0.2)
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    log: Path | None = None,
+    progress: Callable[[], Hashable] | None = None,
+) -> None:
+    """Wait until `condition()`; fail after `timeout` s without `progress` (no progress given: a plain deadline)."""
+
+    def tail() -> str:
+        return f"log tail:\n{log.read_text()[-3000:]}" if log is not None and log.exists() else ""
+
+    shared_wait_until(condition, what, stall_s=timeout, progress=progress, detail=tail)

@@ -1,7 +1,7 @@
 """Fixtures for the fault-injection suite: one local stack for the whole package, a fresh pipeline per test.
 
-`pipeline` is the integration suite's fixture (an isolated stream and indices); `stack` is overridden here
-with package scope so the services start once for every fault test, not once per module.
+`pipeline` comes from the tests.plugins.stack plugin (an isolated stream and indices); `stack` is overridden
+here with package scope so the services start once for every fault test, not once per module.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from devstack.stack import LocalStack, StackConfig
 from tests.faults.accounting import reset_bedrock
-from tests.integration.conftest import Pipeline, pipeline  # noqa: F401  (the fixture, by its name)
+from tests.plugins.stack import Pipeline
 
 
 @pytest.fixture(scope="package")
@@ -23,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture()
-def faulty(pipeline: Pipeline) -> Iterator[Pipeline]:  # noqa: F811
+def faulty(pipeline: Pipeline) -> Iterator[Pipeline]:
     """A pipeline whose Bedrock server starts with no fault and zeroed stats, and is left without faults."""
     reset_bedrock(pipeline)
     yield pipeline

@@ -12,7 +12,7 @@ import pytest
 from dataflow.prompt import SENTIMENTS
 from devstack.bedrock.backends.lexicon import LexiconBackend
 from tests.faults.accounting import bedrock_summary, check_accounting, put_raw, read_stream, synthetic_ids
-from tests.integration.conftest import Pipeline
+from tests.plugins.stack import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
@@ -81,7 +81,6 @@ def test_malformed_records_are_parse_dead_letters_and_injections_change_nothing(
     expected_dead = {
         (rid or f"{shard}-{seq}"): error_type for (_, error_type, rid), (shard, seq) in zip(BAD, placed, strict=False)
     }
-    assert len(expected_dead) == len(BAD)
     # Four reviews per request: an injection that escaped its block would shift its neighbours' answers.
     faulty.run_flow("-w", "2", extra_env={"BEDROCK_REVIEWS_PER_REQUEST": "4"})
     expected = synthetic_ids(good) | set(INJECTIONS) | set(expected_dead)

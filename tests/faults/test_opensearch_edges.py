@@ -9,8 +9,6 @@ osmem alone would accept, and the accounting after each (in = indexed + dead-let
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,8 +16,16 @@ import orjson
 import pytest
 import urllib3
 
-from tests.faults.accounting import check_accounting, documents, flow_process, put_raw, synthetic_ids, wait_exit
-from tests.integration.conftest import ROOT, Pipeline
+from tests.faults.accounting import (
+    check_accounting,
+    documents,
+    flow_process,
+    put_raw,
+    synthetic_ids,
+    wait_exit,
+    wait_until,
+)
+from tests.plugins.stack import Pipeline, recovery_args
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
@@ -68,14 +74,12 @@ def test_missing_write_permission_halts_before_a_checkpoint_covers_the_records(
 ) -> None:
     total = 60
     strict.produce(total)
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True, cwd=ROOT)
-    args = ("-w", "1", "-r", str(recovery), "-s", "1", "-b", "0")
+    args = recovery_args(tmp_path / "recovery", workers=1)
     front(strict, "config", {"deny_access": True, "deny_only": ["indices:data/write/bulk"]})
     log = tmp_path / "halted.log"
     with flow_process(strict, *args, log=log, extra_env={"OPENSEARCH_AUTH_GRACE_S": "2"}) as proc:
-        code = proc.wait(timeout=120)
+        wait_until(lambda: proc.poll() is not None, 60, "the flow to halt", log, strict.progress)
+        code = proc.wait()
     text = log.read_text()
     assert code != 0, f"the flow should halt; log tail:\n{text[-3000:]}"
     halts = [line for line in text.splitlines() if "opensearch.halt" in line]

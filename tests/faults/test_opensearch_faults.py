@@ -23,7 +23,7 @@ from tests.faults.accounting import (
     synthetic_ids,
     wait_exit,
 )
-from tests.integration.conftest import Pipeline
+from tests.plugins.stack import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from tests.faults.accounting import (
     kill_group,
     synthetic_ids,
 )
-from tests.integration.conftest import ROOT, Pipeline
+from tests.plugins.stack import Pipeline, recovery_args
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
@@ -39,10 +37,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     kills = rng.choice((2, 3))
     points = kill_points(rng, kills)
     faulty.produce(TOTAL)
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT)
-    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+    args = recovery_args(tmp_path / "recovery")
     # Slow enough that every kill point falls mid-run.
     faulty.bedrock_config(latency_ms=30, seed=SEED)
     slow = {"BEDROCK_MAX_CONCURRENCY": "4"}
@@ -77,6 +72,8 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         f"{bedrock_summary(faulty)}",
     )
     assert any(resumed), "no restart resumed from a checkpoint: recovery was not exercised"
+    # The checkpoints held reviews still in flight at Bedrock; a restart must hand them to the engine again.
+    assert any(reissued), f"no restart re-issued in-flight reviews from its checkpoint: {reissued}"
     assert all(0 < n < TOTAL for n in at_kill), f"every kill should land mid-run: {at_kill}"
 
 
@@ -89,10 +86,7 @@ def test_a_kill_during_a_backlog_resumes_from_a_checkpoint(
     records a shard) was nearly enriched, so no epoch closed during a backlog and every kill restarted from
     the start (800 reviews, killed at half: 0 shards resumed, 1,215 Bedrock requests)."""
     faulty.produce(TOTAL)
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT)
-    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+    args = recovery_args(tmp_path / "recovery")
     faulty.bedrock_config(latency_ms=30, seed=SEED)
     log = tmp_path / "killed.log"
     with flow_process(faulty, *args, log=log, extra_env={"BEDROCK_MAX_CONCURRENCY": "4"}) as proc:

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tests.integration.conftest import ROOT, Pipeline
+from tests.faults.accounting import put_raw
+from tests.plugins.stack import Pipeline, recovery_args
 
 pytestmark = pytest.mark.integration
-
-
-def put_raw(pipeline: Pipeline, records: list[bytes]) -> None:
-    client = boto3.client(
-        "kinesis",
-        endpoint_url=pipeline.env["AWS_ENDPOINT_URL_KINESIS"],
-        region_name="us-east-1",
-    )
-    entries = [{"Data": r, "PartitionKey": f"raw-{i}"} for i, r in enumerate(records)]
-    assert client.put_records(StreamName=pipeline.env["KINESIS_STREAM_NAME"], Records=entries)["FailedRecordCount"] == 0
 
 
 def test_every_review_is_indexed_or_dead_lettered(pipeline: Pipeline) -> None:
@@ -47,8 +35,8 @@ def test_two_processes_share_the_shards(pipeline: Pipeline, tmp_path: Path) -> N
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [pipeline.start_flow("-i", str(i), "-a", addresses, log=tmp_path / f"proc{i}.log") for i in range(2)]
     try:
-        for proc in procs:
-            assert proc.wait(timeout=180) == 0
+        pipeline.wait_for(lambda: all(p.poll() is not None for p in procs), what="both processes to end")
+        assert [proc.returncode for proc in procs] == [0, 0]
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -63,12 +51,9 @@ def test_two_processes_share_the_shards(pipeline: Pipeline, tmp_path: Path) -> N
 def test_sigkill_and_recover_loses_nothing(pipeline: Pipeline, tmp_path: Path) -> None:
     total = 600
     pipeline.produce(total)
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT)
+    args = recovery_args(tmp_path / "recovery")
     pipeline.bedrock_config(latency_ms=40)
     slow = {"BEDROCK_MAX_CONCURRENCY": "3"}
-    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
     proc = pipeline.start_flow(*args, log=tmp_path / "first.log", extra_env=slow)
     try:
         pipeline.wait_for(lambda: pipeline.count() >= total // 4, timeout=120, what="a quarter indexed")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from producer.main import main
-from tests.producer.fault_proxy import FaultProxy, parse_summary
+from tests.fault_proxy import FaultProxy
+from tests.producer.put_faults import PutRecordsFaults, parse_summary
 
 SHARDS = 2
 
@@ -27,10 +28,12 @@ def stream(kinesis_client, stream_name: str) -> Iterator[str]:
 
 
 @pytest.fixture()
-def fault_proxy(kinesis_server) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(kinesis_server.url).start()
-    yield proxy
-    proxy.stop()
+def fault_proxy(kinesis_server) -> Iterator[PutRecordsFaults]:
+    """PutRecords failures on demand, injected by the shared fault proxy in front of the session's moto."""
+    faults = PutRecordsFaults()
+    with FaultProxy(kinesis_server.url, handle=faults.handle) as proxy:
+        faults.url = proxy.url
+        yield faults
 
 
 @dataclass

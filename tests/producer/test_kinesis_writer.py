@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from producer.kinesis_writer import (
     MAX_BYTES_PER_CALL,
@@ -21,6 +21,7 @@ from producer.kinesis_writer import (
     batches,
     oversize_reason,
 )
+from tests.support.aws import client_error
 
 
 def entry(i: int, size: int = 10) -> Entry:
@@ -111,10 +112,8 @@ def fail_keys(*keys: str):
     return answer
 
 
-def client_error(code: str, status: int):
-    return lambda _records: ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutRecords"
-    )
+def failing_call(code: str, status: int):
+    return lambda _records: client_error(code, status, "m", "PutRecords")
 
 
 def writer(client: FakeKinesis, **kwargs: Any) -> tuple[KinesisWriter, list[float]]:
@@ -146,9 +145,9 @@ def test_entries_failing_past_max_retries_are_reported() -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        client_error("ProvisionedThroughputExceededException", 400),
-        client_error("ServiceUnavailable", 503),
-        client_error("SomethingNew", 502),
+        failing_call("ProvisionedThroughputExceededException", 400),
+        failing_call("ServiceUnavailable", 503),
+        failing_call("SomethingNew", 502),
         lambda _r: EndpointConnectionError(endpoint_url="http://x"),
         lambda _r: ReadTimeoutError(endpoint_url="http://x"),
     ],
@@ -163,7 +162,7 @@ def test_retryable_call_errors_resend_the_whole_batch(error) -> None:
 
 
 def test_fatal_call_error_aborts_and_reports_everything_unsent() -> None:
-    client = FakeKinesis(client_error("AccessDeniedException", 400))
+    client = FakeKinesis(failing_call("AccessDeniedException", 400))
     w, sleeps = writer(client)
     with pytest.raises(WriteAborted, match="AccessDeniedException"):
         w.write(entry(i) for i in range(1100))
@@ -181,7 +180,7 @@ def test_missing_credentials_abort_without_retrying() -> None:
 
 
 def test_call_errors_past_max_retries_abort() -> None:
-    client = FakeKinesis(*[client_error("InternalFailure", 500)] * 5)
+    client = FakeKinesis(*[failing_call("InternalFailure", 500)] * 5)
     w, _ = writer(client, max_retries=1)
     with pytest.raises(WriteAborted, match="after 1 retries"):
         w.write(entry(i) for i in range(2))

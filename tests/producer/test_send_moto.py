@@ -12,7 +12,8 @@ from pathlib import Path
 import orjson
 
 from producer.synthetic import synthetic_reviews
-from tests.producer.fault_proxy import INTERNAL_500, PARTIAL, THROTTLE_400, ids, read_stream
+from tests.producer.put_faults import INTERNAL_500, PARTIAL, THROTTLE_400, ids
+from tests.support.kinesis import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY = re.compile(r"^sent=(\d+) retried=(\d+) failed=(\d+) skipped=(\d+) rate=([\d.]+) reviews/s elapsed=([\d.]+)s$")
@@ -23,7 +24,7 @@ def expected(n: int, seed: int = 42) -> dict[str, dict]:
 
 
 def assert_exactly_once(client, stream: str, want: dict[str, dict]) -> None:
-    got = read_stream(client, stream)
+    got = [record.json() for record in read_records(client, stream)]
     counts = Counter(ids(got))
     assert [k for k, c in counts.items() if c > 1] == []
     assert set(counts) == set(want)
@@ -115,6 +116,7 @@ def test_script_end_to_end_with_env_endpoint(kinesis_server, stream, kinesis_cli
 def test_rate_paces_sending(kinesis_server, stream, run_producer):
     run = run_producer(kinesis_server.url, "--synthetic", "120", "--stream", stream, "--rate", "200")
     assert run.code == 0
-    elapsed = float(run.summary["elapsed"].rstrip("s"))
-    assert 0.45 <= elapsed <= 2.0  # 120 records at 200/s: about 0.6 s
-    assert 100 <= float(run.summary["rate"]) <= 260
+    # Pacing can only slow the producer down, so only the fast side is checked (a busy machine is slower
+    # still): 120 records at 200/s take at least about 0.6 s, never the instant an unpaced run takes.
+    assert float(run.summary["elapsed"].rstrip("s")) >= 0.45
+    assert float(run.summary["rate"]) <= 260

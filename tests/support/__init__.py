@@ -1,0 +1,1 @@
+"""Helpers shared by every test package: Kinesis records, AWS error shapes, waiting on progress."""
