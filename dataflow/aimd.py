@@ -67,6 +67,13 @@ class RatePacer:
     `growth`. A probe cycle is about ln(1/backoff)/growth successes (~150) for two throttles, about 1.3%.
     Every throttle also pauses all sends, doubling while throttles continue (as they do until a burst leaves
     the 60 s window) and reset by a success. Before the quota shows, nothing is paced.
+
+    A cut is judged one window later (throttles within the window after a cut still come from before it, so
+    they only pause): if at least `scatter_share` of the `scatter_sample`+ requests since then were still
+    throttled, pacing did not cure it, so it was not the rate (a busy service throttling at random): the pace
+    is released and, for `scatter_hold_s`, throttles only pause. Without that,
+    each scattered throttle cut the pace to 0.9 x an admitted rate that the throttles themselves had lowered,
+    down to the floor.
     """
 
     window_s: float = 60.0
@@ -76,6 +83,9 @@ class RatePacer:
     pause_base_s: float = 0.1
     pause_max_s: float = 8.0
     recent_s: float = 5.0
+    scatter_share: float = 0.1
+    scatter_sample: int = 20
+    scatter_hold_s: float = 300.0
     clock: Callable[[], float] = time.monotonic
     rate: float | None = field(init=False, default=None)
     _next_at: float = field(init=False, default=0.0)
@@ -84,6 +94,9 @@ class RatePacer:
     _consecutive: int = field(init=False, default=0)
     _peak: float = field(init=False, default=0.0)
     _first_send: float | None = field(init=False, default=None)
+    _paced_at: float = field(init=False, default=float("-inf"))  # when the rate was last cut
+    _judged: list[int] = field(init=False, default_factory=lambda: [0, 0])  # successes, throttles to judge the cut
+    _scattered_until: float = field(init=False, default=float("-inf"))
 
     def delay(self) -> float:
         """Seconds until the next request may start (0 when unpaced and not paused)."""
@@ -102,6 +115,8 @@ class RatePacer:
         self._consecutive = 0
         if self.rate is not None:
             self.rate *= 1.0 + self.growth
+            if self.clock() - self._paced_at >= self.window_s:
+                self._judged[0] += 1
 
     def on_throttle(self, request_started: float) -> bool:
         """React once per congestion event: pause, and pace when throttling persists; True when it reacted."""
@@ -113,17 +128,41 @@ class RatePacer:
         recent = now - self._last_cut < self.recent_s
         # A run younger than the window paces only when throttling has persisted (4 events, no success): then the
         # window is plainly full. An older run paces on any repeated throttling, successes in between or not.
-        quota = self._consecutive >= 3 if age < self.window_s else (self._consecutive >= 1 or recent)
+        if now < self._scattered_until:
+            quota = False  # throttling that pacing did not cure: the pauses and the AIMD window answer it
+        elif age < self.window_s:
+            quota = self._consecutive >= 3
+        else:
+            quota = self._consecutive >= 1 or recent
+        if quota and self.rate is not None:
+            quota = self._judge_cut(now)
         if quota and self._admitted:  # with nothing admitted there is no rate to learn: the pause does
             admitted = len(self._admitted) / self.window_s
             self._peak = max(self._peak, admitted)
             target = max(admitted * self.backoff, self._peak * self.floor, 1.0 / self.window_s)
             if self.rate is None or self.rate > target:
                 self.rate = target
+                self._paced_at = now
+                self._judged = [0, 0]
         pause = min(self.pause_max_s, self.pause_base_s * 2**self._consecutive)
         self._consecutive += 1
         self._next_at = max(self._next_at, now + pause)
         self._last_cut = now
+        return True
+
+    def _judge_cut(self, now: float) -> bool:
+        """Whether a throttle while paced may cut again (see the class docstring); may release the pace."""
+        if now - self._paced_at < self.window_s:
+            return False  # the last cut has not had a window to show its effect yet
+        self._judged[1] += 1
+        seen = sum(self._judged)
+        if seen < self.scatter_sample:
+            return False  # too few requests since then to tell
+        if self._judged[1] / seen >= self.scatter_share:
+            self.rate = None  # pacing did not stop it: not the rate's doing
+            self._scattered_until = now + self.scatter_hold_s
+            self._judged = [0, 0]
+            return False
         return True
 
     def _forget_before(self, cutoff: float) -> None:
