@@ -23,12 +23,13 @@ from typing import Any
 
 from dataflow import metrics
 from dataflow.aimd import full_jitter
+from dataflow.answer_reader import read_response
 from dataflow.backpressure import BUFFERS
 from dataflow.bedrock_client import ClientFactory, aiobotocore_client
 from dataflow.bedrock_errors import CallError, classify
 from dataflow.concurrency import Window
 from dataflow.pricing import cost_usd, price_per_mtok
-from dataflow.prompt import AnswerError, ReviewAnswer, answer_text, build_converse_request, parse_answer
+from dataflow.prompt import build_converse_request
 from dataflow.records import DeadLetter, EnrichedReview, Review
 from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_NOW, Job, decide
 from dataflow.settings import Settings
@@ -317,48 +318,21 @@ class EnrichEngine:
         metrics.BEDROCK_LATENCY.observe(latency_s)
         self._config_errors = 0
         self.window.on_answer(started, latency_s, len(jobs), self._in_flight)
-        usage = response.get("usage") or {}
-        input_tokens = int(usage.get("inputTokens", 0) or 0)
-        output_tokens = int(usage.get("outputTokens", 0) or 0)
-        metrics.BEDROCK_TOKENS.labels("input").inc(input_tokens)
-        metrics.BEDROCK_TOKENS.labels("output").inc(output_tokens)
-        metrics.BEDROCK_COST.inc(cost_usd(input_tokens, output_tokens, self._price))
-        latency_ms = int((response.get("metrics") or {}).get("latencyMs", latency_s * 1000))
-        text: str | None = None
-        try:
-            text = answer_text(response)
-            answers: dict[int, ReviewAnswer | AnswerError] = parse_answer(text, len(jobs))
-            whole_error: AnswerError | None = None
-        except AnswerError as err:
-            answers, whole_error = {}, err
-        metrics.BEDROCK_REQUESTS.labels("answered" if whole_error is None else "invalid").inc()
-        n = len(jobs)
-        for i, job in enumerate(jobs, start=1):
-            answer = answers.get(i)
-            if isinstance(answer, ReviewAnswer):
-                share_in = input_tokens // n + (input_tokens % n if i == 1 else 0)
-                share_out = output_tokens // n + (output_tokens % n if i == 1 else 0)
-                self._complete(
-                    job,
-                    EnrichedReview(
-                        review=job.review,
-                        summary=answer.summary,
-                        sentiment=answer.sentiment,
-                        model_id=self.settings.bedrock_model_id,
-                        input_tokens=share_in,
-                        output_tokens=share_out,
-                        latency_ms=latency_ms,
-                        attempts=job.attempts,
-                    ),
-                )
+        reading = read_response(
+            [(j.review, j.attempts) for j in jobs], response, self.settings.bedrock_model_id, latency_s
+        )
+        metrics.BEDROCK_TOKENS.labels("input").inc(reading.input_tokens)
+        metrics.BEDROCK_TOKENS.labels("output").inc(reading.output_tokens)
+        metrics.BEDROCK_COST.inc(cost_usd(reading.input_tokens, reading.output_tokens, self._price))
+        metrics.BEDROCK_REQUESTS.labels("answered" if reading.valid else "invalid").inc()
+        packed = len(jobs) > 1
+        for job, outcome in zip(jobs, reading.outcomes, strict=True):
+            if isinstance(outcome, EnrichedReview):
+                self._complete(job, outcome)
                 metrics.REVIEWS_ENRICHED.inc()
-                continue
-            err = answer if isinstance(answer, AnswerError) else whole_error
-            if err is None:
-                err = AnswerError("incomplete_answer", f"the combined answer has no entry for review {i} of {n}")
-            error = CallError("invalid", f"invalid_answer:{err.kind}", str(err))
-            # A review the combined answer missed or botched goes alone next time, without waiting.
-            self._after_failure(job, error, packed=n > 1, answer=text if n == 1 else None)
+            else:
+                # A review the combined answer missed or botched goes alone next time, without waiting.
+                self._after_failure(job, outcome, packed=packed, answer=None if packed else reading.text)
 
     def _timed_out(self, jobs: list[Job], started: float) -> None:
         """A timeout is congestion (the window shrinks) until the review, alone at the minimum window, keeps

@@ -136,6 +136,8 @@ class FakeBedrock:
             self.output_tokens += response["usage"]["outputTokens"]
             if fault == "no_content":
                 response["output"] = {"message": {"role": "assistant"}}
+            if fault == "bad_metrics":  # a shape nothing expects: handling it raises inside the engine
+                response["metrics"] = "fast"
             if fault == "bad_usage":
                 response["usage"] = {"inputTokens": "many", "outputTokens": None}
             return response
