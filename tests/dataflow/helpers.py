@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from bytewax.testing import TestingSink, TestingSource
+from bytewax.testing import TestingSink, TestingSource, run_main
 
 from dataflow.enrich import EngineRegistry
 from dataflow.pipeline import build_flow
@@ -64,3 +64,15 @@ def ids(items: list[Any]) -> list[str]:
         elif isinstance(item, DeadLetter):
             out.append(item.doc_id)
     return out
+
+
+def run_flow(items: list[Any], bedrock: Any, cfg: Settings) -> tuple[list[Any], list[Any]]:
+    """Run the real steps over `items` with `bedrock` at the boundary; (results, dead letters)."""
+    results: list = []
+    dead: list = []
+    flow, registry = flow_with(items, bedrock, cfg, results, dead)
+    try:
+        run_main(flow)
+    finally:
+        registry.close()
+    return results, dead

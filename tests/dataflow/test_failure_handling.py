@@ -15,20 +15,9 @@ from prometheus_client import REGISTRY
 from dataflow.bedrock_errors import CallError, classify
 from dataflow.records import Review
 from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_LATER, RETRY_NOW, Job, decide
-from tests.dataflow.helpers import flow_with, ids, record, settings
+from tests.dataflow.helpers import flow_with, ids, record, run_flow, settings
 from tests.fakes import FakeBedrock
 from tests.support.aws import client_error
-
-
-def run(items: list[Any], bedrock: Any, cfg: Any) -> tuple[list[Any], list[Any]]:
-    results: list = []
-    dead: list = []
-    flow, registry = flow_with(items, bedrock, cfg, results, dead)
-    try:
-        run_main(flow)
-    finally:
-        registry.close()
-    return results, dead
 
 
 def run_until_halt(flow: Any) -> str:
@@ -170,7 +159,7 @@ def test_unknown_model_id_halts_naming_the_setting() -> None:
 def test_a_few_config_errors_then_success_lose_nothing() -> None:
     # Two denials (fewer than the halting count), then the access mapping appears: everything is indexed.
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "denied" if n <= 2 else None)
-    results, dead = run([record(n) for n in range(5)], bedrock, settings(BEDROCK_MAX_CONCURRENCY=1))
+    results, dead = run_flow([record(n) for n in range(5)], bedrock, settings(BEDROCK_MAX_CONCURRENCY=1))
     assert dead == [] and sorted(ids(results)) == [f"r{n}" for n in range(5)]
 
 
@@ -180,7 +169,7 @@ def test_validation_error_on_a_packed_request_falls_back_to_one_by_one() -> None
 
     items = [record(n) for n in range(12)] + [record(99, text="TOO LONG " * 20)]
     bedrock = FakeBedrock(behaviour=behaviour)
-    results, dead = run(items, bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=4))
+    results, dead = run_flow(items, bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=4))
     assert sorted(ids(results)) == sorted(f"r{n}" for n in range(12))
     assert [(d.doc_id, d.error_type) for d in dead] == [("r99", "ValidationException")]
     assert "too long" in dead[0].error
@@ -201,7 +190,7 @@ def test_invalid_answer_retry_names_the_error_and_warms_up() -> None:
         return await original(**kwargs)
 
     bedrock.converse = converse  # type: ignore[method-assign]
-    results, dead = run([record(1)], bedrock, settings())
+    results, dead = run_flow([record(1)], bedrock, settings())
     assert dead == [] and ids(results) == ["r1"] and results[0].attempts == 2
     first, second = bedrock.requests
     assert first["inferenceConfig"]["temperature"] == 0.0 and second["inferenceConfig"]["temperature"] > 0.0
@@ -218,7 +207,7 @@ def test_the_same_invalid_answer_twice_stops_early() -> None:
         return response
 
     bedrock.converse = converse  # type: ignore[method-assign]
-    results, dead = run([record(1)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=5))
+    results, dead = run_flow([record(1)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=5))
     assert results == [] and [d.attempts for d in dead] == [2]
     assert "same invalid answer" in dead[0].error
 
@@ -226,23 +215,23 @@ def test_the_same_invalid_answer_twice_stops_early() -> None:
 def test_truncated_and_shapeless_answers_are_retried() -> None:
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "no_content" if n == 1 else None)
     before = sample("reviewstream_bedrock_requests_total", outcome="invalid")
-    results, dead = run([record(1)], bedrock, settings(BEDROCK_MAX_CONCURRENCY=1))
+    results, dead = run_flow([record(1)], bedrock, settings(BEDROCK_MAX_CONCURRENCY=1))
     assert dead == [] and ids(results) == ["r1"] and results[0].attempts == 2
     assert sample("reviewstream_bedrock_requests_total", outcome="invalid") - before == 1
 
     # A malformed usage block costs nothing we can count, but the answer itself is good: kept at once.
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "bad_usage")
-    results, dead = run([record(1)], bedrock, settings())
+    results, dead = run_flow([record(1)], bedrock, settings())
     assert dead == [] and results[0].attempts == 1 and results[0].input_tokens == 0
 
     # A response shape that makes the handling itself fail must not strand the review (the run would hang).
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "bad_metrics" if n == 1 else None)
-    results, dead = run([record(1)], bedrock, settings())
+    results, dead = run_flow([record(1)], bedrock, settings())
     assert dead == [] and ids(results) == ["r1"] and results[0].attempts == 2
 
     # An answer longer than maxTokens comes back cut off with stopReason max_tokens: never accepted.
     bedrock = FakeBedrock(behaviour=lambda n, reviews: "verbose")
-    results, dead = run([record(1)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=2))
+    results, dead = run_flow([record(1)], bedrock, settings(BEDROCK_MAX_ATTEMPTS=2))
     assert results == [] and dead[0].error_type == "invalid_answer:truncated"
 
 
@@ -294,7 +283,7 @@ def test_metrics_count_what_happened() -> None:
         return behaviour.get(n)
 
     items = [record(n) for n in range(4)] + [record(9, text="TOO LONG")]
-    results, dead = run(items, FakeBedrock(behaviour=fault), settings(BEDROCK_MAX_CONCURRENCY=1))
+    results, dead = run_flow(items, FakeBedrock(behaviour=fault), settings(BEDROCK_MAX_CONCURRENCY=1))
     assert len(results) == 4 and len(dead) == 1
     assert sample("reviewstream_reviews_enriched_total") - before["enriched"] == 4
     dead_now = sample("reviewstream_dead_letters_total", stage="enrich", error_type="ValidationException")

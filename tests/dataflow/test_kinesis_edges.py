@@ -23,16 +23,6 @@ def recs(start: int, stop: int) -> Counter:
     return Counter(f"rec-{n}" for n in range(start, stop))
 
 
-@pytest.fixture()
-def client(kinesis_server):
-    return boto3.client("kinesis", endpoint_url=kinesis_server.url, region_name="us-east-1")
-
-
-@pytest.fixture()
-def factory(kinesis_server):
-    return lambda: boto3.client("kinesis", endpoint_url=kinesis_server.url, region_name="us-east-1")
-
-
 def split_with_records(client: Any, stream: str, before: int, after: int) -> dict:
     """One shard with `before` records, split; `after` more records land in its children. Returns the parent."""
     create(client, stream, 1)

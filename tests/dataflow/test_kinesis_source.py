@@ -12,16 +12,6 @@ from dataflow.kinesis_source import KinesisSource, shard_owner
 from tests.dataflow.kinesis_helpers import Reader, cfg, client_error, create, list_shards, open_shards, put, split
 
 
-@pytest.fixture()
-def client(kinesis_server):
-    return boto3.client("kinesis", endpoint_url=kinesis_server.url, region_name="us-east-1")
-
-
-@pytest.fixture()
-def factory(kinesis_server):
-    return lambda: boto3.client("kinesis", endpoint_url=kinesis_server.url, region_name="us-east-1")
-
-
 def test_reads_every_shard_exactly_once(client, factory, stream_name, kinesis_server) -> None:
     create(client, stream_name, 3)
     put(client, stream_name, 0, 200)
