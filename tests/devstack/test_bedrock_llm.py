@@ -17,10 +17,10 @@ import pytest
 from dataflow.prompt import SENTIMENTS, ReviewAnswer, build_converse_request, is_one_sentence, parse_answer
 from devstack.bedrock.backends.llm_review import (
     ELISION,
+    SUMMARY_CUE,
     clip_review,
+    review_messages,
     score_from_top_logprobs,
-    scoring_messages,
-    summary_messages,
 )
 from devstack.processes import ManagedProcess, start_bedrock
 from tests.devstack.conftest import MODEL_ID, admin, bedrock_client, run
@@ -50,11 +50,14 @@ def test_clip_keeps_a_short_review_whole_and_the_start_and_end_of_a_long_one() -
     assert len(clipped.split()) == 10 + 20 + len(ELISION.split())
 
 
-def test_summary_prompt_extends_the_scoring_prompt() -> None:
-    """The second call of a review must share the first one's prompt, or llama.cpp's cache cannot serve it."""
-    scoring, summary = scoring_messages("Loved it."), summary_messages("Loved it.", "positive")
-    assert summary[:-1] == scoring[:-1]
-    assert summary[-1]["content"].startswith(scoring[-1]["content"])
+def test_one_call_prompt_ends_where_the_sentiment_word_comes_and_the_grammar_writes_the_cue() -> None:
+    from devstack.bedrock.backends.llm import REVIEW_GRAMMAR
+
+    messages = review_messages("Loved it, <b>really</b>.")
+    assert messages[-1] == {"role": "assistant", "content": "Sentiment:"}  # next token: the scored word
+    assert messages[-2]["content"].endswith("Loved it, <b>really</b>.")
+    assert '(" positive" | " negative")' in REVIEW_GRAMMAR and "\n" not in REVIEW_GRAMMAR  # newlines escaped
+    assert SUMMARY_CUE.strip().replace("\n", "") in REVIEW_GRAMMAR.replace("\\n", "")
 
 
 @pytest.mark.parametrize(
@@ -95,7 +98,7 @@ def llm_server() -> Iterator[ManagedProcess]:
 @pytest.mark.llm
 @pytest.mark.slow
 @needs_model
-def test_scoring_path_gives_valid_answers_and_the_summary_reuses_the_cached_prompt() -> None:
+def test_scoring_path_gives_valid_answers_and_slots_reuse_the_cached_prompt() -> None:
     from devstack.bedrock.backends.llm import LlmBackend
 
     odd = [
@@ -114,12 +117,14 @@ def test_scoring_path_gives_valid_answers_and_the_summary_reuses_the_cached_prom
         finally:
             await backend.close()
 
-    for text, (score, summary) in zip(odd, run(scenario()), strict=True):
+    done = run(scenario())
+    for text, (score, summary) in zip(odd, done, strict=True):
         assert score.sentiment(backend.threshold) in SENTIMENTS, text
-        assert is_one_sentence(summary.text.strip()) and "Sentiment" not in summary.text, summary.text
-        # Pinned to the scoring call's slot, the summary call only evaluates the few tokens it adds.
-        assert summary.cached_tokens > 0 and summary.prompt_tokens - summary.cached_tokens <= 8, summary
-        assert summary.prompt_tokens < 600  # the 4,000-word review was clipped before it reached the model
+        assert is_one_sentence(summary.text) and "Sentiment" not in summary.text, summary.text
+        assert "In one sentence" not in summary.text, summary.text
+        assert summary.prompt_tokens < 600  # the 3,000-word review was clipped before it reached the model
+    # Each slot keeps its last prompt: every review after a slot's first finds the instructions cached.
+    assert sum(summary.cached_tokens > 0 for _, summary in done) >= len(odd) - backend.parallel
 
 
 @pytest.mark.llm
@@ -149,8 +154,8 @@ def test_llm_backend_answers_the_contract(llm_server: ManagedProcess) -> None:
         assert isinstance(answer, ReviewAnswer) and is_one_sentence(answer.summary)
     correct = sum(answers[i + 1].sentiment == label for i, (_, label) in enumerate(REVIEWS))  # type: ignore[union-attr]
     assert correct >= 2, answers
-    # Real token counts from the model, not estimates.
-    assert multi["usage"]["inputTokens"] > 300 and multi["usage"]["outputTokens"] > 30
+    # Real token counts from the model (what it read for each review, and wrote), not estimates.
+    assert multi["usage"]["inputTokens"] > 100 and multi["usage"]["outputTokens"] > 30  # per-review prompts
     assert single["usage"]["input_tokens"] > 0 and isinstance(
         parse_answer(single["content"][0]["text"], 1, prefilled=False)[1], ReviewAnswer
     )

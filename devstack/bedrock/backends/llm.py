@@ -24,18 +24,19 @@ import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
 
 from devstack.bedrock.backends import Message, ModelRequest, ModelResult
 from devstack.bedrock.backends.llm_review import (
+    POSITIVE_SPELLINGS,
+    SUMMARY_CUE,
     THRESHOLD,
     SentimentScore,
+    review_messages,
     score_from_top_logprobs,
-    scoring_messages,
-    summary_messages,
 )
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def answer_schema(ids: list[str]) -> dict:
 
 
 def _gbnf_literal(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def answer_grammar(ids: list[str]) -> str:
@@ -110,7 +111,12 @@ def answer_grammar(ids: list[str]) -> str:
     return "\n".join(rules)
 
 
-SUMMARY_GRAMMAR = r'root ::= " " [A-Z] [^.!?"\\\x00-\x1f]{5,200} [.!?]'
+# The sentiment word, the cue, then the one-sentence summary (the summary rule of `answer_grammar`).
+REVIEW_GRAMMAR = (
+    'root ::= (" positive" | " negative") '
+    + _gbnf_literal(SUMMARY_CUE + " ")
+    + r' [A-Z] [^.!?"\\\x00-\x1f]{5,200} [.!?]'
+)
 TOP_LOGPROBS = 20  # how many next-token candidates llama.cpp lists for the sentiment score
 
 
@@ -165,7 +171,9 @@ class LlmBackend:
         log.info("loading %s (mode %s, %d threads, %d slots)", path.name, self.mode, threads, self.parallel)
         self._server = xllamacpp.Server(params)
 
-    def _complete(self, slot: int, messages: list[dict], grammar: str, max_tokens: int, top: int = 0) -> Completion:
+    def _complete(
+        self, slot: int, messages: list[dict], grammar: str, max_tokens: int, top: int = 0, bias: list | None = None
+    ) -> Completion:
         body: dict = {
             "messages": messages,
             "max_tokens": max_tokens,
@@ -176,6 +184,8 @@ class LlmBackend:
         }
         if grammar:
             body["grammar"] = grammar
+        if bias:
+            body["logit_bias"] = bias
         if top:
             body["logprobs"] = True
             body["top_logprobs"] = top
@@ -245,13 +255,20 @@ class LlmBackend:
         )
 
     async def review(self, text: str, max_tokens: int) -> tuple[SentimentScore, Completion]:
-        """Score one review's sentiment, then summarise it in the same slot (its prompt is still cached)."""
+        """Score one review's sentiment and summarise it in one call; the Completion's text is the summary.
+
+        The sentiment comes from the first token's raw log-probabilities (llama.cpp lists them before its
+        samplers run), compared with the threshold. The same threshold, as a logit bias against the positive
+        word, makes the greedy pick agree with that decision, so the summary that follows is written after it.
+        """
+        bias = [[word, -self.threshold] for word in POSITIVE_SPELLINGS]
         async with self._slot() as slot:
-            scored = await asyncio.to_thread(self._complete, slot, scoring_messages(text), "", 1, TOP_LOGPROBS)
-            score = score_from_top_logprobs(scored.top_logprobs)
-            messages = summary_messages(text, score.sentiment(self.threshold))
-            summary = await asyncio.to_thread(self._complete, slot, messages, SUMMARY_GRAMMAR, max_tokens)
-        return score, summary
+            done = await asyncio.to_thread(
+                self._complete, slot, review_messages(text), REVIEW_GRAMMAR, max_tokens, TOP_LOGPROBS, bias
+            )
+        score = score_from_top_logprobs(done.top_logprobs)
+        _, _, summary = done.text.partition(SUMMARY_CUE)
+        return score, replace(done, text=summary.strip())
 
     async def _per_review(self, request: ModelRequest, reviews: list[tuple[str, str]]) -> tuple[str, int, int, bool]:
         # The per-review answer text (`{"id": "1", "summary": "`...) is not generated, only the summary itself.

@@ -6,9 +6,8 @@ in llama.cpp's top list); the answer is "positive" when the score exceeds a thre
 reviews (see BENCHMARKS.md, "Local model"). A 135M model's greedy pick leans towards one word; the calibrated
 score does not, and it is always one of the two values.
 
-Every prompt starts with the same instructions, so llama.cpp's prompt cache keeps them per slot; the summary call
-for a review then extends the scoring call's prompt (`Sentiment: <word>` + `Summary:`), so only those few tokens
-are new to the model.
+One call per review: the grammar lets the model write only ` positive` or ` negative`, then `SUMMARY_CUE` and
+one sentence. Every prompt starts with the same instructions, which llama.cpp's prompt cache keeps per slot.
 """
 
 from __future__ import annotations
@@ -32,6 +31,10 @@ THRESHOLD = 0.0
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 POSITIVE = ("positive", "pos")
+POSITIVE_SPELLINGS = (" positive",)  # as the grammar lets the model write it, for llama.cpp's logit_bias
+# Written by the grammar after the sentiment word: it turns the classifier's prompt into a summariser's
+# ("Summary:" alone drew "Positive review with a positive tone." and the like from the 135M model).
+SUMMARY_CUE = "\n\nIn one sentence, the review says:"
 NEGATIVE = ("negative", "neg")
 
 
@@ -43,20 +46,13 @@ def clip_review(text: str, head: int = HEAD_WORDS, tail: int = TAIL_WORDS) -> st
     return " ".join(words[:head]) + ELISION + " ".join(words[len(words) - tail :])
 
 
-def scoring_messages(text: str) -> list[dict]:
+def review_messages(text: str) -> list[dict]:
     """The chat whose next token is the sentiment word (the assistant turn is a prefill)."""
     return [
         {"role": "system", "content": INSTRUCTIONS},
         {"role": "user", "content": "Review: " + clip_review(text)},
         {"role": "assistant", "content": "Sentiment:"},
     ]
-
-
-def summary_messages(text: str, sentiment: str) -> list[dict]:
-    """The scoring chat continued with the decided sentiment: a prefix the slot has just evaluated."""
-    messages = scoring_messages(text)
-    messages[-1] = {"role": "assistant", "content": f"Sentiment: {sentiment}\nSummary:"}
-    return messages
 
 
 @dataclass(frozen=True)
