@@ -58,7 +58,7 @@ def calibrate(scored: list[Scored]) -> float:
 
 async def score_all(backend: LlmBackend, sample: list[tuple[str, str]]) -> list[Scored]:
     async def one(text: str, label: str) -> Scored:
-        score, summary = await backend.review(text, 60)
+        score, summary = await backend.review(text, 100)  # what a 120-token review budget leaves
         return Scored(label, score.margin, summary.text.strip())
 
     return list(await asyncio.gather(*(one(text, label) for text, label in sample)))

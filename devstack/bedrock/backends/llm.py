@@ -159,6 +159,9 @@ class LlmBackend:
         params.model.path = str(path)
         params.n_ctx = self.ctx_size * self.parallel
         params.n_parallel = self.parallel
+        # No host-RAM prompt cache (llama.cpp's default keeps up to 8 GiB of old prompts; reviews do not recur,
+        # and it grew a 400-review run to 2.6 GB). Each slot still keeps its own last prompt for reuse.
+        params.cache_ram_mib = 0
         # llama.cpp's threads spin-wait for each other; with every core in use and anything else running
         # (the dataflow, moto, OpenSearch) one descheduled thread stalls the rest: measured on 2 cores with
         # one busy core, 2 threads took 8 s per review against 1.4 s for 1 thread.

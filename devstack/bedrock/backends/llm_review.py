@@ -27,7 +27,7 @@ INSTRUCTIONS = "You classify the overall sentiment of customer reviews as positi
 
 # Calibrated on half of a labelled sample of real movie reviews (BENCHMARKS.md): the model says "positive"
 # more readily than "negative", so a review needs a margin above even odds to count as positive.
-THRESHOLD = 0.0
+THRESHOLD = 0.53
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 POSITIVE = ("positive", "pos")
