@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.bedrock.backends.llm import LlmBackend
+from devstack.bedrock.backends.llm import REVIEW_MAX_TOKENS, LlmBackend
 
 SENTIMENTS = ("positive", "negative")
 
@@ -58,7 +58,7 @@ def calibrate(scored: list[Scored]) -> float:
 
 async def score_all(backend: LlmBackend, sample: list[tuple[str, str]]) -> list[Scored]:
     async def one(text: str, label: str) -> Scored:
-        score, summary = await backend.review(text, 100)  # what a 120-token review budget leaves
+        score, summary = await backend.review(text, REVIEW_MAX_TOKENS)
         return Scored(label, score.margin, summary.text.strip())
 
     return list(await asyncio.gather(*(one(text, label) for text, label in sample)))

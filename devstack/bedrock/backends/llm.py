@@ -115,8 +115,10 @@ def answer_grammar(ids: list[str]) -> str:
 REVIEW_GRAMMAR = (
     'root ::= (" positive" | " negative") '
     + _gbnf_literal(SUMMARY_CUE + " ")
-    + r' [A-Z] [^.!?"\\\x00-\x1f]{5,200} [.!?]'
+    + r' [A-Z] [^.!?"\\\x00-\x1f\x7f-\U0010FFFF]{5,200} [.!?]'  # ASCII: at most one token per character
 )
+# The grammar's longest answer: the word (1 token), the cue (~10) and 202 ASCII characters (<= 1 token each).
+REVIEW_MAX_TOKENS = 224
 TOP_LOGPROBS = 20  # how many next-token candidates llama.cpp lists for the sentiment score
 
 
@@ -274,8 +276,9 @@ class LlmBackend:
         return score, replace(done, text=summary.strip())
 
     async def _per_review(self, request: ModelRequest, reviews: list[tuple[str, str]]) -> tuple[str, int, int, bool]:
-        # The per-review answer text (`{"id": "1", "summary": "`...) is not generated, only the summary itself.
-        budget = max(24, request.max_tokens // len(reviews) - 20)
+        # Not the request's budget split per review: a cut-off summary would make the whole answer invalid, and
+        # the grammar ends every generation within REVIEW_MAX_TOKENS anyway.
+        budget = REVIEW_MAX_TOKENS
         done = await asyncio.gather(*(self.review(text, budget) for _, text in reviews))
         results, truncated = [], False
         for (ident, _), (score, summary) in zip(reviews, done, strict=True):
