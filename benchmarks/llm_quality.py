@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataflow.prompt import ReviewAnswer, parse_answer
 from devstack.bedrock.backends.llm import REVIEW_MAX_TOKENS, LlmBackend
 
 SENTIMENTS = ("positive", "negative")
@@ -29,6 +30,7 @@ class Scored:
     label: str
     margin: float
     summary: str
+    valid: bool  # what the dataflow's validator accepts: one sentence, not cut off
 
 
 def load_labelled(path: Path, count: int) -> list[tuple[str, str]]:
@@ -59,7 +61,9 @@ def calibrate(scored: list[Scored]) -> float:
 async def score_all(backend: LlmBackend, sample: list[tuple[str, str]]) -> list[Scored]:
     async def one(text: str, label: str) -> Scored:
         score, summary = await backend.review(text, REVIEW_MAX_TOKENS)
-        return Scored(label, score.margin, summary.text.strip())
+        entry = {"id": "1", "summary": summary.text, "sentiment": score.sentiment(backend.threshold)}
+        answer = parse_answer(json.dumps({"results": [entry]}), 1, prefilled=False).get(1)
+        return Scored(label, score.margin, summary.text, not summary.truncated and isinstance(answer, ReviewAnswer))
 
     return list(await asyncio.gather(*(one(text, label) for text, label in sample)))
 
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     half = len(scored) // 2
     calibration, test = scored[:half], scored[half:]
     threshold = calibrate(calibration)
-    valid = sum(s.summary[:1].isupper() and s.summary[-1:] in ".!?" for s in scored)
+    valid = sum(s.valid for s in scored)
     report = {
         "reviews": len(scored),
         "labels": dict(Counter(s.label for s in scored)),

@@ -138,7 +138,7 @@ class LlmBackend:
     mode: str = "per-review"
     threads: int = 0  # 0 = all cores but one (see below)
     poll: int = -1  # llama.cpp busy-wait level 0..100; -1 = its default
-    parallel: int = 1
+    parallel: int = 2  # two slots decode together: 1-7% more reviews/s than one (BENCHMARKS.md)
     ctx_size: int = 4096
     threshold: float = THRESHOLD
     name: str = "llm"
