@@ -4,16 +4,16 @@ Answers are decoded under grammars, so they are always well-formed; what the mod
 The summary is one sentence (`^[A-Z][^.!?"\\n]{5,200}[.!?]$`) and the sentiment one of the two allowed values.
 
 Two modes:
-- `per-review` (default): each review of the request is handled alone, holding one llama.cpp slot for two
-  calls that share their prompt: a scoring call whose next-token log-probabilities give the sentiment against
-  a calibrated threshold, then the summary, continuing that prompt (llama.cpp's prompt cache makes it cost only
-  the new tokens). Long reviews keep their start and their end. See `llm_review` for the prompt and why.
+- `per-review` (default): each review of the request is handled alone, in one call on one llama.cpp slot:
+  the sentiment is read from the log-probabilities of the first generated word against a calibrated
+  threshold (not sampled), then the grammar writes a cue and the model a one-sentence summary. Long reviews
+  keep their start and their end. See `llm_review` for the prompt and why (figures in BENCHMARKS.md).
 - `joint`: one generation for the whole request, from the request's own prompt, under a grammar for the
   whole answer (faithful to the wire request; a 135M model tends to mix reviews up when given several).
 
 llama.cpp calls block, so they run in threads; each holds a slot id from a pool of `parallel` (its slot count,
-decoded together by continuous batching), pinned with `id_slot` so the second call of a review finds the
-first one's prompt in that slot's cache.
+decoded together by continuous batching), pinned with `id_slot` so a slot's cached prompt (the constant
+instructions) is reused by the next review it serves.
 """
 
 from __future__ import annotations
