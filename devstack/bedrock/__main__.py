@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--llm-mode", choices=("per-review", "joint"), default="per-review")
     llm.add_argument("--llm-threads", type=int, default=0, help="llama.cpp threads (0 = cores - 1)")
     llm.add_argument("--llm-poll", type=int, default=-1, help="llama.cpp busy-wait level 0..100 (-1 = default)")
-    llm.add_argument("--llm-parallel", type=int, default=1, help="llama.cpp slots (requests decoded at once)")
+    llm.add_argument("--llm-parallel", type=int, default=2, help="llama.cpp slots (reviews decoded at once)")
     p.add_argument("--log-level", default="INFO")
     return p
 

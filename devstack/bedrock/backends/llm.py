@@ -1,34 +1,43 @@
 """A real generative model: SmolLM2-135M-Instruct (or any GGUF) run by llama.cpp through `xllamacpp`.
 
-The answer is decoded under a grammar built from the answer schema: the `results` array holds exactly the
-requested ids in order (as constants), `sentiment` is one of the two allowed values, the summary is one
-sentence (`^[A-Z][^.!?"\\n]{5,200}[.!?]$`), and the whitespace is pinned to the prompt's example format,
-so the model can only produce well-formed answers; what it says inside them is its own.
+Answers are decoded under grammars, so they are always well-formed; what the model says inside them is its own.
+The summary is one sentence (`^[A-Z][^.!?"\\n]{5,200}[.!?]$`) and the sentiment one of the two allowed values.
 
 Two modes:
-- `joint`: one generation for the whole request, from the request's own prompt (faithful to the wire
-  request; a 135M model tends to mix reviews up when given several).
-- `per-review` (default): for each review, the request's system prompt and that review alone give the
-  summary, and a one-word constrained classification ("positive"|"negative") gives the sentiment. The
-  135M model's in-JSON sentiment was right for about half of a sample of clear reviews; the separate
-  classification for all of them. Token counts are the sums over the calls.
+- `per-review` (default): each review of the request is handled alone, in one call on one llama.cpp slot:
+  the sentiment is read from the log-probabilities of the first generated word against a calibrated
+  threshold (not sampled), then the grammar writes a cue and the model a one-sentence summary. Long reviews
+  keep their start and their end. See `llm_review` for the prompt and why (figures in BENCHMARKS.md).
+- `joint`: one generation for the whole request, from the request's own prompt, under a grammar for the
+  whole answer (faithful to the wire request; a 135M model tends to mix reviews up when given several).
 
-llama.cpp calls block, so they run in threads, at most `parallel` at once (its slot count).
+llama.cpp calls block, so they run in threads; each holds a slot id from a pool of `parallel` (its slot count,
+decoded together by continuous batching), pinned with `id_slot` so a slot's cached prompt (the constant
+instructions) is reused by the next review it serves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
+import contextlib
 import importlib.util
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
 
 from devstack.bedrock.backends import Message, ModelRequest, ModelResult
+from devstack.bedrock.backends.llm_review import (
+    POSITIVE_SPELLINGS,
+    SUMMARY_CUE,
+    THRESHOLD,
+    SentimentScore,
+    review_messages,
+    score_from_top_logprobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +84,7 @@ def answer_schema(ids: list[str]) -> dict:
 
 
 def _gbnf_literal(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def answer_grammar(ids: list[str]) -> str:
@@ -102,7 +111,15 @@ def answer_grammar(ids: list[str]) -> str:
     return "\n".join(rules)
 
 
-CLASSIFY_GRAMMAR = 'root ::= "positive" | "negative"'
+# The sentiment word, the cue, then the one-sentence summary (the summary rule of `answer_grammar`).
+REVIEW_GRAMMAR = (
+    'root ::= (" positive" | " negative") '
+    + _gbnf_literal(SUMMARY_CUE + " ")
+    + r' [A-Z] [^.!?"\\\x00-\x1f\x7f-\U0010FFFF]{5,200} [.!?]'  # ASCII: at most one token per character
+)
+# The grammar's longest answer: the word (1 token), the cue (~10) and 202 ASCII characters (<= 1 token each).
+REVIEW_MAX_TOKENS = 224
+TOP_LOGPROBS = 20  # how many next-token candidates llama.cpp lists for the sentiment score
 
 
 @dataclass
@@ -111,6 +128,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     truncated: bool
+    top_logprobs: list[dict] = field(default_factory=list)  # the first generated token's candidates
+    cached_tokens: int = 0  # prompt tokens llama.cpp found in the slot's cache (not evaluated again)
 
 
 @dataclass
@@ -119,11 +138,12 @@ class LlmBackend:
     mode: str = "per-review"
     threads: int = 0  # 0 = all cores but one (see below)
     poll: int = -1  # llama.cpp busy-wait level 0..100; -1 = its default
-    parallel: int = 1
+    parallel: int = 2  # two slots decode together: 1-7% more reviews/s than one (BENCHMARKS.md)
     ctx_size: int = 4096
+    threshold: float = THRESHOLD
     name: str = "llm"
     _server: object | None = field(default=None, repr=False)
-    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+    _free_slots: asyncio.Queue[int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -136,10 +156,14 @@ class LlmBackend:
         if not path.is_file():
             raise LlmUnavailable(f"llm backend: model file {path} does not exist")
         self.model_path = str(path)
+        self.parallel = max(1, self.parallel)
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
-        params.n_ctx = self.ctx_size * max(1, self.parallel)
-        params.n_parallel = max(1, self.parallel)
+        params.n_ctx = self.ctx_size * self.parallel
+        params.n_parallel = self.parallel
+        # No host-RAM prompt cache (llama.cpp's default keeps up to 8 GiB of old prompts; reviews do not recur,
+        # and it grew a 400-review run to 2.6 GB). Each slot still keeps its own last prompt for reuse.
+        params.cache_ram_mib = 0
         # llama.cpp's threads spin-wait for each other; with every core in use and anything else running
         # (the dataflow, moto, OpenSearch) one descheduled thread stalls the rest: measured on 2 cores with
         # one busy core, 2 threads took 8 s per review against 1.4 s for 1 thread.
@@ -149,34 +173,58 @@ class LlmBackend:
         if self.poll >= 0:
             params.cpuparams.poll = self.poll
             params.cpuparams_batch.poll = self.poll
-        log.info("loading %s (mode %s, %d threads, %d slots)", path.name, self.mode, threads, params.n_parallel)
+        log.info("loading %s (mode %s, %d threads, %d slots)", path.name, self.mode, threads, self.parallel)
         self._server = xllamacpp.Server(params)
 
-    def _complete(self, messages: list[dict], grammar: str, max_tokens: int) -> Completion:
-        body = {
+    def _complete(
+        self, slot: int, messages: list[dict], grammar: str, max_tokens: int, top: int = 0, bias: list | None = None
+    ) -> Completion:
+        body: dict = {
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0.0,
-            "grammar": grammar,
             "repeat_penalty": 1.1,
+            "id_slot": slot,
+            "cache_prompt": True,
         }
+        if grammar:
+            body["grammar"] = grammar
+        if bias:
+            body["logit_bias"] = bias
+        if top:
+            body["logprobs"] = True
+            body["top_logprobs"] = top
         out = self._server.handle_chat_completions(body)  # type: ignore[union-attr]
         if "choices" not in out:
             raise RuntimeError(f"llama.cpp error: {out.get('error', out)}")
         choice = out["choices"][0]
         usage = out.get("usage", {})
+        tokens = (choice.get("logprobs") or {}).get("content") or []
+        text = choice["message"].get("content") or ""
+        prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        if prefill and text.startswith(prefill):  # llama.cpp returns an assistant prefill with its continuation
+            text = text[len(prefill) :]
         return Completion(
-            text=choice["message"].get("content") or "",
+            text=text,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             truncated=choice.get("finish_reason") == "length",
+            top_logprobs=list(tokens[0].get("top_logprobs") or []) if tokens else [],
+            cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
         )
 
-    async def _run(self, messages: list[dict], grammar: str, max_tokens: int) -> Completion:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(max(1, self.parallel))
-        async with self._slots:
-            return await asyncio.to_thread(self._complete, messages, grammar, max_tokens)
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[int]:
+        """A llama.cpp slot id held for the duration of the block."""
+        if self._free_slots is None:
+            self._free_slots = asyncio.Queue()
+            for slot in range(self.parallel):
+                self._free_slots.put_nowait(slot)
+        slot = await self._free_slots.get()
+        try:
+            yield slot
+        finally:
+            self._free_slots.put_nowait(slot)
 
     @staticmethod
     def _chat(request: ModelRequest, turns: list[Message]) -> list[dict]:
@@ -188,7 +236,10 @@ class LlmBackend:
         ids = [ident for ident, _ in reviews]
         if self.mode == "joint" or (len(reviews) == 1 and not request.last_user_text.count("<review ")):
             turns = [m for m in request.messages if not (m is request.messages[-1] and request.prefill)]
-            done = await self._run(self._chat(request, turns), answer_grammar(ids), request.max_tokens)
+            async with self._slot() as slot:
+                done = await asyncio.to_thread(
+                    self._complete, slot, self._chat(request, turns), answer_grammar(ids), request.max_tokens
+                )
             full, prompt_tokens, completion_tokens, truncated = (
                 done.text,
                 done.prompt_tokens,
@@ -208,44 +259,44 @@ class LlmBackend:
             reviews=len(reviews),
         )
 
+    async def review(self, text: str, max_tokens: int) -> tuple[SentimentScore, Completion]:
+        """Score one review's sentiment and summarise it in one call; the Completion's text is the summary.
+
+        The sentiment comes from the first token's raw log-probabilities (llama.cpp lists them before its
+        samplers run), compared with the threshold. The same threshold, as a logit bias against the positive
+        word, makes the greedy pick agree with that decision, so the summary that follows is written after it.
+        """
+        bias = [[word, -self.threshold] for word in POSITIVE_SPELLINGS]
+        async with self._slot() as slot:
+            done = await asyncio.to_thread(
+                self._complete, slot, review_messages(text), REVIEW_GRAMMAR, max_tokens, TOP_LOGPROBS, bias
+            )
+        score = score_from_top_logprobs(done.top_logprobs)
+        _, _, summary = done.text.partition(SUMMARY_CUE)
+        return score, replace(done, text=summary.strip())
+
     async def _per_review(self, request: ModelRequest, reviews: list[tuple[str, str]]) -> tuple[str, int, int, bool]:
-        budget = max(24, request.max_tokens // len(reviews))
-        # The worked example stays out: the small model copies it instead of reading the review.
-        summaries = [
-            self._run(self._chat(request, [Message("user", _one_review_turn(text))]), answer_grammar(["1"]), budget)
-            for _, text in reviews
-        ]
-        sentiments = [
-            self._run([{"role": "user", "content": _classify_turn(text)}], CLASSIFY_GRAMMAR, 4) for _, text in reviews
-        ]
-        done = await asyncio.gather(*summaries, *sentiments)
-        summary_calls, sentiment_calls = done[: len(reviews)], done[len(reviews) :]
+        # Not the request's budget split per review: a cut-off summary would make the whole answer invalid, and
+        # the grammar ends every generation within REVIEW_MAX_TOKENS anyway.
+        budget = REVIEW_MAX_TOKENS
+        done = await asyncio.gather(*(self.review(text, budget) for _, text in reviews))
         results, truncated = [], False
-        for (ident, _), summary_call, sentiment_call in zip(reviews, summary_calls, sentiment_calls, strict=True):
-            try:
-                entry = orjson.loads(summary_call.text)["results"][0]
-            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        for (ident, _), (score, summary) in zip(reviews, done, strict=True):
+            if summary.truncated:
                 truncated = True  # only a cut-off generation escapes the grammar
                 break
-            sentiment = sentiment_call.text.strip() or entry["sentiment"]
-            results.append({"id": ident, "summary": entry["summary"], "sentiment": sentiment})
+            sentiment = score.sentiment(self.threshold)
+            results.append({"id": ident, "summary": summary.text.strip(), "sentiment": sentiment})
         text = _dump_answer(results)
         if truncated:
             text = text[: len(text) - 2]  # an unfinished answer, as a model cut off by max_tokens gives
-        prompt_tokens = sum(c.prompt_tokens for c in done)
-        completion_tokens = sum(c.completion_tokens for c in done)
+        # The summary call's prompt holds the scoring prompt, so its count is what the model read for the review.
+        prompt_tokens = sum(summary.prompt_tokens for _, summary in done)
+        completion_tokens = sum(1 + summary.completion_tokens for _, summary in done)
         return text, prompt_tokens, completion_tokens, truncated
 
     async def close(self) -> None:
         self._server = None
-
-
-def _one_review_turn(text: str) -> str:
-    return "Analyse the following review.\n\n" + f'<review id="1">{html.escape(text, quote=False)}</review>'
-
-
-def _classify_turn(text: str) -> str:
-    return f"Review: {text}\nIs this review positive or negative? Answer with one word."
 
 
 def _dump_answer(results: list[dict]) -> str:
