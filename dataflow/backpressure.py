@@ -50,6 +50,11 @@ class BufferGauge:
         with self._lock:
             return self._freed
 
+    def holding(self) -> bool:
+        """Whether any enrichment buffer of this process still holds reviews (queued, in flight or held back)."""
+        with self._lock:
+            return any(self._held.values())
+
     def room(self) -> int | None:
         """Reviews the process can still take in; None when no enrichment buffer is registered."""
         with self._lock:

@@ -321,7 +321,10 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             return batch
         self._hold.release()
         if self._stop_at_end:
-            self._ledger.set_caught_up(self._stream, self._index, not batch and self._all_caught_up())
+            # Caught up *and* enriched: ending the input while reviews are still with the model would make Bytewax
+            # call each key's on_eof, which holds all its results back until its last one is done.
+            done = not batch and self._all_caught_up() and not BUFFERS.holding()
+            self._ledger.set_caught_up(self._stream, self._index, done)
         if self._stop_at_end and not batch and self._ledger.all_caught_up(self._stream):
             # Stop together with the other partitions of this process (a shard created by a reshard may
             # belong to any of them), after one last listing so a reshard that happened just now is seen.

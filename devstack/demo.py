@@ -52,13 +52,20 @@ INJECTION = orjson.dumps(
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("llm", "lexicon"), default="llm", help="model behind the local Bedrock")
-    p.add_argument("--reviews", type=int, default=None, help="synthetic reviews to produce (llm: 200, lexicon: 500)")
+    p.add_argument("--reviews", type=int, default=None, help="synthetic reviews to produce (llm: 100, lexicon: 500)")
     p.add_argument("--lengths", choices=("realistic", "short"), default="realistic", help="synthetic review lengths")
     p.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines off a TTY")
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="Bytewax workers (-w)")
-    p.add_argument("--concurrency", type=int, default=None, help="BEDROCK_MAX_CONCURRENCY (llm: 4, lexicon: 16)")
-    p.add_argument("--reviews-per-request", type=int, default=None, help="BEDROCK_REVIEWS_PER_REQUEST")
+    p.add_argument(
+        "--concurrency", type=int, default=None, help="BEDROCK_MAX_CONCURRENCY (default: the dataflow's own)"
+    )
+    p.add_argument(
+        "--reviews-per-request",
+        type=int,
+        default=None,
+        help="BEDROCK_REVIEWS_PER_REQUEST (default: the dataflow's own)",
+    )
     p.add_argument("--html", type=Path, default=Path("out/report.html"))
     p.add_argument("--timeout", type=float, default=1800, help="seconds the dataflow may take")
     p.add_argument("--logs", type=Path, default=Path(".devstack/demo-logs"))
@@ -140,30 +147,28 @@ def demo(args: argparse.Namespace) -> int:
     llm = args.backend == "llm"
     if llm:
         _check_llm()
-    reviews = args.reviews or (200 if llm else 500)
-    concurrency = args.concurrency or (4 if llm else 16)
-    per_request = args.reviews_per_request or (1 if llm else 4)
+    reviews = args.reviews or (100 if llm else 500)
     args.logs.mkdir(parents=True, exist_ok=True)
-    timeout_s = 300 if llm else 30  # BEDROCK_TIMEOUT_S
-    # The server sheds what it could not finish within the client's timeout (with a margin), as Bedrock would.
-    shed_after = ["--queue-timeout-s", str(round(timeout_s * 2 / 3))]
-    config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs, bedrock_args=shed_after)
+    config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs)
     print(f"starting the local stack ({args.backend} model, {args.shards} shards) ...", flush=True)
     with LocalStack(config) as stack:
         os.environ.update(stack.env())
+        # The dataflow runs with its own defaults (window, timeout, discovery): the window follows the local
+        # model's latency and the server sheds what it could not start in time, as Bedrock does.
         env = {
             **os.environ,
             "KINESIS_STOP_AT_END": "true",
-            "KINESIS_DISCOVERY_INTERVAL_S": "2",
-            "KINESIS_POLL_INTERVAL_S": "0.5",
-            "BEDROCK_MAX_CONCURRENCY": str(concurrency),
-            "BEDROCK_REVIEWS_PER_REQUEST": str(per_request),
-            "BEDROCK_TIMEOUT_S": str(timeout_s),
             "OPENSEARCH_INDEX": "processed_reviews",
             "OPENSEARCH_DLQ_INDEX": "processed_reviews_dlq",
             "METRICS_PORT": str(free_port()),  # the progress line reads what is in flight from it
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
+        for name, value in (
+            ("BEDROCK_MAX_CONCURRENCY", args.concurrency),
+            ("BEDROCK_REVIEWS_PER_REQUEST", args.reviews_per_request),
+        ):
+            if value:
+                env[name] = str(value)
         sent = _produce(env, reviews, args.lengths, args.logs)
         bad = _put_malformed(env)
         print(f"plus {bad} records that test the dead-letter path (malformed or hostile)", flush=True)

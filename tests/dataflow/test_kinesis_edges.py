@@ -49,6 +49,27 @@ def test_stop_at_end_is_not_fooled_by_empty_pages_or_a_lag_at_the_tip(client, fa
     assert Counter(reader.seen) == recs(0, 150)
 
 
+def test_stop_at_end_waits_until_the_enrichment_buffers_are_empty(client, factory, stream_name) -> None:
+    """Ending the input while reviews are still with the model makes Bytewax call on_eof per key, which holds
+    every result of that key back until its last one is done (the demo showed 0 indexed for a minute)."""
+    create(client, stream_name, 1)
+    put(client, stream_name, 0, 5)
+    reader = Reader(cfg(stream_name), factory)
+    owner = object()
+    BUFFERS.register(id(owner), 100)
+    try:
+        BUFFERS.set(id(owner), 5)  # the five reviews are with the model
+        reader.run_until(lambda: len(reader.seen) == 5)
+        for _ in range(20):  # caught up, but not done: the source must keep going
+            reader.step()
+        assert not reader.done
+        BUFFERS.set(id(owner), 0)  # the model answered them all
+        reader.run_to_end()
+    finally:
+        BUFFERS.unregister(id(owner))
+    assert Counter(reader.seen) == recs(0, 5)
+
+
 def test_latest_does_not_replay_an_open_child_shard(client, factory, stream_name) -> None:
     split_with_records(client, stream_name, 10, 10)
     settings = cfg(stream_name, KINESIS_START_POSITION="LATEST", KINESIS_STOP_AT_END="false")
