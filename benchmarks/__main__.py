@@ -137,7 +137,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
                 ["added latency p50 at 100 reviews/s, steady state (s)", results["latency"]["p50_s"]],
                 ["added latency p99 at 100 reviews/s, steady state (s)", results["latency"]["p99_s"]],
                 [
-                    "added latency p50 / p99 of the first 5 s of arrivals (start-up) (s)",
+                    "added latency p50 / p99 of arrivals in the first 10 s of indexing (start-up) (s)",
                     startup_pair(results["latency"]),
                 ],
                 [
