@@ -206,28 +206,13 @@ def start_opensearch(
         return spawn("opensearch (osmem)", argv, url, lambda: http_ok(url), log_path=log_path)
     if port:
         _require_port("opensearch (strict front)", port)
-    ready_dir = Path(tempfile.mkdtemp(prefix="osfront-"))
-    ready_file = ready_dir / "ready.json"
     argv = [sys.executable, "-m", "devstack.opensearch_front", "--host", LOOPBACK, "--port", str(port or 0)]
-    argv += ["--ready-file", str(ready_file), "--osmem-bin", resolve_binary()]
+    argv += ["--osmem-bin", resolve_binary()]
     if max_body_bytes is not None:
         argv += ["--max-body-bytes", str(max_body_bytes)]
     if parent_pid is not None:
         argv += ["--parent-pid", str(parent_pid)]  # the front (and its osmem) exit with their owner
-    found: list[str] = []
-
-    def ready() -> bool:
-        if not found and ready_file.exists():
-            found.append(str(json.loads(ready_file.read_text())["url"]))
-        return bool(found) and http_ok(f"{found[0]}/_front/stats")
-
-    try:
-        name, where = "opensearch (strict front)", f"http://{LOOPBACK}:{port or 0}"
-        managed = spawn(name, argv, where, ready, log_path=log_path, env=_child_env())
-    finally:
-        shutil.rmtree(ready_dir, ignore_errors=True)
-    managed.url = found[0]
-    return managed
+    return spawn_reporting_url("opensearch (strict front)", argv, health_path="/_front/stats", log_path=log_path)
 
 
 class ProcessGroup:
