@@ -69,9 +69,10 @@ class RatePacer:
     the 60 s window) and reset by a success. Before the quota shows, nothing is paced.
 
     A cut is judged one window later (throttles within the window after a cut still come from before it, so
-    they only pause): if at least `scatter_share` of the `scatter_sample`+ requests since then were still
-    throttled, pacing did not cure it, so it was not the rate (a busy service throttling at random): the pace
-    is released and, for `scatter_hold_s`, throttles only pause. Without that,
+    they only pause): if three or more of the requests since then, and at least `scatter_share` of them, were
+    still throttled while others succeeded, pacing did not cure it, so it was not the rate (a busy service
+    throttling at random): the pace is released and, for `scatter_hold_s`, throttles only pause. A throttle
+    after `scatter_sample` successes is the upward probe reaching the quota again: that cuts. Without this,
     each scattered throttle cut the pace to 0.9 x an admitted rate that the throttles themselves had lowered,
     down to the floor.
     """
@@ -155,15 +156,16 @@ class RatePacer:
         if now - self._paced_at < self.window_s:
             return False  # the last cut has not had a window to show its effect yet
         self._judged[1] += 1
-        seen = sum(self._judged)
-        if seen < self.scatter_sample:
-            return False  # too few requests since then to tell
-        if self._judged[1] / seen >= self.scatter_share:
+        ok, throttled = self._judged
+        # Successes and throttles mixed at the paced rate: random, not a quota (a quota that admits nothing at all
+        # is still a quota: the pace and the doubling pauses stay).
+        if ok and throttled >= 3 and throttled / (ok + throttled) >= self.scatter_share:
             self.rate = None  # pacing did not stop it: not the rate's doing
             self._scattered_until = now + self.scatter_hold_s
             self._judged = [0, 0]
             return False
-        return True
+        # Many successes since the cut settled, then a throttle: the upward probe found the quota's edge again.
+        return ok >= self.scatter_sample
 
     def _forget_before(self, cutoff: float) -> None:
         while self._admitted and self._admitted[0] < cutoff:
