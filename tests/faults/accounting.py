@@ -193,6 +193,11 @@ def wait_exit(
     assert code == 0, f"the flow exited with {code}; log tail:\n{log.read_text()[-3000:]}"
 
 
+def log_size(log: Path) -> int:
+    """A flow's log grows while it works: a progress signal for waits on a flow with no other."""
+    return log.stat().st_size if log.exists() else 0
+
+
 def wait_until(
     condition: Callable[[], bool],
     timeout: float,

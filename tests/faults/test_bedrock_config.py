@@ -5,8 +5,6 @@ model is the only one dead-lettered from a packed request (the others fall back 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from tests.faults.accounting import (
     synthetic_ids,
     wait_exit,
 )
-from tests.integration.conftest import ROOT, Pipeline
+from tests.plugins.stack import Pipeline, recovery_args
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
@@ -41,10 +39,7 @@ def test_refused_credentials_halt_and_a_restart_after_the_fix_loses_nothing(
 ) -> None:
     total = 80
     faulty.produce(total)
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True, cwd=ROOT)
-    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+    args = recovery_args(tmp_path / "recovery", workers=2)
     faulty.bedrock_config(auth_error=error)
     text = _halt(faulty, args, tmp_path / "halted.log")
     halts = [line for line in text.splitlines() if "bedrock.halt" in line]

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_proxy import Decision, FaultProxy, aws_json_error
-from tests.faults.accounting import bedrock_summary, check_accounting, flow_process, synthetic_ids
-from tests.faults.progress import wait_exit_progressing
+from tests.faults.accounting import bedrock_summary, check_accounting, flow_process, log_size, synthetic_ids, wait_exit
 from tests.integration.conftest import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -58,7 +57,7 @@ def test_expired_iterators_and_throughput_errors_resume_from_the_checkpoint(
         # Small reads: many GetRecords calls per shard, so failures land mid-shard, after a checkpoint.
         env = {"AWS_ENDPOINT_URL_KINESIS": proxy.url, "KINESIS_GET_RECORDS_LIMIT": "10"}
         with flow_process(faulty, "-w", "2", log=log, extra_env=env) as proc:
-            wait_exit_progressing(proc, log)
+            wait_exit(proc, log, timeout=90, progress=lambda: log_size(log))
         expired, throughput = proxy.count("expired"), proxy.count("throughput")
     text = log.read_text()
     seen_expired = text.count("error=ExpiredIteratorException")

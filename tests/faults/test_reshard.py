@@ -20,10 +20,11 @@ from tests.faults.accounting import (
     check_accounting,
     flow_process,
     kinesis,
+    log_size,
     read_stream,
     synthetic_ids,
+    wait_until,
 )
-from tests.faults.progress import log_size, wait_progressing
 from tests.integration.conftest import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -52,7 +53,7 @@ def wait_active(pipeline: Pipeline) -> None:
     client = kinesis(pipeline)
     name = pipeline.env["KINESIS_STREAM_NAME"]
     status = lambda: client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]  # noqa: E731
-    wait_progressing(lambda: status() == "ACTIVE", status, "the stream to be ACTIVE", stall_s=30)
+    wait_until(lambda: status() == "ACTIVE", 30, "the stream to be ACTIVE", progress=status)
 
 
 def accounted(pipeline: Pipeline) -> int:
@@ -67,7 +68,7 @@ def wait_accounted(pipeline: Pipeline, at_least: int, what: str, log: Path, proc
         assert not dead, f"a flow process died:\n{log.read_text()[-3000:]}"
         return accounted(pipeline) >= at_least
 
-    wait_progressing(done, lambda: (accounted(pipeline), log_size(log)), what, log)
+    wait_until(done, 90, what, log, progress=lambda: (accounted(pipeline), log_size(log)))
 
 
 def event_line(text: str, event: str, shard_id: str) -> int:
