@@ -13,8 +13,9 @@ Waking: Bytewax calls the logic only with input or at its `notify_at`; see dataf
 key asks for the same instants (one wake serves all keys of a worker, and no 10 ms polling).
 
 Recovery: the logic's snapshot is every review received and not yet emitted (handed over or still queued),
-so a resumed run re-issues exactly those (like Flink Async I/O checkpoints). The sink is idempotent, so a
-review that had finished just before a crash is simply written again.
+so a resumed run re-issues exactly those (like Flink Async I/O checkpoints). With a background results writer
+(a `StoreAcks` ledger, dataflow/store_acks.py), a result emitted but not yet stored stays in the snapshot too.
+The sink is idempotent, so a review that had finished just before a crash is simply written again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bytewax.operators import StatefulBatchLogic
 from dataflow.enrich_engine import Done, EngineRegistry, EnrichEngine, EnrichOutput
 from dataflow.handoff import DelayStats, next_tick
 from dataflow.records import EnrichedReview, Review
+from dataflow.store_acks import StoreAcks
 
 __all__ = ["EngineRegistry", "EnrichEngine", "EnrichLogic", "EnrichOutput", "InFlightState"]
 
@@ -37,16 +39,19 @@ log = logging.getLogger(__name__)
 
 InFlightState = list[Review]
 
+UNSTORED_CHECK_S = 0.5  # how often an otherwise idle key looks whether its last results are stored
 HOLD_BACK_FACTOR = 4  # a key's queue may hold this x BEDROCK_MAX_BUFFERED reviews before on_batch waits
 
 
 class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
     """The Bytewax side of enrichment for one key: hand reviews to the engine as room allows, emit what finished."""
 
-    def __init__(self, engine: EnrichEngine, resume_state: InFlightState | None) -> None:
+    def __init__(self, engine: EnrichEngine, resume_state: InFlightState | None, acks: StoreAcks | None = None) -> None:
         self._engine = engine
+        self._acks = acks
         self._done: collections.deque[Done] = collections.deque()
         self._outstanding: dict[tuple[str, str], Review] = {}
+        self._unstored: dict[tuple[str, str], Review] = {}  # emitted, not yet acknowledged by the writer
         self._queue: collections.deque[Review] = collections.deque()
         self._interval = engine.settings.enrich_notify_interval_s
         self._capped = False
@@ -81,11 +86,19 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
                 (review.shard_id, review.sequence_number) if review else (result.shard_id, result.sequence_number)  # type: ignore[union-attr]
             )
             self._outstanding.pop(key, None)
+            if review is not None and self._acks is not None:
+                self._unstored[key] = review
             out.append(result)
         return out
 
-    def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
+    def _check(self) -> None:
         self._engine.check()
+        if self._acks is not None:
+            self._acks.check()  # the background writer halted: stop here too, before a checkpoint
+            self._acks.claim(self._unstored)
+
+    def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
+        self._check()
         self._queue.extend(values)
         self._handoff()
         out = self._drain()
@@ -106,7 +119,7 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[EnrichOutput], bool]:
-        self._engine.check()
+        self._check()
         out = self._drain()  # first, so the room they leave is used at once
         self._handoff()
         return out, StatefulBatchLogic.RETAIN
@@ -139,7 +152,8 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
 
     def notify_at(self) -> datetime | None:
         if not self._outstanding and not self._queue:
-            return None
+            # Results waiting for the writer: look again later to drop the stored ones from the snapshot.
+            return next_tick(datetime.now(UTC), UNSTORED_CHECK_S) if self._unstored else None
         now = datetime.now(UTC)
         # While no request in flight can have finished yet (a model taking seconds), skip the ticks until then.
         quiet_s = self._engine.quiet_until() - time.monotonic()
@@ -148,4 +162,6 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         return next_tick(now, self._interval)
 
     def snapshot(self) -> InFlightState:
-        return [*self._outstanding.values(), *self._queue]
+        if self._acks is not None:
+            self._acks.claim(self._unstored)
+        return [*self._outstanding.values(), *self._unstored.values(), *self._queue]

@@ -39,6 +39,9 @@ INDEX_LATENCY = Histogram(
     "Time to index one bulk batch, retries included",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+INDEX_PENDING = Gauge(
+    "reviewstream_index_pending_documents", "Results handed to the background writer, not yet stored", ["worker"]
+)
 END_TO_END = Histogram(
     "reviewstream_end_to_end_seconds",
     "Kinesis arrival to indexed",

@@ -10,6 +10,10 @@
   own becomes an `index` dead letter; congestion is retried until it passes; a configuration problem (access
   still denied after OPENSEARCH_AUTH_GRACE_S, a wrong URL, a dead letter the dead-letter index refuses)
   raises `OpenSearchHalt`, which stops the flow before a checkpoint covers the records;
+- results are written by a background thread (`dataflow.background_writer`, bounded by
+  OPENSEARCH_MAX_PENDING_DOCS) when the flow passes a `StoreAcks` ledger: the worker goes on reading and
+  enriching during a slow bulk, and the enrichment step keeps each result in its checkpoint until stored;
+  dead letters are written on the worker (rare, and parse dead letters have no other checkpoint);
 - index templates with explicit mappings are created at start when missing;
 - `OPENSEARCH_AUTH=sigv4` signs requests for Amazon OpenSearch Service (service `es`).
 """
@@ -30,10 +34,12 @@ from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
 from dataflow import metrics
 from dataflow.aimd import full_jitter
+from dataflow.background_writer import BackgroundWriter
 from dataflow.bulk_writer import BulkDoc, BulkWriter
 from dataflow.opensearch_errors import AUTH, RETRY, OpenSearchHalt, classify_request
 from dataflow.records import DeadLetter, EnrichedReview, truncate_raw
 from dataflow.settings import Settings
+from dataflow.store_acks import StoreAcks
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +180,36 @@ def write_dead_letters(writer: BulkWriter, settings: Settings, letters: dict[str
 
 
 class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
-    """Writes enriched reviews to OPENSEARCH_INDEX; a document bad on its own becomes an index dead letter."""
+    """Writes enriched reviews to OPENSEARCH_INDEX; a document bad on its own becomes an index dead letter.
 
-    def __init__(self, writer: BulkWriter, settings: Settings) -> None:
+    With `acks`, batches are written in the background and each stored review is acknowledged there."""
+
+    def __init__(self, writer: BulkWriter, settings: Settings, acks: StoreAcks | None = None, worker: int = 0) -> None:
         self._writer = writer
         self._settings = settings
+        self._acks = acks
+        self._background: BackgroundWriter[EnrichedReview] | None = None
+        if acks is not None and settings.opensearch_max_pending_docs > 0:
+            pending = metrics.INDEX_PENDING.labels(str(worker))
+            self._background = BackgroundWriter(
+                self._write,
+                settings.opensearch_max_pending_docs,
+                f"opensearch-writer-{worker}",
+                on_error=acks.failed,
+                on_pending=pending.set,
+            )
 
     def write_batch(self, items: list[EnrichedReview]) -> None:
+        if self._background is None:
+            self._write(items)
+        else:
+            self._background.submit(items)
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.close()
+
+    def _write(self, items: list[EnrichedReview]) -> None:
         started = time.monotonic()
         results: dict[str, EnrichedReview] = {}
         for item in items:  # duplicates in one batch collapse to the newest arrival
@@ -199,6 +228,8 @@ class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
             letter = replace(letter, raw=truncate_raw(orjson.dumps(docs[doc_id].source)))
             dead[letter.doc_id] = letter
         write_dead_letters(self._writer, self._settings, dead)
+        if self._acks is not None:
+            self._acks.stored((item.review.shard_id, item.review.sequence_number) for item in items)
         now_ms = time.time() * 1000
         for doc_id, result in results.items():
             if doc_id not in rejected:
@@ -218,24 +249,28 @@ class DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
 
 
 class OpenSearchSink(DynamicSink[Any]):
-    """`kind="results"` or `"dead_letters"`; each worker's partition prepares the index templates first."""
+    """`kind="results"` or `"dead_letters"`; each worker's partition prepares the index templates first.
+
+    `acks` (results only) turns on background writing: pass the same ledger to the enrichment step."""
 
     def __init__(
         self,
         settings: Settings,
         kind: str,
         client_factory: Callable[[Settings], OpenSearch] = opensearch_client,
+        acks: StoreAcks | None = None,
     ) -> None:
         if kind not in ("results", "dead_letters"):
             raise ValueError(f"unknown sink kind {kind!r}")
         self._settings = settings
         self._kind = kind
         self._client_factory = client_factory
+        self._acks = acks
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> ResultsPartition | DeadLetterPartition:
         client = self._client_factory(self._settings)
         ensure_index_templates(client, self._settings)
         writer = BulkWriter(client, self._settings, prepare=lambda: ensure_index_templates(client, self._settings))
         if self._kind == "results":
-            return ResultsPartition(writer, self._settings)
+            return ResultsPartition(writer, self._settings, self._acks, worker_index)
         return DeadLetterPartition(writer, self._settings)

@@ -21,6 +21,7 @@ from dataflow.opensearch_sink import OpenSearchSink
 from dataflow.parse import parse_record
 from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord, Review
 from dataflow.settings import Settings
+from dataflow.store_acks import StoreAcks
 
 
 def build_flow(
@@ -34,6 +35,10 @@ def build_flow(
     flow_id: str = "reviewstream",
 ) -> Dataflow:
     registry = registry or EngineRegistry(settings, bedrock_client_factory)
+    # The production results sink writes in the background and acknowledges what it stored, so enrichment
+    # keeps emitted results in its checkpoint until then (dataflow/store_acks.py). A sink passed in by a
+    # caller writes before it returns, as Bytewax assumes.
+    acks = StoreAcks() if results_sink is None and settings.opensearch_max_pending_docs > 0 else None
     flow = Dataflow(flow_id)
     records = op.input("kinesis", flow, source or KinesisSource(settings))
 
@@ -48,12 +53,12 @@ def build_flow(
     by_shard = op.key_on("key_by_shard", valid.trues, lambda review: review.shard_id)
 
     def enrich_logic(state: InFlightState | None) -> EnrichLogic:
-        return EnrichLogic(registry.for_current_worker(), state)
+        return EnrichLogic(registry.for_current_worker(), state, acks)
 
     enriched = op.stateful_batch("enrich", by_shard, enrich_logic)
     outcomes = op.map("unkey", enriched, lambda key_value: key_value[1])
     succeeded = op.branch("succeeded", outcomes, lambda item: isinstance(item, EnrichedReview))
     dead: Any = op.merge("dead_letters", valid.falses, succeeded.falses)
-    op.output("opensearch_results", succeeded.trues, results_sink or OpenSearchSink(settings, "results"))
+    op.output("opensearch_results", succeeded.trues, results_sink or OpenSearchSink(settings, "results", acks=acks))
     op.output("opensearch_dead_letters", dead, dead_letter_sink or OpenSearchSink(settings, "dead_letters"))
     return flow

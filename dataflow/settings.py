@@ -90,6 +90,7 @@ class Settings:
     opensearch_backoff_max_s: float = 30.0
     opensearch_auth_grace_s: float = 600.0  # role mappings take minutes to apply after a deploy
     opensearch_start_timeout_s: float = 60.0
+    opensearch_max_pending_docs: int = 2000  # results the background writer may queue; 0 = write on the worker
     metrics_port: int = 9108
     heartbeat_file: str | None = None
     log_level: str = "INFO"
@@ -225,6 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opensearch_backoff_max_s=_float(env, "OPENSEARCH_BACKOFF_MAX_S", Settings.opensearch_backoff_max_s, 0.0),
         opensearch_auth_grace_s=_float(env, "OPENSEARCH_AUTH_GRACE_S", Settings.opensearch_auth_grace_s, 0.0),
         opensearch_start_timeout_s=_float(env, "OPENSEARCH_START_TIMEOUT_S", Settings.opensearch_start_timeout_s, 0.0),
+        opensearch_max_pending_docs=_int(env, "OPENSEARCH_MAX_PENDING_DOCS", Settings.opensearch_max_pending_docs, 0),
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=level,

@@ -21,6 +21,7 @@ from opensearchpy import OpenSearch
 from dataflow.opensearch_errors import OpenSearchHalt
 from dataflow.opensearch_sink import OpenSearchSink
 from dataflow.records import DeadLetter, EnrichedReview, Review
+from dataflow.store_acks import StoreAcks
 from tests.dataflow.helpers import settings
 from tests.fault_proxy import FaultProxy, Reply
 
@@ -389,3 +390,27 @@ def test_a_deleted_index_is_recreated_once_then_halts(cfg, opensearch_server) ->
         part = sink_part(with_env(cfg, OPENSEARCH_URL=proxy.url), "results")
         with pytest.raises(OpenSearchHalt, match="is missing and was not recreated"):
             part.write_batch([enriched(n) for n in range(5, 8)])
+
+
+def test_with_a_ledger_results_are_written_in_the_background_and_acknowledged(cfg, opensearch_server) -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def decide(method: str, path: str) -> Any:
+        if "_bulk" in path:
+            held.set()
+            release.wait(30)  # OpenSearch is slow: the bulk request hangs until the test lets it through
+        return None
+
+    acks = StoreAcks()
+    with FaultProxy(opensearch_server.url, decide) as proxy:
+        part = OpenSearchSink(with_env(cfg, OPENSEARCH_URL=proxy.url), "results", acks=acks).build("out", 0, 1)
+        part.write_batch([enriched(n) for n in range(10)])  # returns although the bulk request hangs
+        assert held.wait(30)
+        part.write_batch([enriched(n) for n in range(10, 15)])
+        assert len(acks) == 0
+        release.set()
+        part.close()  # writes what is queued before it returns
+    assert set(docs(client_for(opensearch_server.url), cfg.opensearch_index)) == {f"r{n}" for n in range(15)}
+    pending = {("shardId-000000000000", str(n)): n for n in range(15)}
+    acks.claim(pending)
+    assert pending == {}
