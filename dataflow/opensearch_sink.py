@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 from collections.abc import Callable
@@ -105,6 +106,18 @@ def opensearch_client(settings: Settings) -> OpenSearch:
     )
 
 
+def _template_patterns(client: OpenSearch, name: str) -> list[str] | None:
+    """The index patterns of template `name`, or None when it does not exist."""
+    try:
+        found = client.indices.get_index_template(name=name)
+    except NotFoundError:
+        return None
+    patterns: list[str] = []
+    for entry in found.get("index_templates", []):
+        patterns.extend(entry.get("index_template", {}).get("index_patterns", []))
+    return patterns
+
+
 def _exists(get: Callable[[], Any]) -> bool:
     """GET rather than HEAD: a refusal then comes with its body, so the halt line can say why."""
     try:
@@ -116,6 +129,10 @@ def _exists(get: Callable[[], Any]) -> bool:
 
 def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
     """Create the index templates and indices when missing.
+
+    A template that exists but does not cover the configured index (OPENSEARCH_INDEX renamed, or a second
+    flow on the same domain) gets the index added to its patterns: otherwise the new index would be created
+    with dynamic mappings (ids as analysed text, dates as strings) and nothing would say so.
 
     Congestion is retried until OPENSEARCH_START_TIMEOUT_S, access denied until OPENSEARCH_AUTH_GRACE_S
     (role mappings take minutes after a deploy); any other refusal halts at once with the reason.
@@ -129,11 +146,14 @@ def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callab
     while True:
         try:
             for name, (index, mappings) in templates.items():
-                if not _exists(lambda name=name: client.indices.get_index_template(name=name)):
+                patterns = _template_patterns(client, name)
+                if patterns is None or not any(fnmatch.fnmatchcase(index, p) for p in patterns):
+                    covered = sorted({*(patterns or []), index})
                     client.indices.put_index_template(
-                        name=name, body={"index_patterns": [index], "template": {"mappings": mappings}}
+                        name=name, body={"index_patterns": covered, "template": {"mappings": mappings}}
                     )
-                    log.info("opensearch.template_created name=%s index=%s", name, index)
+                    event = "template_created" if patterns is None else "template_extended"
+                    log.info("opensearch.%s name=%s index=%s patterns=%s", event, name, index, ",".join(covered))
                 # Both indices exist from the start, so dashboards and reports never meet a missing one.
                 if not _exists(lambda index=index: client.indices.get(index=index)):
                     try:

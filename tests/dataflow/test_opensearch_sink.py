@@ -414,3 +414,21 @@ def test_with_a_ledger_results_are_written_in_the_background_and_acknowledged(cf
     pending = {("shardId-000000000000", str(n)): n for n in range(15)}
     acks.claim(pending)
     assert pending == {}
+
+
+def test_a_new_index_name_is_added_to_the_existing_template(cfg, opensearch_server) -> None:
+    """OPENSEARCH_INDEX changed (or a second flow on the same domain): the template of the first name must not
+    leave the new index to dynamic mappings (review_id as text, dates as strings)."""
+    client = client_for(opensearch_server.url)
+    first = with_env(cfg)
+    suffix = uuid.uuid4().hex[:8]
+    second = settings(**env_of(opensearch_server.url, suffix))
+    for one in (first, second):
+        part = sink_part(one, "results")
+        part.write_batch([enriched(1)])
+        props = client.indices.get_mapping(index=one.opensearch_index)[one.opensearch_index]["mappings"]["properties"]
+        assert props["review_id"]["type"] == "keyword" and props["date_time"]["type"] == "date"
+        dlq = client.indices.get_mapping(index=one.opensearch_dlq_index)[one.opensearch_dlq_index]["mappings"]
+        assert dlq["properties"]["stage"]["type"] == "keyword"
+    template = client.indices.get_index_template(name="reviewstream-processed")["index_templates"][0]
+    assert {first.opensearch_index, second.opensearch_index} <= set(template["index_template"]["index_patterns"])
