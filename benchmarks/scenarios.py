@@ -182,7 +182,8 @@ def added_latency(bench: Bench, rate: float = 100.0, seconds: float = 30.0) -> d
     # so the first arrivals wait for the flow's start-up (Bytewax, clients, index templates) and for the window to
     # grow from BEDROCK_INITIAL_CONCURRENCY to what 100 reviews/s need, then for that backlog to drain.
     warm = min(seen.values(), default=0.0) + 10.0
-    steady = [v for i, v in added.items() if parse_time(docs[i]["arrived_at"]) >= warm]
+    steady_ids = [i for i in added if parse_time(docs[i]["arrived_at"]) >= warm]
+    steady = [added[i] for i in steady_ids]
     startup = [v for i, v in added.items() if parse_time(docs[i]["arrived_at"]) < warm]
     first_arrival = min((parse_time(d["arrived_at"]) for d in docs.values()), default=0.0)
     buckets: dict[int, list[float]] = {}
@@ -190,7 +191,6 @@ def added_latency(bench: Bench, rate: float = 100.0, seconds: float = 30.0) -> d
         buckets.setdefault(int((parse_time(docs[i]["arrived_at"]) - first_arrival) // 5), []).append(v)
     # Where the steady-state time goes: until the writer builds the document (Kinesis polling, enrichment queue,
     # emission, the background writer's queue) and after (the bulk request, the observer's 50 ms search poll).
-    steady_ids = [i for i in added if parse_time(docs[i]["arrived_at"]) >= warm]
     to_sink = [
         parse_time(docs[i]["processed_at"]) - parse_time(docs[i]["arrived_at"]) - int(docs[i]["latency_ms"]) / 1000
         for i in steady_ids
