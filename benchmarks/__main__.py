@@ -207,6 +207,11 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
                     f"{results['idle_cpu']['core_share_per_worker']:.2%}",
                 ],
                 [
+                    "of which Bytewax's idle loop (a flow that never has data)",
+                    f"{results['idle_cpu']['bytewax_floor_per_worker']:.2%}",
+                ],
+                ["above Bytewax's floor", f"{results['idle_cpu']['above_floor_per_worker']:.2%}"],
+                [
                     "completion to emission p50 / p99 (ms)",
                     f"{results['idle_cpu']['emit_p50_ms']:.0f} / {results['idle_cpu']['emit_p99_ms']:.0f}",
                 ],

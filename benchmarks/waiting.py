@@ -3,7 +3,9 @@
 - `idle_cpu`: 40 reviews, a model taking 5 s per request, window 2, two workers: almost all of the run is
   waiting. Measured: the dataflow process's CPU time (/proc/<pid>/stat, all threads) over the waiting phase,
   as a share of one core per worker, and the delay from a result's completion in the engine to its emission
-  by the Bytewax logic (the `enrich.emit_delay` log lines, one per key at the end of input).
+  by the Bytewax logic (the `enrich.emit_delay` log lines, one per key at the end of input). Beside it, the
+  same share for a Bytewax flow that never has data (`benchmarks.empty_flow`): Bytewax's own idle loop, the
+  floor under any flow, so the figure above it is the pipeline's.
 - `single_slot`: a model server with one slot and an unbounded queue (like llama.cpp by default), 1 s per
   request, BEDROCK_TIMEOUT_S 8, default window settings: does the window settle where requests fit in the
   timeout, and is anything dead-lettered?
@@ -108,15 +110,39 @@ def idle_cpu(bench: Bench, root: Path = ROOT, reviews: int = 40, workers: int = 
     window = [(t, cpu) for t, cpu in busy if t >= begin]
     waited_s = window[-1][0] - window[0][0]
     waited_cpu = window[-1][1] - window[0][1]
+    floor = framework_floor(root, workers)  # measured right after, under the same machine conditions
     return {
         "wall_s": out["wall_s"],
         "cpu_total_s": samples[-1][1],
         "waiting_s": waited_s,
         "waiting_cpu_s": waited_cpu,
         "core_share_per_worker": waited_cpu / waited_s / workers,
+        "bytewax_floor_per_worker": floor,
+        "above_floor_per_worker": waited_cpu / waited_s / workers - floor,
         "indexed": indexed,
         **emit_delays(out["log"]),
     }
+
+
+def framework_floor(root: Path = ROOT, workers: int = 2, seconds: float = 20.0) -> float:
+    """CPU share of one core per worker of a Bytewax flow that never has data (`benchmarks.empty_flow`)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "benchmarks.empty_flow", "-w", str(workers)],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3.0)  # start-up (imports, building the flow) is not idling
+        first, begin = cpu_seconds(proc.pid), time.time()
+        time.sleep(seconds)
+        return (cpu_seconds(proc.pid) - first) / (time.time() - begin) / workers
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def single_slot(bench: Bench, root: Path = ROOT, reviews: int = 60, workers: int = 2) -> dict[str, float]:

@@ -15,7 +15,8 @@ the partitioning never changes when the stream is resharded. Each partition:
   (kept until the shard leaves the listing so a restart never re-reads it), or the start timestamp;
 - treats a shard as drained only when GetRecords answers a null NextShardIterator (Kinesis returns empty
   pages mid-shard, and a lag of 0 on a closed shard, so neither proves the end);
-- paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`), and
+- paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`), slows
+  a caught-up shard down to one call per KINESIS_IDLE_POLL_MAX_S (AWS's advice for idle shards), and
   while the enrichment buffers are full and none of their reviews completes, backs its re-poll off from
   20 ms to KINESIS_BACKPRESSURE_MAX_WAIT_S;
 - on ExpiredIteratorException, throughput or other read errors, drops the iterator and re-acquires it from
@@ -50,6 +51,7 @@ from dataflow.kinesis_shards import (
     ShardReader,
     backoff_s,
     list_all_shards,
+    poll_interval,
     shard_owner,
     start_iterator,
 )
@@ -110,6 +112,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._start = settings.kinesis_start_position
         self._limit = settings.kinesis_get_records_limit
         self._poll_s = max(MIN_POLL_S, settings.kinesis_poll_interval_s)
+        self._idle_max_s = settings.kinesis_idle_poll_max_s
         self._discovery_s = settings.kinesis_discovery_interval_s
         self._stop_at_end = settings.kinesis_stop_at_end
         self._hold = HoldBack(settings.kinesis_backpressure_max_wait_s)
@@ -273,8 +276,9 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             self._shard_drained(reader, now)
             return out
         quiet = not records and (lag is None or lag <= CAUGHT_UP_LAG_MS)
+        reader.behind = bool(lag)
         reader.quiet_pages = reader.quiet_pages + 1 if quiet else 0
-        reader.next_poll = now + timedelta(seconds=self._poll_s if reader.caught_up else MIN_POLL_S)
+        reader.next_poll = now + timedelta(seconds=poll_interval(reader, self._poll_s, self._idle_max_s))
         return out
 
     def _shard_drained(self, reader: ShardReader, now: datetime) -> None:

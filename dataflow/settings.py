@@ -58,6 +58,7 @@ class Settings:
     kinesis_partitions: int = 8
     kinesis_get_records_limit: int = 1000
     kinesis_poll_interval_s: float = 0.25
+    kinesis_idle_poll_max_s: float = 1.0
     kinesis_discovery_interval_s: float = 30.0
     kinesis_backpressure_max_wait_s: float = 0.5
     bedrock_model_id: str = DEFAULT_MODEL_ID
@@ -180,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kinesis_partitions=_int(env, "KINESIS_PARTITIONS", Settings.kinesis_partitions, 1, 4096),
         kinesis_get_records_limit=_int(env, "KINESIS_GET_RECORDS_LIMIT", Settings.kinesis_get_records_limit, 1, 10_000),
         kinesis_poll_interval_s=_float(env, "KINESIS_POLL_INTERVAL_S", Settings.kinesis_poll_interval_s, 0.2),
+        kinesis_idle_poll_max_s=_float(env, "KINESIS_IDLE_POLL_MAX_S", Settings.kinesis_idle_poll_max_s, 0.2),
         kinesis_discovery_interval_s=_float(
             env, "KINESIS_DISCOVERY_INTERVAL_S", Settings.kinesis_discovery_interval_s, 0.2
         ),

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dataflow.backpressure import BUFFERS
+from dataflow.kinesis_shards import MIN_POLL_S, ShardReader, poll_interval
 from dataflow.kinesis_source import BACKPRESSURE_WAIT_S, DrainLedger, KinesisPartition
 from devstack.kinesis_strict import expire_shard, trim_shard
 from tests.dataflow.kinesis_helpers import Reader, cfg, client_error, create, list_shards, open_shards, put, split
@@ -239,3 +240,44 @@ def test_held_back_source_backs_off_and_looks_again_soon_when_room_frees(client,
         assert waits_after_batches(part, clock, 1) == pytest.approx([BACKPRESSURE_WAIT_S])
     finally:
         BUFFERS.unregister(id(owner))
+
+
+def test_an_idle_shard_is_polled_less_often_and_at_full_speed_once_records_come(client, factory, stream_name) -> None:
+    # Kinesis's 5 GetRecords/s per shard are shared by every consumer of the stream, and each call costs CPU:
+    # a caught-up shard backs off to one call per KINESIS_IDLE_POLL_MAX_S; records bring it back at once.
+    create(client, stream_name, 1)
+    clock = Clock()
+    settings = cfg(
+        stream_name,
+        KINESIS_PARTITIONS=1,
+        KINESIS_STOP_AT_END="false",
+        KINESIS_DISCOVERY_INTERVAL_S=3600,
+        KINESIS_IDLE_POLL_MAX_S=1.0,
+    )
+    part = KinesisPartition(factory(), settings, 0, None, ledger=DrainLedger(), now=clock)
+    waits = waits_after_batches(part, clock, 12)
+    assert waits[:2] == pytest.approx([0.2, 0.2])  # one empty page does not prove the tip
+    # The strict local Kinesis reports a small lag at the tip every other call (as Kinesis does at times):
+    # such a page is read again after KINESIS_POLL_INTERVAL_S; the others back off to the maximum.
+    assert max(waits) == pytest.approx(1.0) and waits.count(max(waits)) >= 3
+    assert sum(waits) > 12 * 0.2 * 2
+    put(client, stream_name, 0, 5)
+    read: list[bytes] = []
+    for _ in range(3):  # the strict Kinesis may answer an empty page first; it reports a lag, so no long wait
+        clock.now = part.next_awake()
+        read.extend(r.data for r in part.next_batch())
+        wait = (part.next_awake() - clock.now).total_seconds()
+        if read:
+            break
+        assert wait == pytest.approx(0.2)
+    assert read == [f"rec-{n}".encode() for n in range(5)]
+    assert wait == pytest.approx(0.2)  # records: the shard is read at full speed again
+
+
+def test_the_idle_back_off_is_bounded_however_long_a_shard_stays_idle() -> None:
+    reader = ShardReader("shardId-000000000000", quiet_pages=100_000)  # a day and more of empty pages
+    assert poll_interval(reader, 0.25, 1.0) == 1.0
+    assert poll_interval(ShardReader("s", quiet_pages=1), 0.25, 1.0) == MIN_POLL_S  # not caught up yet
+    assert poll_interval(ShardReader("s", quiet_pages=2), 0.25, 1.0) == 0.25
+    assert poll_interval(ShardReader("s", quiet_pages=3), 0.25, 0.1) == 0.25  # the maximum never undercuts it
+    assert poll_interval(ShardReader("s", quiet_pages=9, behind=True), 0.25, 1.0) == 0.25  # newer records exist
