@@ -5,7 +5,9 @@ near its capacity) answers every request, only later and later, until the client
 must follow latency too. This limit compares each round's average latency with the best round average seen
 recently (the latency of an uncongested server) and:
 
-- grows by one request per round (about one latency) while latency stays within `tolerance` x the best;
+- grows per round (about one latency) while latency stays within `tolerance` x the best: by sqrt(window) while
+  it is flat (within `flat` x the best: no queue is forming anywhere, as in Netflix's Gradient2, whose queue
+  allowance is a root of the limit), else by one; from 2 a flat server gets a window of 32 in ~9 rounds, not 30;
 - shrinks in proportion (never below half per round) when the round's latency is above that;
 - halves on a timeout (once per congestion event: only a request started after the last cut cuts again).
 
@@ -21,6 +23,7 @@ earn a window of 64).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +38,7 @@ class GradientLimit:
     minimum: int = 1
     initial: int = 2
     tolerance: float = 1.5
+    flat: float = 1.1
     min_samples: int = 3
     baseline_s: float = 300.0
     timeout_factor: float = 0.5
@@ -106,4 +110,5 @@ class GradientLimit:
             self._last_cut = self.clock()
             self.decreases += 1
         elif busy:
-            self.value = min(float(self.maximum), self.value + 1.0)
+            step = max(1.0, math.sqrt(self.value)) if self.last_ratio <= self.flat else 1.0
+            self.value = min(float(self.maximum), self.value + step)

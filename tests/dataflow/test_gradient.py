@@ -44,6 +44,22 @@ def test_starts_low_and_grows_while_latency_is_flat() -> None:
     assert windows[-1] == 16 and windows == sorted(windows)
 
 
+def test_grows_by_a_root_of_the_window_while_latency_is_flat_and_by_one_while_it_rises() -> None:
+    clock = Clock()
+    limit = GradientLimit(maximum=64, minimum=1, initial=2, clock=clock)
+    # Flat latency (no queue anywhere): 2 -> 32 in about ten rounds, not thirty (start-up after a restart).
+    windows = serve(limit, clock, service_s=0.2, slots=1024, rounds=12)
+    assert windows == sorted(windows) and windows[-1] >= 32, windows
+    # Latency rising within the tolerance (a queue forming: 1.3x the best) grows it by one per round only.
+    rising = GradientLimit(maximum=64, minimum=1, initial=8, clock=clock)
+    for n in range(8):
+        for _ in range(max(rising.min_samples, rising.current)):
+            started = clock.now
+            clock.now += 0.01
+            rising.on_sample(1.0 if n == 0 else 1.3, reviews=1, in_flight=rising.current, request_started=started)
+    assert rising.current == 8 + 7  # the first round set the baseline
+
+
 def test_shrinks_under_a_slow_single_slot_server_and_grows_back_when_it_speeds_up() -> None:
     clock = Clock()
     limit = GradientLimit(maximum=16, minimum=1, initial=2, tolerance=1.5, clock=clock)
