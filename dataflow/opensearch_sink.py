@@ -134,6 +134,9 @@ def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callab
     flow on the same domain) gets the index added to its patterns: otherwise the new index would be created
     with dynamic mappings (ids as analysed text, dates as strings) and nothing would say so.
 
+    OPENSEARCH_REFRESH_INTERVAL, when set, is applied to the results index (how soon a document is searchable;
+    the domain's default is 1 s, which bounds how fresh a dashboard can be).
+
     Congestion is retried until OPENSEARCH_START_TIMEOUT_S, access denied until OPENSEARCH_AUTH_GRACE_S
     (role mappings take minutes after a deploy); any other refusal halts at once with the reason.
     """
@@ -161,6 +164,12 @@ def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callab
                     except RequestError as err:  # another worker just made it; any other 400 is ours to see
                         if err.error != "resource_already_exists_exception":
                             raise
+            if settings.opensearch_refresh_interval:
+                # A dynamic setting: applied to the existing index too, so changing it needs no new index.
+                client.indices.put_settings(
+                    index=settings.opensearch_index,
+                    body={"index": {"refresh_interval": settings.opensearch_refresh_interval}},
+                )
             return
         except (OSConnectionError, TransportError) as err:
             failure = classify_request(err)

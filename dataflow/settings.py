@@ -8,6 +8,7 @@ fails at start instead of minutes later.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,7 @@ class Settings:
     opensearch_auth_grace_s: float = 600.0  # role mappings take minutes to apply after a deploy
     opensearch_start_timeout_s: float = 60.0
     opensearch_max_pending_docs: int = 2000  # results the background writer may queue; 0 = write on the worker
+    opensearch_refresh_interval: str = ""  # "" = the domain's default (1s); else set on the results index at start
     metrics_port: int = 9108
     heartbeat_file: str | None = None
     log_level: str = "INFO"
@@ -158,6 +160,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return _get(env, name) or default
+
+
+def _refresh_interval(env: Mapping[str, str]) -> str:
+    """OPENSEARCH_REFRESH_INTERVAL: an OpenSearch time value (`200ms`, `1s`, `30s`) or `-1` (no periodic refresh)."""
+    raw = _str(env, "OPENSEARCH_REFRESH_INTERVAL", "")
+    if raw and not re.fullmatch(r"-1|\d+(ms|s|m)", raw):
+        raise SettingsError(f"OPENSEARCH_REFRESH_INTERVAL: {raw!r} is not a time value like 200ms, 1s or 30s (or -1)")
+    return raw
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -229,6 +239,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opensearch_auth_grace_s=_float(env, "OPENSEARCH_AUTH_GRACE_S", Settings.opensearch_auth_grace_s, 0.0),
         opensearch_start_timeout_s=_float(env, "OPENSEARCH_START_TIMEOUT_S", Settings.opensearch_start_timeout_s, 0.0),
         opensearch_max_pending_docs=_int(env, "OPENSEARCH_MAX_PENDING_DOCS", Settings.opensearch_max_pending_docs, 0),
+        opensearch_refresh_interval=_refresh_interval(env),
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=level,

@@ -432,3 +432,20 @@ def test_a_new_index_name_is_added_to_the_existing_template(cfg, opensearch_serv
         assert dlq["properties"]["stage"]["type"] == "keyword"
     template = client.indices.get_index_template(name="reviewstream-processed")["index_templates"][0]
     assert {first.opensearch_index, second.opensearch_index} <= set(template["index_template"]["index_patterns"])
+
+
+def test_the_refresh_interval_is_set_on_the_results_index_and_changed_on_restart(cfg, opensearch_server) -> None:
+    """How soon a document is searchable (the domain's default is 1 s): a dynamic setting, so a restart with
+    another value changes the existing index; unset, the index keeps whatever it has."""
+    client = client_for(opensearch_server.url)
+
+    def refresh_interval() -> str | None:
+        found = client.indices.get_settings(index=cfg.opensearch_index)[cfg.opensearch_index]["settings"]["index"]
+        return found.get("refresh_interval")
+
+    sink_part(with_env(cfg, OPENSEARCH_REFRESH_INTERVAL="200ms"), "results").write_batch([enriched(1)])
+    assert refresh_interval() == "200ms"
+    sink_part(with_env(cfg, OPENSEARCH_REFRESH_INTERVAL="1s"), "results")
+    assert refresh_interval() == "1s"
+    sink_part(with_env(cfg), "results")
+    assert refresh_interval() == "1s"

@@ -36,6 +36,8 @@ def test_defaults_are_documented_values() -> None:
         ({"KINESIS_START_POSITION": "AT_TIMESTAMP:soon"}, "KINESIS_START_POSITION"),
         ({"KINESIS_STOP_AT_END": "maybe"}, "KINESIS_STOP_AT_END"),
         ({"BEDROCK_TIMEOUT_S": "-1"}, "BEDROCK_TIMEOUT_S"),
+        ({"OPENSEARCH_REFRESH_INTERVAL": "fast"}, "OPENSEARCH_REFRESH_INTERVAL: 'fast' is not a time value"),
+        ({"OPENSEARCH_REFRESH_INTERVAL": "0.2s"}, "OPENSEARCH_REFRESH_INTERVAL"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict, message: str) -> None:
