@@ -85,6 +85,36 @@ class Sampler:
             self._stop.wait(self.interval)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def waiting_flow_cpu(
+    module: str, env: dict[str, str], root: Path, settle_s: float, seconds: float, workers: int = 2
+) -> float:
+    """Cores used by `python -m bytewax.run <module> -w <workers>` over `seconds`, after `settle_s` of start-up
+    (imports, building the flow); for flows that only wait, so start-up is not counted as waiting."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", module, "-w", str(workers)],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(settle_s)
+        assert proc.poll() is None, f"{module} exited during its start-up"
+        first, begin = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        return (cpu_seconds(proc.pid) - first) / (time.monotonic() - begin)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def stats(bedrock_url: str) -> dict[str, Any]:
     return orjson.loads(HTTP.request("GET", f"{bedrock_url}/_admin/stats").data)
 

@@ -14,15 +14,9 @@ Medians of `--runs`; numbers on a shared machine are noisy.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-from benchmarks.harness import ROOT, Bench, Run, parse_time
+from benchmarks.harness import ROOT, Bench, Run, parse_time, waiting_flow_cpu
 
 
 def stop_at_end_s(bench: Bench, reviews: int) -> dict[str, float]:
@@ -38,30 +32,10 @@ def stop_at_end_s(bench: Bench, reviews: int) -> dict[str, float]:
         return {"wall_s": result["wall_s"], "exit_after_last_s": ended - last}
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def hold_cpu(run: Run, max_wait_s: str, settle_s: float, hold_s: float) -> float:
     env = {**run.env, "KINESIS_STOP_AT_END": "false", "KINESIS_BACKPRESSURE_MAX_WAIT_S": max_wait_s}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "benchmarks.source_hold_flow", "-w", "2"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        time.sleep(settle_s)  # imports and first listing done: from here on it only waits
-        assert proc.poll() is None, "the source-only flow exited"
-        cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
-        time.sleep(hold_s)
-        return (_cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # After settle_s the imports and first listing are done: from there on the source only waits.
+    return waiting_flow_cpu("benchmarks.source_hold_flow", env, ROOT, settle_s, hold_s)
 
 
 def main() -> None:

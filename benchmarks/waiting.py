@@ -29,19 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ROOT, Bench, Run, stats
+from benchmarks.harness import ROOT, Bench, Run, cpu_seconds, stats, waiting_flow_cpu
 
 TICK = os.sysconf("SC_CLK_TCK")
 EMIT = re.compile(
     r"enrich\.emit_delay worker=\S+ reviews=(\d+) p50_ms=(\S+) p99_ms=(\S+) max_ms=(\S+)"
     r" after_eof=(\d+) eof_max_ms=(\S+)"
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def run_sampled(run: Run, root: Path, workers: int, log_name: str, timeout: float = 900) -> dict[str, Any]:
@@ -127,22 +121,7 @@ def idle_cpu(bench: Bench, root: Path = ROOT, reviews: int = 40, workers: int = 
 def framework_floor(root: Path = ROOT, workers: int = 2, seconds: float = 20.0) -> float:
     """CPU share of one core per worker of a Bytewax flow that never has data (`benchmarks.empty_flow`)."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "benchmarks.empty_flow", "-w", str(workers)],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        time.sleep(3.0)  # start-up (imports, building the flow) is not idling
-        first, begin = cpu_seconds(proc.pid), time.time()
-        time.sleep(seconds)
-        return (cpu_seconds(proc.pid) - first) / (time.time() - begin) / workers
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return waiting_flow_cpu("benchmarks.empty_flow", env, root, 3.0, seconds, workers) / workers
 
 
 def single_slot(bench: Bench, root: Path = ROOT, reviews: int = 60, workers: int = 2) -> dict[str, float]:
