@@ -31,7 +31,6 @@ from typing import Any
 
 from benchmarks.harness import ROOT, Bench, Run, cpu_seconds, stats, waiting_flow_cpu
 
-TICK = os.sysconf("SC_CLK_TCK")
 EMIT = re.compile(
     r"enrich\.emit_delay worker=\S+ reviews=(\d+) p50_ms=(\S+) p99_ms=(\S+) max_ms=(\S+)"
     r" after_eof=(\d+) eof_max_ms=(\S+)"
