@@ -69,10 +69,11 @@ class RatePacer:
     the 60 s window) and reset by a success. Before the quota shows, nothing is paced.
 
     A cut is judged one window later (throttles within the window after a cut still come from before it, so
-    they only pause): if three or more of the requests since then, and at least `scatter_share` of them, were
-    still throttled while others succeeded, pacing did not cure it, so it was not the rate (a busy service
-    throttling at random): the pace is released and, for `scatter_hold_s`, throttles only pause. A throttle
-    after `scatter_sample` successes is the upward probe reaching the quota again: that cuts. Without this,
+    they only pause), counting every throttle since, quota-looking or not: if three or more of the requests
+    since then, and at least `scatter_share` of them, were still throttled while others succeeded, pacing did
+    not cure it, so it was not the rate (a busy service throttling at random): the pace is released and, for
+    `scatter_hold_s`, throttles only pause. A quota-looking throttle after `scatter_sample` successes is the
+    upward probe reaching the quota again: that cuts. Without this,
     each scattered throttle cut the pace to 0.9 x an admitted rate that the throttles themselves had lowered,
     down to the floor.
     """
@@ -135,8 +136,12 @@ class RatePacer:
             quota = self._consecutive >= 3
         else:
             quota = self._consecutive >= 1 or recent
-        if quota and self.rate is not None:
-            quota = self._judge_cut(now)
+        if self.rate is not None:
+            # Every throttle of a paced run is evidence, not only those that look like a quota: at a low pace
+            # scattered throttles come seconds apart with successes between, and counting only the
+            # quota-looking ones let the probe rule cut a pace that should have been released.
+            cut = self._judge_cut(now)
+            quota = quota and cut
         if quota and self._admitted:  # with nothing admitted there is no rate to learn: the pause does
             admitted = len(self._admitted) / self.window_s
             self._peak = max(self._peak, admitted)

@@ -352,3 +352,41 @@ def test_a_per_minute_quota_is_still_paced_after_the_scattered_throttle_guard() 
             throttled += steady
     assert admitted / 10 >= 0.9 * 120  # reviews per minute over the last 10 minutes
     assert throttled / (admitted + throttled) < 0.03
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_a_pace_set_by_an_early_burst_is_released_when_throttles_stay_scattered(seed: int) -> None:
+    """A storm (25% throttled and 15% failed at random, no quota) whose first seconds happened to throttle four
+    times in a row: the young run paces at 0.3 rps. At that pace throttles come seconds apart with successes
+    between, so few look like a quota; every one must still count as evidence that pacing did not cure it, or
+    the pace never lifts and the probe rule cuts it further (seen in the storm fault test under CPU load:
+    0.3 rps for four minutes, then 0.18, 0.03; simulated here, seeds 3 and 6 sent ~130 requests in 600 s)."""
+    import random
+
+    from dataflow.aimd import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    for i in range(20):  # 2 s of successes, then four throttle events in a row
+        now[0] = i * 0.1
+        pacer.on_send()
+        pacer.on_success(request_started=now[0])
+    for i in range(4):
+        now[0] = 2.0 + i * 0.5
+        pacer.on_send()
+        pacer.on_throttle(request_started=now[0] - 0.01)
+    assert pacer.rate == pytest.approx(20 / 60 * 0.9)
+    rng = random.Random(seed)
+    sent = 0
+    while now[0] < 600:
+        now[0] += pacer.delay()
+        pacer.on_send()
+        started = now[0]
+        now[0] += 0.1
+        sent += 1
+        draw = rng.random()
+        if draw < 0.25:
+            pacer.on_throttle(request_started=started)
+        elif draw >= 0.4:  # 15% fail otherwise (5xx, timeouts): neither a throttle nor a success
+            pacer.on_success(request_started=started)
+    assert sent >= 0.4 * 6000, f"{sent} requests in 600 s, paced at {pacer.rate} rps"
