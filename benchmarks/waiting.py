@@ -6,6 +6,8 @@
   by the Bytewax logic (the `enrich.emit_delay` log lines, one per key at the end of input). Beside it, the
   same share for a Bytewax flow that never has data (`benchmarks.empty_flow`): Bytewax's own idle loop, the
   floor under any flow, so the figure above it is the pipeline's.
+- `idle_stream` (only with `python -m benchmarks.waiting --only idle_stream`): a streaming flow on an empty
+  4-shard stream, nothing to read and nothing in flight, beside the same Bytewax floor.
 - `single_slot`: a model server with one slot and an unbounded queue (like llama.cpp by default), 1 s per
   request, BEDROCK_TIMEOUT_S 8, default window settings: does the window settle where requests fit in the
   timeout, and is anything dead-lettered?
@@ -123,6 +125,15 @@ def framework_floor(root: Path = ROOT, workers: int = 2, seconds: float = 20.0) 
     return waiting_flow_cpu("benchmarks.empty_flow", env, root, 3.0, seconds, workers) / workers
 
 
+def idle_stream(bench: Bench, root: Path = ROOT, workers: int = 2, seconds: float = 20.0) -> dict[str, float]:
+    """A streaming flow (no stop at end) on an empty 4-shard stream: the state a deployment spends most time in."""
+    with bench.run(shards=4) as run:
+        env = {**run.env, "PYTHONPATH": str(root), "KINESIS_STOP_AT_END": "false", "KINESIS_POLL_INTERVAL_S": "0.25"}
+        share = waiting_flow_cpu("dataflow.flow", env, root, 8.0, seconds, workers) / workers
+    floor = framework_floor(root, workers)
+    return {"core_share_per_worker": share, "bytewax_floor_per_worker": floor, "above_floor_per_worker": share - floor}
+
+
 def single_slot(bench: Bench, root: Path = ROOT, reviews: int = 60, workers: int = 2) -> dict[str, float]:
     bench.knobs(latency_ms=1000, max_concurrency=1)
     with bench.run(shards=4, BEDROCK_TIMEOUT_S="8") as run:
@@ -156,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with Bench(args.logs) as bench:
         for name in args.only:
-            fn = {"idle_cpu": idle_cpu, "single_slot": single_slot}[name]
+            fn = {"idle_cpu": idle_cpu, "idle_stream": idle_stream, "single_slot": single_slot}[name]
             results[name] = fn(bench, args.root.resolve())
             print(name, json.dumps(results[name]), flush=True)
     return 0
