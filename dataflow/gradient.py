@@ -5,9 +5,11 @@ near its capacity) answers every request, only later and later, until the client
 must follow latency too. This limit compares each round's average latency with the best round average seen
 recently (the latency of an uncongested server) and:
 
-- grows per round (about one latency) while latency stays within `tolerance` x the best: by sqrt(window) while
-  it is flat (within `flat` x the best: no queue is forming anywhere, as in Netflix's Gradient2, whose queue
-  allowance is a root of the limit), else by one; from 2 a flat server gets a window of 32 in ~9 rounds, not 30;
+- grows per round (about one latency) while latency stays within `tolerance` x the best: by one, and until
+  the first cut by sqrt(window) while latency is flat (within `flat` x the best; Netflix's Gradient2 allows a
+  root of the limit as queue): from 2 a flat server gets a window of 32 in ~9 rounds, not 30. Like TCP's
+  slow start it ends at the first sign of congestion: once cut, latency noise (a loaded machine, review
+  lengths) could pass for flat and a root-sized step overshoots a queueing server, so growth is by one;
 - shrinks in proportion (never below half per round) when the round's latency is above that;
 - halves on a timeout (once per congestion event: only a request started after the last cut cuts again).
 
@@ -110,5 +112,6 @@ class GradientLimit:
             self._last_cut = self.clock()
             self.decreases += 1
         elif busy:
-            step = max(1.0, math.sqrt(self.value)) if self.last_ratio <= self.flat else 1.0
+            slow_start = self.decreases == 0 and self.last_ratio <= self.flat
+            step = max(1.0, math.sqrt(self.value)) if slow_start else 1.0
             self.value = min(float(self.maximum), self.value + step)

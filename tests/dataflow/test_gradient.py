@@ -44,7 +44,7 @@ def test_starts_low_and_grows_while_latency_is_flat() -> None:
     assert windows[-1] == 16 and windows == sorted(windows)
 
 
-def test_grows_by_a_root_of_the_window_while_latency_is_flat_and_by_one_while_it_rises() -> None:
+def test_grows_by_a_root_of_the_window_until_the_first_cut_while_latency_is_flat() -> None:
     clock = Clock()
     limit = GradientLimit(maximum=64, minimum=1, initial=2, clock=clock)
     # Flat latency (no queue anywhere): 2 -> 32 in about ten rounds, not thirty (start-up after a restart).
@@ -58,6 +58,11 @@ def test_grows_by_a_root_of_the_window_while_latency_is_flat_and_by_one_while_it
             clock.now += 0.01
             rising.on_sample(1.0 if n == 0 else 1.3, reviews=1, in_flight=rising.current, request_started=started)
     assert rising.current == 8 + 7  # the first round set the baseline
+    # Once cut (the first sign of congestion), growth is by one even while latency is flat again.
+    assert limit.on_timeout(clock.now)
+    cut = limit.current
+    after = serve(limit, clock, service_s=0.2, slots=1024, rounds=6)
+    assert after == list(range(cut + 1, cut + 7)), after
 
 
 def test_shrinks_under_a_slow_single_slot_server_and_grows_back_when_it_speeds_up() -> None:
