@@ -207,6 +207,24 @@ def fake_clock(start: float = 0.0) -> tuple[list[float], object]:
     return now, lambda: now[0]
 
 
+def run_storm(pacer: object, now: list[float], rng: object, *, throttled: float, failed: float = 0.0) -> int:
+    """One 0.1 s request at a time until 600 s on the simulated clock, each throttled or failed (neither a
+    throttle nor a success: 5xx, timeouts) at random; returns how many were sent."""
+    sent = 0
+    while now[0] < 600:
+        now[0] += pacer.delay()
+        pacer.on_send()
+        started = now[0]
+        now[0] += 0.1
+        sent += 1
+        draw = rng.random()
+        if draw < throttled:
+            pacer.on_throttle(request_started=started)
+        elif draw >= throttled + failed:
+            pacer.on_success(request_started=started)
+    return sent
+
+
 def test_a_single_throttle_only_pauses() -> None:
     from dataflow.aimd import RatePacer
 
@@ -307,18 +325,7 @@ def test_scattered_throttles_do_not_collapse_the_pace() -> None:
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
-    rng = random.Random(3)
-    sent = 0
-    while now[0] < 600:
-        now[0] += pacer.delay()
-        pacer.on_send()
-        started = now[0]
-        now[0] += 0.1
-        sent += 1
-        if rng.random() < 0.25:
-            pacer.on_throttle(request_started=started)
-        else:
-            pacer.on_success(request_started=started)
+    sent = run_storm(pacer, now, random.Random(3), throttled=0.25)
     assert sent >= 0.5 * 6000, f"{sent} requests in 600 s, paced at {pacer.rate} rps"
 
 
@@ -376,17 +383,5 @@ def test_a_pace_set_by_an_early_burst_is_released_when_throttles_stay_scattered(
         pacer.on_send()
         pacer.on_throttle(request_started=now[0] - 0.01)
     assert pacer.rate == pytest.approx(20 / 60 * 0.9)
-    rng = random.Random(seed)
-    sent = 0
-    while now[0] < 600:
-        now[0] += pacer.delay()
-        pacer.on_send()
-        started = now[0]
-        now[0] += 0.1
-        sent += 1
-        draw = rng.random()
-        if draw < 0.25:
-            pacer.on_throttle(request_started=started)
-        elif draw >= 0.4:  # 15% fail otherwise (5xx, timeouts): neither a throttle nor a success
-            pacer.on_success(request_started=started)
+    sent = run_storm(pacer, now, random.Random(seed), throttled=0.25, failed=0.15)
     assert sent >= 0.4 * 6000, f"{sent} requests in 600 s, paced at {pacer.rate} rps"
