@@ -59,14 +59,21 @@ class AimdLimit:
 class RatePacer:
     """Paces request starts under a per-minute quota, so a backlog runs at the quota instead of into it.
 
-    A quota shows itself as throttling that persists: in a run younger than the 60 s window, four throttle
-    events in a row with no success; later, throttle events less than `recent_s` apart (scattered throttles,
-    which pacing cannot cure, rarely do either). Then the pacer sends at `backoff` x the rate admitted over the
-    last 60 s (Bedrock quotas are per minute, so that is what the quota lets through), never faster than it
-    already does and never below `floor` x the best such rate seen; every success then probes upward by
-    `growth`. A probe cycle is about ln(1/backoff)/growth successes (~150) for two throttles, about 1.3%.
-    Every throttle also pauses all sends, doubling while throttles continue (as they do until a burst leaves
-    the 60 s window) and reset by a success. Before the quota shows, nothing is paced.
+    A quota shows itself as throttling that persists: in a run younger than the 60 s window, `young_events`
+    throttle events in a row with no success (six: across the doubling pauses, ~3 s with nothing admitted);
+    later, throttle events less than `recent_s` apart (scattered throttles, which pacing cannot cure, rarely do
+    either). Then the pacer sends at `backoff` x the rate admitted over the last 60 s (Bedrock quotas are per
+    minute, so that is what the quota lets through), never faster than it already does and never below `floor`
+    x the best such rate seen; every success then probes upward by `growth`. A probe cycle is about
+    ln(1/backoff)/growth successes (~150) for two throttles, about 1.3%. Every throttle also pauses all sends,
+    doubling while throttles continue (as they do until a burst leaves the 60 s window) and reset by a success.
+    Before the quota shows, nothing is paced.
+
+    A young run's pace is a partial minute's rate, and a storm of random throttles also throttles a few times
+    in a row by chance (four in a row did in most simulated storms of 25%, and paced them at 0.2-1.5 rps for
+    a minute or more). A sliding quota filled in its first minute admits nothing new until that minute
+    slides, so when `young_release` paced requests succeed before then, at least as many as are throttled,
+    the pace is released at once.
 
     A cut is judged one window later (throttles within the window after a cut still come from before it, so
     they only pause), counting every throttle since, quota-looking or not: if three or more of the requests
@@ -85,6 +92,8 @@ class RatePacer:
     pause_base_s: float = 0.1
     pause_max_s: float = 8.0
     recent_s: float = 5.0
+    young_events: int = 6
+    young_release: int = 8
     scatter_share: float = 0.1
     scatter_sample: int = 20
     scatter_hold_s: float = 300.0
@@ -99,6 +108,7 @@ class RatePacer:
     _paced_at: float = field(init=False, default=float("-inf"))  # when the rate was last cut
     _judged: list[int] = field(init=False, default_factory=lambda: [0, 0])  # successes, throttles to judge the cut
     _scattered_until: float = field(init=False, default=float("-inf"))
+    _young: list[int] | None = field(init=False, default=None)  # successes, throttles since a young run's cut
 
     def delay(self) -> float:
         """Seconds until the next request may start (0 when unpaced and not paused)."""
@@ -119,21 +129,23 @@ class RatePacer:
             self.rate *= 1.0 + self.growth
             if self.clock() - self._paced_at >= self.window_s:
                 self._judged[0] += 1
+            self._judge_young(request_started, throttled=False)
 
     def on_throttle(self, request_started: float) -> bool:
         """React once per congestion event: pause, and pace when throttling persists; True when it reacted."""
         if request_started < self._last_cut:
             return False
+        self._judge_young(request_started, throttled=True)
         now = self.clock()
         self._forget_before(now - self.window_s)
         age = now - (self._first_send if self._first_send is not None else now)
         recent = now - self._last_cut < self.recent_s
-        # A run younger than the window paces only when throttling has persisted (4 events, no success): then the
-        # window is plainly full. An older run paces on any repeated throttling, successes in between or not.
+        # A run younger than the window paces only when throttling has persisted (`young_events`, no success):
+        # then the window is plainly full. An older run paces on any repeated throttling, successes in between or not.
         if now < self._scattered_until:
             quota = False  # throttling that pacing did not cure: the pauses and the AIMD window answer it
         elif age < self.window_s:
-            quota = self._consecutive >= 3
+            quota = self._consecutive >= self.young_events - 1
         else:
             quota = self._consecutive >= 1 or recent
         if self.rate is not None:
@@ -150,6 +162,7 @@ class RatePacer:
                 self.rate = target
                 self._paced_at = now
                 self._judged = [0, 0]
+                self._young = [0, 0] if age < self.window_s else None
         pause = min(self.pause_max_s, self.pause_base_s * 2**self._consecutive)
         self._consecutive += 1
         self._next_at = max(self._next_at, now + pause)
@@ -171,6 +184,20 @@ class RatePacer:
             return False
         # Many successes since the cut settled, then a throttle: the upward probe found the quota's edge again.
         return ok >= self.scatter_sample
+
+    def _judge_young(self, request_started: float, throttled: bool) -> None:
+        """Release a young run's pace that paced requests disprove (see the class docstring)."""
+        if self._young is None or self.rate is None or request_started < self._paced_at:
+            return
+        # A few seconds' margin: other clients of the quota may have started a little earlier.
+        if self._first_send is None or self.clock() >= self._first_send + self.window_s - self.recent_s:
+            self._young = None  # the first minute slides now: the ordinary judgement takes over
+            return
+        self._young[throttled] += 1
+        ok, throttles = self._young
+        if ok >= self.young_release and ok >= throttles:
+            self.rate = None
+            self._young = None
 
     def _forget_before(self, cutoff: float) -> None:
         while self._admitted and self._admitted[0] < cutoff:

@@ -207,11 +207,13 @@ def fake_clock(start: float = 0.0) -> tuple[list[float], object]:
     return now, lambda: now[0]
 
 
-def run_storm(pacer: object, now: list[float], rng: object, *, throttled: float, failed: float = 0.0) -> int:
-    """One 0.1 s request at a time until 600 s on the simulated clock, each throttled or failed (neither a
+def run_storm(
+    pacer: object, now: list[float], rng: object, *, throttled: float, failed: float = 0.0, until: float = 600.0
+) -> int:
+    """One 0.1 s request at a time until `until` on the simulated clock, each throttled or failed (neither a
     throttle nor a success: 5xx, timeouts) at random; returns how many were sent."""
     sent = 0
-    while now[0] < 600:
+    while now[0] < until:
         now[0] += pacer.delay()
         pacer.on_send()
         started = now[0]
@@ -264,16 +266,17 @@ def test_persistent_throttling_paces_at_the_admitted_rate_of_the_last_minute() -
     now[0] = 13.2
     assert pacer.on_throttle(request_started=13.15)  # again, no success in between
     assert pacer.rate is None and pacer.delay() == pytest.approx(0.2)  # a young run: only the pause doubles
-    now[0] = 13.6
-    assert pacer.on_throttle(request_started=13.5)
-    assert pacer.rate is None
-    now[0] = 14.5
-    assert pacer.on_throttle(request_started=14.4)  # the fourth in a row: the window is full, pace over 60 s
+    for _ in range(2, pacer.young_events):  # more in a row, each after its doubled pause
+        assert pacer.rate is None
+        now[0] += pacer.delay() + 0.1
+        assert pacer.on_throttle(request_started=now[0] - 0.05)
+    # The sixth in a row (~3 s with nothing admitted): the window is full, pace over 60 s
     assert pacer.rate == pytest.approx(120 / 60 * 0.9)
     paced = pacer.rate
-    now[0] = 16.0
-    assert pacer.on_throttle(request_started=15.9)
+    now[0] += 1.0
+    assert pacer.on_throttle(request_started=now[0] - 0.1)
     assert pacer.rate == paced
+    now[0] = 62.0  # the first minute has slid: the quota admits again
     for _ in range(100):
         pacer.on_success(request_started=now[0])
     assert pacer.rate > paced  # probing upward again
@@ -378,10 +381,62 @@ def test_a_pace_set_by_an_early_burst_is_released_when_throttles_stay_scattered(
         now[0] = i * 0.1
         pacer.on_send()
         pacer.on_success(request_started=now[0])
-    for i in range(4):
+    for i in range(pacer.young_events):
         now[0] = 2.0 + i * 0.5
         pacer.on_send()
         pacer.on_throttle(request_started=now[0] - 0.01)
     assert pacer.rate == pytest.approx(20 / 60 * 0.9)
     sent = run_storm(pacer, now, random.Random(seed), throttled=0.25, failed=0.15)
     assert sent >= 0.4 * 6000, f"{sent} requests in 600 s, paced at {pacer.rate} rps"
+
+
+def test_a_young_pace_that_random_throttles_set_is_released_within_seconds() -> None:
+    """The storm fault test took 35-170 s on a quiet machine: in most runs a chance run of throttles in the
+    first seconds paced a worker at 1.4 rps, a partial minute's rate, for the minute until the cut could be
+    judged. Here 10 rps for 10 s, then six throttle events in a row: paced at 1.5 rps, it must open up again
+    well before the run's first minute is over. Paced to the end, 8 storms sent ~400 requests in those 45 s."""
+    import random
+
+    from dataflow.aimd import RatePacer
+
+    sent = []
+    for seed in range(1, 9):
+        now, clock = fake_clock()
+        pacer = RatePacer(clock=clock)
+        for i in range(100):
+            now[0] = i * 0.1
+            pacer.on_send()
+            pacer.on_success(request_started=now[0])
+        for i in range(pacer.young_events):
+            now[0] = 10.0 + i * 0.1
+            pacer.on_send()
+            pacer.on_throttle(request_started=now[0] - 0.01)
+        assert pacer.rate == pytest.approx(100 / 60 * 0.9)
+        sent.append(run_storm(pacer, now, random.Random(seed), throttled=0.25, failed=0.15, until=55.0))
+    assert sum(sent) >= 1000, f"requests in the 45 s after the cut, per storm: {sent}"
+
+
+def test_a_quota_filled_in_the_first_minute_stays_paced_until_the_minute_slides() -> None:
+    """The converse: 120 RPM filled in the first 15 s, then only throttles until the window slides, with a
+    few successes in other clients' freed slots, fewer than the throttles: the young pace must hold."""
+    from dataflow.aimd import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    for i in range(120):
+        now[0] = i * 0.125
+        pacer.on_send()
+        pacer.on_success(request_started=now[0])
+    paced = None
+    while now[0] < 55:
+        now[0] += max(pacer.delay(), 0.1)
+        pacer.on_send()
+        started = now[0]
+        now[0] += 0.1
+        if paced is not None and int(now[0]) % 10 == 0:  # a success now and then, each among throttles
+            pacer.on_success(request_started=started)
+        else:
+            pacer.on_throttle(request_started=started)
+        paced = pacer.rate if paced is None else paced
+        assert paced is None or pacer.rate is not None, f"released at {now[0]:.1f} s"
+    assert paced == pytest.approx(120 / 60 * 0.9)
