@@ -193,7 +193,7 @@ class RatePacer:
         if self._first_send is None or self.clock() >= self._first_send + self.window_s - self.recent_s:
             self._young = None  # the first minute slides now: the ordinary judgement takes over
             return
-        self._young[throttled] += 1
+        self._young[1 if throttled else 0] += 1
         ok, throttles = self._young
         if ok >= self.young_release and ok >= throttles:
             self.rate = None
