@@ -16,11 +16,11 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from dataflow.bedrock_client import aiobotocore_client
-from dataflow.kinesis_source import KinesisSource
-from dataflow.opensearch_sink import OpenSearchSink
+from dataflow.enrich.bedrock import aiobotocore_client
+from dataflow.enrich.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
+from dataflow.kinesis_source.partition import KinesisSource
+from dataflow.opensearch_sink.sink import OpenSearchSink
 from dataflow.parse import parse_record
-from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
 from dataflow.records import DeadLetter, EnrichedReview, Review
 from dataflow.settings import load_settings
 

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataflow.prompt import ReviewAnswer, parse_answer
+from dataflow.enrich.prompt import ReviewAnswer, parse_answer
 from devstack.bedrock.backends.llm import REVIEW_MAX_TOKENS, LlmBackend
 
 SENTIMENTS = ("positive", "negative")

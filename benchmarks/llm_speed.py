@@ -2,7 +2,7 @@
 
     python -m benchmarks.llm_speed [--reviews 60] [--per-request 1] [--window 4] [--parallel 1] [--threads 1]
 
-Requests are built exactly as the dataflow builds them (`dataflow.prompt.build_converse_request`) and parsed as
+Requests are built exactly as the dataflow builds them (`dataflow.enrich.prompt.build_converse_request`) and parsed as
 the local server parses them, then `window` of them are kept in flight. Review texts are seeded synthetic
 reviews stretched to an IMDB-like length distribution (log-normal, median ~170 words, mean ~230, capped at
 2,500), or the `review` column of a CSV given with --csv (third-party text stays outside the repository).
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.llm_quality import load_labelled
-from dataflow.prompt import ReviewAnswer, build_converse_request, parse_answer
+from dataflow.enrich.prompt import ReviewAnswer, build_converse_request, parse_answer
 from devstack.bedrock.app import parse_converse
 from devstack.bedrock.backends.llm import LlmBackend
 from producer.synthetic import synthetic_text

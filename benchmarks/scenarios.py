@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from benchmarks.harness import Bench, Sampler, parse_time, percentile, stats
-from dataflow.pricing import cost_usd, price_per_mtok
+from dataflow.enrich.pricing import cost_usd, price_per_mtok
 from dataflow.settings import DEFAULT_MODEL_ID
 
 PRICE = price_per_mtok(DEFAULT_MODEL_ID)

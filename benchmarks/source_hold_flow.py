@@ -10,8 +10,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink
 
-from dataflow.backpressure import BUFFERS
-from dataflow.kinesis_source import KinesisSource
+from dataflow.channels.backpressure import BUFFERS
+from dataflow.kinesis_source.partition import KinesisSource
 from dataflow.settings import load_settings
 
 BUFFERS.register(id(BUFFERS), 0)  # a buffer with no room, forever

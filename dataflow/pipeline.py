@@ -14,14 +14,14 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow import metrics
-from dataflow.bedrock_client import ClientFactory, aiobotocore_client
-from dataflow.enrich import EngineRegistry, EnrichLogic, InFlightState
-from dataflow.kinesis_source import KinesisSource
-from dataflow.opensearch_sink import OpenSearchSink
+from dataflow.channels.store_acks import StoreAcks
+from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
+from dataflow.enrich.step import EngineRegistry, EnrichLogic, InFlightState
+from dataflow.kinesis_source.partition import KinesisSource
+from dataflow.opensearch_sink.sink import OpenSearchSink
 from dataflow.parse import parse_record
 from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord, Review
 from dataflow.settings import Settings
-from dataflow.store_acks import StoreAcks
 
 
 def build_flow(
@@ -36,7 +36,7 @@ def build_flow(
 ) -> Dataflow:
     registry = registry or EngineRegistry(settings, bedrock_client_factory)
     # The production results sink writes in the background and acknowledges what it stored, so enrichment
-    # keeps emitted results in its checkpoint until then (dataflow/store_acks.py). A sink passed in by a
+    # keeps emitted results in its checkpoint until then (dataflow/channels/store_acks.py). A sink passed in by a
     # caller writes before it returns, as Bytewax assumes.
     acks = StoreAcks() if results_sink is None and settings.opensearch_max_pending_docs > 0 else None
     flow = Dataflow(flow_id)

@@ -19,7 +19,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
-from dataflow.pricing import cost_usd, price_per_mtok
+from dataflow.enrich.pricing import cost_usd, price_per_mtok
 from devstack.cli import command
 
 PROCESSED_FIELDS = [

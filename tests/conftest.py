@@ -36,7 +36,7 @@ def _fake_aws_credentials() -> Iterator[None]:
             os.environ[key] = value
 
 
-PROCESS_STATE = (("dataflow.backpressure", "BUFFERS"), ("dataflow.kinesis_shards", "LEDGER"))
+PROCESS_STATE = (("dataflow.channels.backpressure", "BUFFERS"), ("dataflow.kinesis_source.shards", "LEDGER"))
 
 
 @pytest.fixture(autouse=True)

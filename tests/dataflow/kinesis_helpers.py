@@ -7,7 +7,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from dataflow.kinesis_source import DrainLedger, KinesisPartition
+from dataflow.kinesis_source.partition import DrainLedger, KinesisPartition
 from tests.dataflow.helpers import settings
 
 PARTITIONS = 4

@@ -13,14 +13,14 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, run_main
 from opensearchpy import OpenSearch
 
-from dataflow.background_writer import BackgroundWriter
-from dataflow.enrich import EngineRegistry, EnrichLogic
-from dataflow.enrich_engine import EnrichEngine
-from dataflow.opensearch_errors import OpenSearchHalt
+from dataflow.channels.store_acks import StoreAcks
+from dataflow.enrich.engine import EnrichEngine
+from dataflow.enrich.step import EngineRegistry, EnrichLogic
+from dataflow.opensearch_sink.background_writer import BackgroundWriter
+from dataflow.opensearch_sink.errors import OpenSearchHalt
 from dataflow.parse import parse_record
 from dataflow.pipeline import build_flow
 from dataflow.records import EnrichedReview, KinesisRecord
-from dataflow.store_acks import StoreAcks
 from tests.dataflow.helpers import record, settings
 from tests.fakes import FakeBedrock
 from tests.fault_proxy import FaultProxy

@@ -12,9 +12,9 @@ from botocore.exceptions import NoCredentialsError
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
-from dataflow.bedrock_errors import CallError, classify
+from dataflow.enrich.errors import CallError, classify
+from dataflow.enrich.retry_policy import DEAD_LETTER, HOLD, RETRY_LATER, RETRY_NOW, Job, decide
 from dataflow.records import Review
-from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_LATER, RETRY_NOW, Job, decide
 from tests.dataflow.helpers import flow_with, ids, record, run_flow, settings
 from tests.fakes import FakeBedrock
 from tests.support.aws import client_error
@@ -115,7 +115,7 @@ def test_invalid_answers_change_the_retry_and_repeats_stop_early() -> None:
 
 
 def test_pacer_history_stays_bounded() -> None:
-    from dataflow.aimd import RatePacer
+    from dataflow.enrich.concurrency.aimd import RatePacer
 
     now = [0.0]
     pacer = RatePacer(clock=lambda: now[0])

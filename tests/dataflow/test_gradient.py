@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dataflow.concurrency import Window
-from dataflow.gradient import GradientLimit
-from dataflow.handoff import DelayStats, next_tick
+from dataflow.enrich.concurrency.gradient import GradientLimit
+from dataflow.enrich.concurrency.window import Window
+from dataflow.enrich.wake import DelayStats, next_tick
 from tests.dataflow.helpers import settings
 
 

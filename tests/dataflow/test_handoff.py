@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from dataflow.backpressure import BUFFERS
-from dataflow.enrich import EnrichLogic
-from dataflow.enrich_engine import EnrichEngine
+from dataflow.channels.backpressure import BUFFERS
+from dataflow.enrich.engine import EnrichEngine
+from dataflow.enrich.step import EnrichLogic
 from dataflow.parse import parse_record
 from dataflow.records import EnrichedReview
 from tests.dataflow.helpers import record, settings

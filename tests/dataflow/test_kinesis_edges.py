@@ -13,9 +13,9 @@ import boto3
 import pytest
 from prometheus_client import REGISTRY
 
-from dataflow.backpressure import BUFFERS
-from dataflow.kinesis_shards import MIN_POLL_S, ShardReader, poll_interval
-from dataflow.kinesis_source import BACKPRESSURE_WAIT_S, DrainLedger, KinesisPartition
+from dataflow.channels.backpressure import BUFFERS
+from dataflow.kinesis_source.partition import BACKPRESSURE_WAIT_S, DrainLedger, KinesisPartition
+from dataflow.kinesis_source.shards import MIN_POLL_S, ShardReader, poll_interval
 from devstack.kinesis_strict import expire_shard, trim_shard
 from tests.dataflow.kinesis_helpers import Reader, cfg, client_error, create, list_shards, open_shards, put, split
 

@@ -18,10 +18,10 @@ import pytest
 import urllib3
 from opensearchpy import OpenSearch
 
-from dataflow.opensearch_errors import OpenSearchHalt
-from dataflow.opensearch_sink import OpenSearchSink
+from dataflow.channels.store_acks import StoreAcks
+from dataflow.opensearch_sink.errors import OpenSearchHalt
+from dataflow.opensearch_sink.sink import OpenSearchSink
 from dataflow.records import DeadLetter, EnrichedReview, Review
-from dataflow.store_acks import StoreAcks
 from tests.dataflow.helpers import settings
 from tests.fault_proxy import FaultProxy, Reply
 
@@ -341,7 +341,7 @@ def test_a_400_every_document_meets_alone_is_the_request_not_the_documents(cfg, 
 
 
 def test_chunks_respect_both_bounds_and_keep_order() -> None:
-    from dataflow.bulk_writer import chunks
+    from dataflow.opensearch_sink.bulk import chunks
 
     sizes = {"a": 400, "b": 400, "c": 300, "d": 2000, "e": 10, "f": 10, "g": 10}
     assert chunks(sizes, max_docs=2, max_bytes=1000) == [["a", "b"], ["c"], ["d"], ["e", "f"], ["g"]]
@@ -349,7 +349,7 @@ def test_chunks_respect_both_bounds_and_keep_order() -> None:
 
 
 def test_item_outcomes_are_classified_by_status_and_type() -> None:
-    from dataflow.opensearch_errors import CONFLICT, MISSING_INDEX, REJECT, RETRY, STORED, classify_item
+    from dataflow.opensearch_sink.errors import CONFLICT, MISSING_INDEX, REJECT, RETRY, STORED, classify_item
 
     def item(status: int, error_type: str | None = None) -> dict[str, Any]:
         return {"status": status, **({"error": {"type": error_type, "reason": "x"}} if error_type else {})}

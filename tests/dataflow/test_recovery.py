@@ -46,7 +46,7 @@ def test_abort_and_resume_reissues_the_reviews_in_flight(tmp_path: Path, caplog:
     assert "r59" not in first_run and not HUNG & set(first_run)
     assert {review_id(reviews_in(kw)) for kw in hanging.requests} >= HUNG, "the hung reviews were never sent"
 
-    caplog.set_level(logging.INFO, logger="dataflow.enrich")
+    caplog.set_level(logging.INFO, logger="dataflow.enrich.step")
     answering = FakeBedrock()
     flow, registry = flow_with(items, answering, cfg, results, dead, batch_size=5)
     run_main(flow, epoch_interval=timedelta(milliseconds=20), recovery_config=recovery)

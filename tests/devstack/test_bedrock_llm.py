@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from dataflow.prompt import SENTIMENTS, ReviewAnswer, build_converse_request, is_one_sentence, parse_answer
+from dataflow.enrich.prompt import SENTIMENTS, ReviewAnswer, build_converse_request, is_one_sentence, parse_answer
 from devstack.bedrock.backends.llm_review import (
     ELISION,
     SUMMARY_CUE,

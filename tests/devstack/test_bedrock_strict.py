@@ -15,7 +15,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from dataflow.prompt import build_converse_request
+from dataflow.enrich.prompt import build_converse_request
 from devstack.processes import start_bedrock
 from tests.devstack.conftest import MODEL_ID, admin, bedrock_client, run
 

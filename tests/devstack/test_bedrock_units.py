@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataflow.prompt import is_one_sentence
+from dataflow.enrich.prompt import is_one_sentence
 from devstack.bedrock.admission import EWMA_ALPHA, Admission
 from devstack.bedrock.backends import Message, ModelRequest
 from devstack.bedrock.backends.lexicon import summarise

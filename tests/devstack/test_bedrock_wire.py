@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from dataflow.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
+from dataflow.enrich.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
 from devstack.bedrock.errors import ERROR_STATUS
 from tests.devstack.conftest import MODEL_ID, admin, bedrock_client, run
 

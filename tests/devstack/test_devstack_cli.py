@@ -14,7 +14,7 @@ import boto3
 import orjson
 import pytest
 
-from dataflow.prompt import build_converse_request, parse_answer
+from dataflow.enrich.prompt import build_converse_request, parse_answer
 from devstack.processes import LOOPBACK, http_ok
 from devstack.stack import LocalStack, StackConfig
 from devstack.stack_commands import proc_start_time

@@ -1,4 +1,4 @@
-"""The production Bedrock client factory (`dataflow.bedrock_client.aiobotocore_client`) against the local server.
+"""The production Bedrock client factory (`dataflow.enrich.bedrock.aiobotocore_client`) against the local server.
 
 The dataflow tests inject a fake client and the other devstack tests build their own, so only these tests see
 how the client the pipeline really uses behaves on the wire: one HTTP request per call, whatever the error,
@@ -13,9 +13,9 @@ import collections
 import pytest
 from botocore.exceptions import ClientError
 
-from dataflow.bedrock_client import aiobotocore_client
-from dataflow.enrich_engine import EnrichEngine
-from dataflow.prompt import build_converse_request
+from dataflow.enrich.bedrock import aiobotocore_client
+from dataflow.enrich.engine import EnrichEngine
+from dataflow.enrich.prompt import build_converse_request
 from dataflow.records import DeadLetter, Review
 from dataflow.settings import load_settings
 from tests.devstack.conftest import MODEL_ID, admin, run

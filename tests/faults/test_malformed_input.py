@@ -9,7 +9,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from dataflow.prompt import SENTIMENTS
+from dataflow.enrich.prompt import SENTIMENTS
 from devstack.bedrock.backends.lexicon import LexiconBackend
 from tests.faults.accounting import bedrock_summary, check_accounting, put_raw, read_stream, synthetic_ids
 from tests.plugins.stack import Pipeline

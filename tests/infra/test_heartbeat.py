@@ -75,7 +75,7 @@ def test_liveness_command_fails_on_stale_or_missing_and_passes_on_fresh(tmp_path
 
 
 def test_the_kinesis_source_beats_on_every_poll() -> None:
-    source = Path(heartbeat.__file__).with_name("kinesis_source.py").read_text()
+    source = Path(heartbeat.__file__).parent.joinpath("kinesis_source", "partition.py").read_text()
     body = source.split("def next_batch(self)", 1)[1].split("\n    def ", 1)[0]
     assert "heartbeat.beat()" in body
 

@@ -39,8 +39,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflow import heartbeat, metrics
-from dataflow.backpressure import BUFFERS
-from dataflow.kinesis_shards import (
+from dataflow.channels.backpressure import BUFFERS
+from dataflow.kinesis_source.shards import (
     BACKPRESSURE_WAIT_S,
     CAUGHT_UP_LAG_MS,
     LEDGER,

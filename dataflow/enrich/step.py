@@ -1,7 +1,7 @@
 """Async Bedrock enrichment as a Bytewax `stateful_batch` step (the Bytewax side of the engine).
 
 Why not `asyncio.gather` per batch: a batch-at-a-time call waits for its slowest request, so one straggler
-empties the window. Here each worker thread has one `EnrichEngine` (dataflow/enrich_engine.py) that keeps
+empties the window. Here each worker thread has one `EnrichEngine` (dataflow/enrich/engine.py) that keeps
 the window full across batches; `EnrichLogic`, one per shard key, only hands reviews over and collects
 whatever has finished, so results leave in completion order (unordered) and nobody waits for a straggler.
 
@@ -9,12 +9,12 @@ Bounded handoff: the logic hands the engine only as many reviews as the engine h
 (BEDROCK_MAX_BUFFERED); the rest wait in the logic's own queue, in Bytewax state, until room frees up. So
 `on_batch` never blocks (blocking would stop epochs, hence checkpoints), whatever process the reviews came from.
 
-Waking: Bytewax calls the logic only with input or at its `notify_at`; see dataflow/handoff.py for why every
+Waking: Bytewax calls the logic only with input or at its `notify_at`; see dataflow/enrich/wake.py for why every
 key asks for the same instants (one wake serves all keys of a worker, and no 10 ms polling).
 
 Recovery: the logic's snapshot is every review received and not yet emitted (handed over or still queued),
 so a resumed run re-issues exactly those (like Flink Async I/O checkpoints). With a background results writer
-(a `StoreAcks` ledger, dataflow/store_acks.py), a result emitted but not yet stored stays in the snapshot too.
+(a `StoreAcks` ledger, dataflow/channels/store_acks.py), a result emitted but not yet stored stays in the snapshot too.
 The sink is idempotent, so a review that had finished just before a crash is simply written again.
 """
 
@@ -28,10 +28,10 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflow.enrich_engine import Done, EngineRegistry, EnrichEngine, EnrichOutput
-from dataflow.handoff import DelayStats, next_tick
+from dataflow.channels.store_acks import StoreAcks
+from dataflow.enrich.engine import Done, EngineRegistry, EnrichEngine, EnrichOutput
+from dataflow.enrich.wake import DelayStats, next_tick
 from dataflow.records import EnrichedReview, Review
-from dataflow.store_acks import StoreAcks
 
 __all__ = ["EngineRegistry", "EnrichEngine", "EnrichLogic", "EnrichOutput", "InFlightState"]
 

@@ -1,10 +1,10 @@
 """Which results the OpenSearch writer has stored, so the enrichment step keeps the rest in its checkpoint.
 
-The results sink writes in the background (dataflow/background_writer.py): a slow bulk request must not stop
-the worker from reading Kinesis and keeping Bedrock busy. But then a result can leave the enrichment step, and
-its epoch can close and its checkpoint commit, before OpenSearch has it. So the enrichment logic keeps every
-result it emitted in its snapshot until the writer reports it stored here; a crash before that re-enriches it
-on resume (the write is idempotent). One ledger per process: Bytewax hands a worker's results to the sink
+The results sink writes in the background (dataflow/opensearch_sink/background_writer.py): a slow bulk request
+must not stop the worker from reading Kinesis and keeping Bedrock busy. But then a result can leave the enrichment
+step, and its epoch can close and its checkpoint commit, before OpenSearch has it. So the enrichment logic keeps
+every result it emitted in its snapshot until the writer reports it stored here; a crash before that re-enriches
+it on resume (the write is idempotent). One ledger per process: Bytewax hands a worker's results to the sink
 partition of the same worker, and a key's logic lives in one worker.
 """
 

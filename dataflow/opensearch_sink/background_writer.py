@@ -6,7 +6,7 @@ reviews to Bedrock. This writer takes the batch and returns; one thread per sink
 queued, in order, merging what queued meanwhile into one call (fewer, larger bulk requests under load).
 
 Bounded: `submit` waits while `max_pending` items are queued, so a sink that cannot keep up still holds
-back the flow. Durability is the caller's: results are acknowledged through `dataflow.store_acks`, and the
+back the flow. Durability is the caller's: results are acknowledged through `dataflow.channels.store_acks`, and the
 enrichment step keeps each one in its checkpoint until then. A failure (`OpenSearchHalt`) stops the thread
 and is raised on the worker by the next `submit`, `flush` or `close` (and by the ledger's `check`).
 """

@@ -6,11 +6,11 @@
   never replaces a newer one, and a replay of the same record is a version conflict, which counts as stored;
 - dead letters are plain writes (the last one wins): each is an audit record keyed by the failing record,
   its content does not depend on order, and a write that cannot conflict can never be refused for order;
-- errors are handled by kind (`dataflow.bulk_writer`, `dataflow.opensearch_errors`): a document bad on its
+- errors are handled by kind (`dataflow.opensearch_sink.bulk`, `dataflow.opensearch_sink.errors`): a document bad on its
   own becomes an `index` dead letter; congestion is retried until it passes; a configuration problem (access
   still denied after OPENSEARCH_AUTH_GRACE_S, a wrong URL, a dead letter the dead-letter index refuses)
   raises `OpenSearchHalt`, which stops the flow before a checkpoint covers the records;
-- results are written by a background thread (`dataflow.background_writer`, bounded by
+- results are written by a background thread (`dataflow.opensearch_sink.background_writer`, bounded by
   OPENSEARCH_MAX_PENDING_DOCS) when the flow passes a `StoreAcks` ledger: the worker goes on reading and
   enriching during a slow bulk, and the enrichment step keeps each result in its checkpoint until stored;
   dead letters are written on the worker (rare, and parse dead letters have no other checkpoint);
@@ -34,13 +34,13 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
 from dataflow import metrics
-from dataflow.aimd import full_jitter
-from dataflow.background_writer import BackgroundWriter
-from dataflow.bulk_writer import BulkDoc, BulkWriter
-from dataflow.opensearch_errors import AUTH, RETRY, OpenSearchHalt, classify_request
+from dataflow.channels.store_acks import StoreAcks
+from dataflow.enrich.concurrency.aimd import full_jitter
+from dataflow.opensearch_sink.background_writer import BackgroundWriter
+from dataflow.opensearch_sink.bulk import BulkDoc, BulkWriter
+from dataflow.opensearch_sink.errors import AUTH, RETRY, OpenSearchHalt, classify_request
 from dataflow.records import DeadLetter, EnrichedReview, truncate_raw
 from dataflow.settings import Settings
-from dataflow.store_acks import StoreAcks
 
 log = logging.getLogger(__name__)
 

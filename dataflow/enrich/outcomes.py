@@ -7,7 +7,7 @@
   alone, and only then do timeouts count against it;
 - a configuration error (access denied, unknown model...): the reviews are held, never dead-lettered, and
   CONFIG_ERRORS_TO_HALT in a row halt the flow;
-- anything else: `dataflow.retry_policy.decide` says retry now, later (backoff with full jitter) or dead-letter.
+- anything else: `dataflow.enrich.retry_policy.decide` says retry now, later (backoff with full jitter) or dead-letter.
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dataflow import metrics
-from dataflow.aimd import full_jitter
-from dataflow.answer_reader import read_response
-from dataflow.bedrock_errors import CallError
-from dataflow.pricing import cost_usd
+from dataflow.enrich.answers import read_response
+from dataflow.enrich.concurrency.aimd import full_jitter
+from dataflow.enrich.errors import CallError
+from dataflow.enrich.pricing import cost_usd
+from dataflow.enrich.retry_policy import DEAD_LETTER, HOLD, RETRY_NOW, Job, decide
 from dataflow.records import DeadLetter, EnrichedReview
-from dataflow.retry_policy import DEAD_LETTER, HOLD, RETRY_NOW, Job, decide
 from dataflow.settings import Settings
 
 if TYPE_CHECKING:
-    from dataflow.aimd import AimdLimit, RatePacer
-    from dataflow.concurrency import Window
+    from dataflow.enrich.concurrency.aimd import AimdLimit, RatePacer
+    from dataflow.enrich.concurrency.window import Window
 
-log = logging.getLogger("dataflow.enrich_engine")  # one logger name for the engine's lines, as before
+log = logging.getLogger("dataflow.enrich.engine")  # one logger name for the engine's lines, as before
 
 CONFIG_ERRORS_TO_HALT = 3  # configuration errors in a row (no success between) that halt the flow
 

@@ -1,6 +1,6 @@
 """Shard bookkeeping for the Kinesis source: who owns a shard, what is drained, what a shard is, how far its
 reader got, where a shard with no checkpoint starts, and how long to wait while held back.
-`dataflow.kinesis_source` does the reading."""
+`dataflow.kinesis_source.partition` does the reading."""
 
 from __future__ import annotations
 

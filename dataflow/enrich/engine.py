@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataflow import metrics
-from dataflow.backpressure import BUFFERS
-from dataflow.bedrock_client import ClientFactory, aiobotocore_client
-from dataflow.bedrock_errors import CallError, classify
-from dataflow.concurrency import Window
-from dataflow.pricing import price_per_mtok
-from dataflow.prompt import build_converse_request
+from dataflow.channels.backpressure import BUFFERS
+from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
+from dataflow.enrich.concurrency.window import Window
+from dataflow.enrich.errors import CallError, classify
+from dataflow.enrich.outcomes import RequestOutcomes
+from dataflow.enrich.pricing import price_per_mtok
+from dataflow.enrich.prompt import build_converse_request
+from dataflow.enrich.retry_policy import Job
 from dataflow.records import DeadLetter, EnrichedReview, Review
-from dataflow.request_outcomes import RequestOutcomes
-from dataflow.retry_policy import Job
 from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,12 @@ class EngineStats:
 
 class EnrichEngine(RequestOutcomes):
     """Per-worker asyncio loop, Bedrock client, AIMD window and job queue; what each request's outcome
-    does to its reviews and to the window is `RequestOutcomes` (dataflow/request_outcomes.py)."""
+    does to its reviews and to the window is `RequestOutcomes` (dataflow/enrich/outcomes.py)."""
 
     def __init__(self, settings: Settings, client_factory: ClientFactory, worker: str) -> None:
         self.settings = settings
         self.worker = worker
-        # The window (dataflow/concurrency.py): min of the throttling (AIMD) and latency limits, plus the pacer.
+        # The window (concurrency/window.py): min of the throttling (AIMD) and latency limits, plus the pacer.
         self.window = Window.from_settings(settings)
         self.limit = self.window.aimd
         self.pacer = self.window.pacer

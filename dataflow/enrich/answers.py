@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dataflow.bedrock_errors import CallError
-from dataflow.prompt import AnswerError, ReviewAnswer, answer_text, parse_answer
+from dataflow.enrich.errors import CallError
+from dataflow.enrich.prompt import AnswerError, ReviewAnswer, answer_text, parse_answer
 from dataflow.records import EnrichedReview, Review
 
 

@@ -1,11 +1,11 @@
 """The enrichment window: how many Bedrock requests one worker may have in flight, and when the next may start.
 
 Three controls, each answering one kind of congestion, combined by taking the smallest window:
-- `AimdLimit` (dataflow/aimd.py): throttling says the quota is spent now: halve, then grow by one per window.
-- `GradientLimit` (dataflow/gradient.py): rising latency and timeouts say the server is queueing: shrink in
+- `AimdLimit` (aimd.py): throttling says the quota is spent now: halve, then grow by one per window.
+- `GradientLimit` (gradient.py): rising latency and timeouts say the server is queueing: shrink in
   proportion, grow while latency stays flat. It starts low (BEDROCK_INITIAL_CONCURRENCY), so the configured
   maximum is a ceiling reached only while latency allows it.
-- `RatePacer` (dataflow/aimd.py): a per-minute quota: space request starts at the rate the quota admits.
+- `RatePacer` (aimd.py): a per-minute quota: space request starts at the rate the quota admits.
 
 BEDROCK_ADAPTIVE=false pins the window at BEDROCK_MAX_CONCURRENCY and never paces (the reference behaviour).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataflow.aimd import AimdLimit, RatePacer
-from dataflow.gradient import GradientLimit
+from dataflow.enrich.concurrency.aimd import AimdLimit, RatePacer
+from dataflow.enrich.concurrency.gradient import GradientLimit
 from dataflow.settings import Settings
 
 

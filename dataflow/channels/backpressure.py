@@ -4,7 +4,7 @@ Blocking inside a Bytewax step stops its worker from closing epochs, so no check
 blocks. Instead, every enrichment engine publishes how many reviews it holds (handed over, plus those its logics
 keep queued for lack of room) and how many it may hold, and the source reads only as many records as there is
 room for (none while the buffers are full). What does not fit waits in the enrichment logic's queue, in
-Bytewax state (dataflow/enrich.py); only reviews read in another process can fill that queue to its cap.
+Bytewax state (dataflow/enrich/step.py); only reviews read in another process can fill that queue to its cap.
 
 `freed()` counts the times room was freed, so a source held back can tell a buffer that drains (look again
 soon) from one waiting on a slow model (look again later: waiting must not cost CPU).

@@ -20,7 +20,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflow.bedrock_errors import CallError
+from dataflow.enrich.errors import CallError
 from dataflow.records import Review
 from dataflow.settings import Settings
 

@@ -4,7 +4,7 @@
   the bytes under the domain's payload limit: 10 MiB on small instance types, 100 MiB on large ones);
 - a document may carry an external version: OpenSearch then keeps the highest, and a version conflict
   means a newer (or the same) result is already stored, which counts as stored;
-- failures are handled by kind (`dataflow.opensearch_errors`): congestion retried with backoff and full
+- failures are handled by kind (`dataflow.opensearch_sink.errors`): congestion retried with backoff and full
   jitter until it passes (the sink blocks, which holds back the source), access denied retried for
   OPENSEARCH_AUTH_GRACE_S then halted, 413 split, 400 bisected; a configuration problem raises
   `OpenSearchHalt`.
@@ -24,8 +24,8 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from dataflow import metrics
-from dataflow.aimd import full_jitter
-from dataflow.opensearch_errors import (
+from dataflow.enrich.concurrency.aimd import full_jitter
+from dataflow.opensearch_sink.errors import (
     AUTH,
     BISECT,
     CONFLICT,
