@@ -18,7 +18,7 @@ from bytewax.dataflow import Dataflow
 
 from dataflow.enrich.bedrock import aiobotocore_client
 from dataflow.enrich.prompt import AnswerError, ReviewAnswer, build_converse_request, parse_answer
-from dataflow.kinesis_source.partition import KinesisSource
+from dataflow.kinesis_source import KinesisSource
 from dataflow.opensearch_sink.sink import OpenSearchSink
 from dataflow.parse import parse_record
 from dataflow.records import DeadLetter, EnrichedReview, Review

@@ -10,12 +10,13 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink
 
-from dataflow.channels.backpressure import BUFFERS
-from dataflow.kinesis_source.partition import KinesisSource
+from dataflow.channels.backpressure import BufferGauge
+from dataflow.kinesis_source import KinesisSource
 from dataflow.settings import load_settings
 
-BUFFERS.register(id(BUFFERS), 0)  # a buffer with no room, forever
+buffers = BufferGauge()
+buffers.register(id(buffers), 0)  # a buffer with no room, forever
 
 flow = Dataflow("source_hold")
-records = op.input("kinesis", flow, KinesisSource(load_settings()))
+records = op.input("kinesis", flow, KinesisSource(load_settings(), buffers=buffers))
 op.output("out", records, TestingSink([]))

@@ -1,10 +1,11 @@
 """Liveness heartbeat: proof that every worker keeps polling its source, for a Kubernetes exec probe.
 
-Each worker thread calls `beat()` from its Kinesis partitions' `next_batch` (called even when idle or held
+Each worker thread calls `Heartbeat.beat()` from its Kinesis partitions' `next_batch` (called even when idle or held
 back by backpressure). At most once per second, whichever thread beats writes the *oldest* last beat of
 all threads to HEARTBEAT_FILE, so one stuck worker ages the file even while the others keep beating; if
 all are stuck nothing writes and the file ages too. `python -m dataflow.heartbeat FILE MAX_AGE_S` exits 1
-when the recorded beat is older than MAX_AGE_S (or missing), 0 otherwise. Off when HEARTBEAT_FILE is unset.
+when the recorded beat is older than MAX_AGE_S (or missing), 0 otherwise. `dataflow.pipeline.build_flow`
+creates the one `Heartbeat` of a flow from HEARTBEAT_FILE (off when unset) and gives it to the source.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-from dataflow.settings import SettingsError, load_settings
 
 WRITE_EVERY_S = 1.0
 
@@ -23,7 +23,7 @@ WRITE_EVERY_S = 1.0
 class Heartbeat:
     """Per-thread last beats, written out (atomically, rate-limited) as the oldest of them."""
 
-    def __init__(self, path: str | None, clock=time.time) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path) if path else None
         self._clock = clock
         self._beats: dict[int, float] = {}
@@ -46,21 +46,6 @@ class Heartbeat:
             pass  # a full or read-only /tmp must not stop the flow; the probe will report the stale beat
         finally:
             self._lock.release()
-
-
-_heartbeat: Heartbeat | None = None
-
-
-def beat() -> None:
-    """Record that this worker thread is alive (cheap; configured from HEARTBEAT_FILE on first use)."""
-    global _heartbeat
-    if _heartbeat is None:
-        try:
-            path = load_settings().heartbeat_file
-        except SettingsError:  # the flow itself refuses such an environment at start, with that very line
-            path = None
-        _heartbeat = Heartbeat(path)
-    _heartbeat.beat()
 
 
 def age_s(path: str, now: float | None = None) -> float | None:

@@ -2,6 +2,11 @@
 
 `build_flow` takes its collaborators as arguments so tests can swap the outermost boundaries (the Kinesis
 source, the Bedrock client, the sinks) while the steps in between stay the production ones.
+
+Items flow one way. The two control signals that flow back are created here, once per flow, and handed to
+both of their ends (dataflow/channels/): the backpressure gauge (enrichment -> source: how much room is
+left) and the store acknowledgements (results sink -> enrichment: what is stored). So is the heartbeat the
+source beats for the liveness probe.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow import metrics
+from dataflow.channels.backpressure import BufferGauge
 from dataflow.channels.store_acks import StoreAcks
 from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
-from dataflow.enrich.step import EngineRegistry, EnrichLogic, InFlightState
-from dataflow.kinesis_source.partition import KinesisSource
+from dataflow.enrich.registry import EngineRegistry
+from dataflow.enrich.step import EnrichLogic, InFlightState
+from dataflow.heartbeat import Heartbeat
+from dataflow.kinesis_source.source import KinesisSource
 from dataflow.opensearch_sink.sink import OpenSearchSink
 from dataflow.parse import parse_record
 from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord, Review
@@ -34,13 +42,20 @@ def build_flow(
     dead_letter_sink: Sink[Any] | None = None,
     flow_id: str = "reviewstream",
 ) -> Dataflow:
-    registry = registry or EngineRegistry(settings, bedrock_client_factory)
-    # The production results sink writes in the background and acknowledges what it stored, so enrichment
-    # keeps emitted results in its checkpoint until then (dataflow/channels/store_acks.py). A sink passed in by a
-    # caller writes before it returns, as Bytewax assumes.
+    # Backpressure: the engines report what they hold, the Kinesis source reads only what fits.
+    if registry is None:
+        buffers = BufferGauge()
+        registry = EngineRegistry(settings, bedrock_client_factory, buffers)
+    else:
+        buffers = registry.buffers  # a registry passed in brings its own gauge
+    # Store acknowledgements: the production results sink writes in the background and acknowledges what it
+    # stored, so enrichment keeps emitted results in its checkpoint until then (dataflow/channels/store_acks.py).
+    # A sink passed in by a caller writes before it returns, as Bytewax assumes.
     acks = StoreAcks() if results_sink is None and settings.opensearch_max_pending_docs > 0 else None
+    source = source or KinesisSource(settings, buffers=buffers, heartbeat=Heartbeat(settings.heartbeat_file))
+
     flow = Dataflow(flow_id)
-    records = op.input("kinesis", flow, source or KinesisSource(settings))
+    records = op.input("kinesis", flow, source)
 
     def parse(record: KinesisRecord) -> Review | DeadLetter:
         result = parse_record(record, settings.review_max_chars)

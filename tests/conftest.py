@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -34,22 +33,6 @@ def _fake_aws_credentials() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-PROCESS_STATE = (("dataflow.channels.backpressure", "BUFFERS"), ("dataflow.kinesis_source.shards", "LEDGER"))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_state() -> Iterator[None]:
-    """Start every test with empty process-wide gauges (enrichment buffers, drained shards).
-
-    An engine left registered by a failed test would otherwise leave the source no room to read in every
-    later test of the session: one failure would cascade into hangs.
-    """
-    for module, name in PROCESS_STATE:
-        if module in sys.modules:  # nothing to reset in a module no test has imported yet
-            getattr(sys.modules[module], name).reset()
-    yield
 
 
 @pytest.fixture(scope="session")

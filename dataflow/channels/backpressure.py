@@ -8,6 +8,9 @@ Bytewax state (dataflow/enrich/step.py); only reviews read in another process ca
 
 `freed()` counts the times room was freed, so a source held back can tell a buffer that drains (look again
 soon) from one waiting on a slow model (look again later: waiting must not cost CPU).
+
+One gauge per built flow, created by `dataflow.pipeline.build_flow` and given to the enrichment engines (which
+write it) and the Kinesis source (which reads it).
 """
 
 from __future__ import annotations
@@ -26,12 +29,6 @@ class BufferGauge:
         with self._lock:
             self._limits[owner] = limit
             self._held.setdefault(owner, 0)
-
-    def reset(self) -> None:
-        """Forget every owner (tests: one failed test's engines must not hold back the next one's source)."""
-        with self._lock:
-            self._held.clear()
-            self._limits.clear()
 
     def unregister(self, owner: int) -> None:
         with self._lock:
@@ -61,6 +58,3 @@ class BufferGauge:
             if not self._limits:
                 return None
             return max(0, sum(self._limits.values()) - sum(self._held.values()))
-
-
-BUFFERS = BufferGauge()

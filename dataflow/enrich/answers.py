@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dataflow.enrich.errors import CallError
+from dataflow.enrich.errors import CallError, ErrorKind
 from dataflow.enrich.prompt import AnswerError, ReviewAnswer, answer_text, parse_answer
 from dataflow.records import EnrichedReview, Review
 
@@ -70,5 +70,5 @@ def read_response(
         err = answer if isinstance(answer, AnswerError) else whole_error
         if err is None:
             err = AnswerError("incomplete_answer", f"the combined answer has no entry for review {i} of {n}")
-        outcomes.append(CallError("invalid", f"invalid_answer:{err.kind}", str(err)))
+        outcomes.append(CallError(ErrorKind.INVALID, f"invalid_answer:{err.kind}", str(err)))
     return Reading(outcomes, text, whole_error is None, input_tokens, output_tokens)

@@ -1,4 +1,4 @@
-"""The Bedrock Converse caller: client construction.
+"""The Bedrock call: the Converse client, and one request with its timeout, its outcome classified.
 
 The client is aiobotocore's `bedrock-runtime`; `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (read by botocore itself)
 points it at the local Bedrock-compatible server, so there is one code path for AWS and local. botocore's
@@ -9,13 +9,17 @@ the concurrency window and the pacer, and no hidden backoff eats into BEDROCK_TI
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from dataflow.enrich.errors import CallError, classify
+from dataflow.enrich.prompt import build_converse_request
+from dataflow.enrich.retry_policy import Job
 from dataflow.settings import Settings
 
 # A factory returns an async context manager yielding an object with `async converse(**kwargs)`.
@@ -31,3 +35,21 @@ def aiobotocore_client(settings: Settings) -> contextlib.AbstractAsyncContextMan
         max_pool_connections=settings.bedrock_max_concurrency,
     )
     return get_session().create_client("bedrock-runtime", region_name=settings.aws_region, config=config)
+
+
+async def converse(client: Any, settings: Settings, jobs: Sequence[Job]) -> dict[str, Any] | CallError:
+    """One Converse request for `jobs` (several reviews, or one with the last error named and a warmer
+    temperature): the response, or the failure classified (a timeout after BEDROCK_TIMEOUT_S included)."""
+    lone = jobs[0] if len(jobs) == 1 else None
+    request = build_converse_request(
+        settings.bedrock_model_id,
+        [j.review.text for j in jobs],
+        settings.bedrock_max_tokens_per_review,
+        correction=lone.correction if lone else None,
+        temperature=lone.temperature if lone else 0.0,
+    )
+    try:
+        response: dict[str, Any] = await asyncio.wait_for(client.converse(**request), settings.bedrock_timeout_s)
+    except Exception as exc:
+        return classify(exc, settings.bedrock_model_id, settings.aws_region)
+    return response

@@ -18,17 +18,14 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from dataflow import metrics
-from dataflow.channels.backpressure import BUFFERS
-from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
+from dataflow.channels.backpressure import BufferGauge
+from dataflow.enrich.bedrock import ClientFactory, converse
 from dataflow.enrich.concurrency.window import Window
-from dataflow.enrich.errors import CallError, classify
-from dataflow.enrich.outcomes import RequestOutcomes
-from dataflow.enrich.pricing import price_per_mtok
-from dataflow.enrich.prompt import build_converse_request
+from dataflow.enrich.errors import CallError, ErrorKind
+from dataflow.enrich.outcomes import EngineStats, RequestOutcomes
 from dataflow.enrich.retry_policy import Job
 from dataflow.records import DeadLetter, EnrichedReview, Review
 from dataflow.settings import Settings
@@ -43,32 +40,24 @@ class EngineHalted(RuntimeError):
     """The flow must stop (one line naming what to fix); the reviews in flight are re-read after a restart."""
 
 
-@dataclass
-class EngineStats:
-    requests: int = 0
-    throttled: int = 0
-    retries: int = 0
+class EnrichEngine:
+    """Per-worker asyncio loop, Bedrock client, window and job queue; what each request's outcome does to
+    its reviews and to the window is `RequestOutcomes` (outcomes.py).
 
+    `buffers` is the backpressure channel: the engine reports there how many reviews it holds, and the
+    Kinesis source reads only as many records as there is room for."""
 
-class EnrichEngine(RequestOutcomes):
-    """Per-worker asyncio loop, Bedrock client, AIMD window and job queue; what each request's outcome
-    does to its reviews and to the window is `RequestOutcomes` (dataflow/enrich/outcomes.py)."""
-
-    def __init__(self, settings: Settings, client_factory: ClientFactory, worker: str) -> None:
+    def __init__(
+        self, settings: Settings, client_factory: ClientFactory, worker: str, buffers: BufferGauge | None = None
+    ) -> None:
         self.settings = settings
         self.worker = worker
+        self.buffers = buffers or BufferGauge()
         # The window (concurrency/window.py): min of the throttling (AIMD) and latency limits, plus the pacer.
         self.window = Window.from_settings(settings)
-        self.limit = self.window.aimd
-        self.pacer = self.window.pacer
         self._pace_timer: asyncio.TimerHandle | None = None
         self.stats = EngineStats()
         self._factory = client_factory
-        self._price = price_per_mtok(
-            settings.bedrock_model_id,
-            settings.bedrock_price_input_per_mtok,
-            settings.bedrock_price_output_per_mtok,
-        )
         self._pending: collections.deque[Job] = collections.deque()
         self._outstanding = 0  # handed over and not yet finished; guarded by _changed
         self._held_back: dict[int, int] = {}  # reviews each logic keeps queued for lack of room; guarded by _changed
@@ -82,14 +71,22 @@ class EnrichEngine(RequestOutcomes):
         self._client_cm: Any = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self._config_errors = 0
-        self.halt_reason: str | None = None  # set when a configuration error halts the flow
-        BUFFERS.register(id(self), settings.max_buffered_reviews)
+        self.outcomes = RequestOutcomes(
+            settings,
+            worker,
+            self.window,
+            self.stats,
+            requeue=lambda jobs: self._enqueue(jobs, True),
+            requeue_later=lambda delay, job: self._loop.call_later(delay, self._enqueue, [job], True),
+            complete=self._complete,
+            on_halt=self._notify,
+        )
+        self.buffers.register(id(self), settings.max_buffered_reviews)
         self._thread = threading.Thread(target=self._run, name=f"bedrock-{worker}", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._start_error is not None:
-            BUFFERS.unregister(id(self))  # never started: it must not hold back the source
+            self.buffers.unregister(id(self))  # never started: it must not hold back the source
             raise RuntimeError(f"cannot create the Bedrock client: {self._start_error}") from self._start_error
         log.info(
             "enrich.engine_started worker=%s window=%d max=%d buffered_max=%d",
@@ -120,7 +117,7 @@ class EnrichEngine(RequestOutcomes):
                 self._held_back[owner] = queued
             else:
                 self._held_back.pop(owner, None)
-            BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
+            self.buffers.set(id(self), self._outstanding + sum(self._held_back.values()))
 
     def quiet_until(self) -> float:
         """A `time.monotonic()` before which no request in flight is expected to finish: each started at least
@@ -133,6 +130,11 @@ class EnrichEngine(RequestOutcomes):
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why a configuration error halted the flow; None while it runs."""
+        return self.outcomes.halt_reason
 
     def check(self) -> None:
         """Raise when the flow must stop: a configuration error halted the engine, or its loop died."""
@@ -151,7 +153,7 @@ class EnrichEngine(RequestOutcomes):
             if self._client_cm is not None:
                 await self._client_cm.__aexit__(None, None, None)
 
-        BUFFERS.unregister(id(self))
+        self.buffers.unregister(id(self))
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -161,7 +163,7 @@ class EnrichEngine(RequestOutcomes):
 
     def _outstanding_add(self, n: int) -> None:
         self._outstanding += n
-        BUFFERS.set(id(self), self._outstanding + sum(self._held_back.values()))
+        self.buffers.set(id(self), self._outstanding + sum(self._held_back.values()))
         metrics.ENRICH_BUFFERED.labels(self.worker).set(self._outstanding)
 
     def _run(self) -> None:
@@ -205,12 +207,11 @@ class EnrichEngine(RequestOutcomes):
         assert self._wake is not None
         while True:
             while self._pending and self._in_flight < self.window.current and self.halt_reason is None:
-                if self.pacer is not None and (delay := self.pacer.delay()) > 0:
+                if (delay := self.window.delay()) > 0:
                     if self._pace_timer is None:
                         self._pace_timer = self._loop.call_later(delay, self._paced)
                     break
-                if self.pacer is not None:
-                    self.pacer.on_send()
+                self.window.on_send()
                 jobs = self._take_request()
                 self._in_flight += 1
                 metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
@@ -229,31 +230,22 @@ class EnrichEngine(RequestOutcomes):
         for job in jobs:
             job.attempts += 1
             job.alone_at_min = alone_at_min
-        lone = jobs[0] if len(jobs) == 1 else None
-        request = build_converse_request(
-            self.settings.bedrock_model_id,
-            [j.review.text for j in jobs],
-            self.settings.bedrock_max_tokens_per_review,
-            correction=lone.correction if lone else None,
-            temperature=lone.temperature if lone else 0.0,
-        )
         self.stats.requests += 1
         token = id(jobs)
         with self._changed:
             self._starts[token] = started
         try:
-            try:
-                response = await asyncio.wait_for(self._client.converse(**request), self.settings.bedrock_timeout_s)
-            except Exception as exc:
-                self._failed(jobs, classify(exc, self.settings.bedrock_model_id, self.settings.aws_region), started)
+            answer = await converse(self._client, self.settings, jobs)
+            if isinstance(answer, CallError):
+                self.outcomes.failed(jobs, answer, started)
             else:
-                self._answered(jobs, response, started)
+                self.outcomes.answered(jobs, answer, started, self._in_flight)
         except Exception as exc:  # a bug in handling the answer must not strand its reviews
             log.exception("bedrock.answer_handling_failed worker=%s reviews=%d", self.worker, len(jobs))
-            error = CallError("invalid", "bad_response", f"could not handle the response: {exc!r}")
+            error = CallError(ErrorKind.INVALID, "bad_response", f"could not handle the response: {exc!r}")
             for job in jobs:
                 if not job.done:
-                    self._after_failure(job, error, packed=len(jobs) > 1)
+                    self.outcomes.after_failure(job, error, packed=len(jobs) > 1)
         finally:
             # After the results are in their sinks: a logic that sees this request gone also sees its results.
             with self._changed:
@@ -265,43 +257,13 @@ class EnrichEngine(RequestOutcomes):
             assert self._wake is not None
             self._wake.set()
 
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
     def _complete(self, job: Job, result: EnrichOutput) -> None:
         job.done = True
         job.sink.append((time.monotonic(), result))
         with self._changed:
             self._outstanding_add(-1)
             self._changed.notify_all()
-
-
-class EngineRegistry:
-    """One engine per Bytewax worker thread, created on first use, for one built flow."""
-
-    def __init__(self, settings: Settings, client_factory: ClientFactory = aiobotocore_client) -> None:
-        self.settings = settings
-        self.client_factory = client_factory
-        self._engines: dict[int, EnrichEngine] = {}
-        self._lock = threading.Lock()
-        # Engines start with their first review; until then this stands in for them, so the source's
-        # first reads are already bounded by the enrichment buffer.
-        BUFFERS.register(id(self), settings.max_buffered_reviews)
-
-    def for_current_worker(self) -> EnrichEngine:
-        ident = threading.get_ident()
-        with self._lock:
-            engine = self._engines.get(ident)
-            if engine is None:
-                engine = EnrichEngine(self.settings, self.client_factory, worker=str(len(self._engines)))
-                self._engines[ident] = engine
-                BUFFERS.unregister(id(self))
-            return engine
-
-    def engines(self) -> list[EnrichEngine]:
-        with self._lock:
-            return list(self._engines.values())
-
-    def close(self) -> None:
-        BUFFERS.unregister(id(self))
-        for engine in self.engines():
-            engine.close()
-        with self._lock:
-            self._engines.clear()

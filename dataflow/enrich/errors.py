@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from enum import StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
@@ -55,20 +56,35 @@ CREDENTIAL_CODES = frozenset(
 # A ValidationException is about the model id, not the review, when its message says so.
 MODEL_ID_MESSAGES = ("model identifier", "on-demand throughput", "inference profile", "model id")
 
-CONGESTION_KINDS = frozenset({"throttled", "unavailable", "timeout"})
+
+class ErrorKind(StrEnum):
+    """What a failed call was; a str too, so it labels metrics as it is."""
+
+    THROTTLED = "throttled"  # congestion: refused for the quota
+    UNAVAILABLE = "unavailable"  # congestion: 503, the service is overloaded
+    TIMEOUT = "timeout"  # congestion until proven otherwise (retry_policy.py)
+    TRANSIENT = "transient"  # 500s, dropped connections
+    REQUEST = "request"  # a bad request: the reviews' doing
+    CONFIG = "config"  # a bad configuration: ours
+    INVALID = "invalid"  # the answer did not validate
+
+
+CONGESTION_KINDS = frozenset({ErrorKind.THROTTLED, ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT})
 
 
 @dataclass(frozen=True)
 class CallError:
-    """A failed call: `kind` is throttled | unavailable | timeout | transient | request | config | invalid.
+    """A failed call, by kind. `fix` says, for a configuration error, which setting or permission to fix.
 
-    `fix` says, for a configuration error, which setting or permission to fix.
-    """
+    `kind` may be given as its string value; anything else is refused here, so a typo cannot pass silently."""
 
-    kind: str
+    kind: ErrorKind
     error_type: str
     message: str
     fix: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ErrorKind(self.kind))
 
     @property
     def congestion(self) -> bool:
@@ -95,27 +111,27 @@ def config_fix(code: str, message: str, model_id: str, region: str) -> str:
 
 def classify(exc: BaseException, model_id: str = "", region: str = "") -> CallError:
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return CallError("timeout", "Timeout", "request exceeded BEDROCK_TIMEOUT_S")
+        return CallError(ErrorKind.TIMEOUT, "Timeout", "request exceeded BEDROCK_TIMEOUT_S")
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         code = type(exc).__name__
-        return CallError("config", code, str(exc), config_fix(code, str(exc), model_id, region))
+        return CallError(ErrorKind.CONFIG, code, str(exc), config_fix(code, str(exc), model_id, region))
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         message = str(exc.response.get("Error", {}).get("Message", exc))
         if code in THROTTLE_CODES or status == 429:
-            return CallError("throttled", code, message)
+            return CallError(ErrorKind.THROTTLED, code, message)
         if code in UNAVAILABLE_CODES or status == 503:
-            return CallError("unavailable", code, message)
+            return CallError(ErrorKind.UNAVAILABLE, code, message)
         if code in TRANSIENT_CODES or status >= 500 or status == 408:
-            return CallError("transient", code, message)
+            return CallError(ErrorKind.TRANSIENT, code, message)
         if (
             code in CREDENTIAL_CODES
             or code in ("AccessDeniedException", "ResourceNotFoundException")
             or (code == "ValidationException" and any(m in message.lower() for m in MODEL_ID_MESSAGES))
         ):
-            return CallError("config", code, message, config_fix(code, message, model_id, region))
-        return CallError("request", code, message)
+            return CallError(ErrorKind.CONFIG, code, message, config_fix(code, message, model_id, region))
+        return CallError(ErrorKind.REQUEST, code, message)
     if isinstance(exc, BotoCoreError | OSError):
-        return CallError("transient", type(exc).__name__, str(exc))
-    return CallError("request", type(exc).__name__, str(exc) or repr(exc))
+        return CallError(ErrorKind.TRANSIENT, type(exc).__name__, str(exc))
+    return CallError(ErrorKind.REQUEST, type(exc).__name__, str(exc) or repr(exc))

@@ -1,117 +1,136 @@
-"""What the outcome of one Bedrock request does to its reviews and to the window (part of `EnrichEngine`).
+"""What the outcome of one Bedrock request does to its reviews and to the window.
 
 - answered: the window learns the latency; each review with a valid answer completes, the others retry
   (a review a packed answer missed or botched goes alone next time);
-- throttled (paced) or unavailable: congestion, retried on its own budget; the pacer and AIMD cut;
+- throttled (paced) or unavailable: congestion, retried on its own budget; the window (pacer and AIMD) cuts;
 - timed out: the latency window is cut once per congestion event; at the minimum window a review is sent
   alone, and only then do timeouts count against it;
 - a configuration error (access denied, unknown model...): the reviews are held, never dead-lettered, and
   CONFIG_ERRORS_TO_HALT in a row halt the flow;
-- anything else: `dataflow.enrich.retry_policy.decide` says retry now, later (backoff with full jitter) or dead-letter.
+- anything else: `dataflow.enrich.retry_policy.decide` says retry now, later (backoff with full jitter) or
+  dead-letter.
+
+`RequestOutcomes` is given the window and the three ways a review leaves it (requeue now, requeue after a
+delay, complete) by the engine that owns the queue; it owns only what outcomes decide: the halt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from dataflow import metrics
+from dataflow.backoff import full_jitter
 from dataflow.enrich.answers import read_response
-from dataflow.enrich.concurrency.aimd import full_jitter
-from dataflow.enrich.errors import CallError
-from dataflow.enrich.pricing import cost_usd
-from dataflow.enrich.retry_policy import DEAD_LETTER, HOLD, RETRY_NOW, Job, decide
+from dataflow.enrich.concurrency.limit import Outcome, Sample
+from dataflow.enrich.concurrency.window import Window
+from dataflow.enrich.errors import CallError, ErrorKind
+from dataflow.enrich.pricing import cost_usd, price_per_mtok
+from dataflow.enrich.retry_policy import Job, Step, decide
 from dataflow.records import DeadLetter, EnrichedReview
 from dataflow.settings import Settings
 
-if TYPE_CHECKING:
-    from dataflow.enrich.concurrency.aimd import AimdLimit, RatePacer
-    from dataflow.enrich.concurrency.window import Window
-
-log = logging.getLogger("dataflow.enrich.engine")  # one logger name for the engine's lines, as before
+log = logging.getLogger("dataflow.enrich.engine")  # the engine's lines, under one logger name
 
 CONFIG_ERRORS_TO_HALT = 3  # configuration errors in a row (no success between) that halt the flow
 
+Requeue = Callable[[list[Job]], None]  # to the front of the queue, now
+RequeueLater = Callable[[float, Job], None]  # to the front of the queue, after a delay in seconds
+Complete = Callable[[Job, "EnrichedReview | DeadLetter"], None]
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+
 
 class RequestOutcomes:
-    """Mixed into `EnrichEngine`, which owns the state used here."""
+    """Applies each request's outcome; `halt_reason` is set when a configuration error halts the flow."""
 
-    settings: Settings
-    worker: str
-    stats: Any
-    window: Window
-    limit: AimdLimit
-    pacer: RatePacer | None
-    halt_reason: str | None
-    _config_errors: int
-    _changed: threading.Condition
-    _in_flight: int
-    _price: Any
-    _loop: asyncio.AbstractEventLoop
+    def __init__(
+        self,
+        settings: Settings,
+        worker: str,
+        window: Window,
+        stats: EngineStats,
+        *,
+        requeue: Requeue,
+        requeue_later: RequeueLater,
+        complete: Complete,
+        on_halt: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._worker = worker
+        self._window = window
+        self._stats = stats
+        self._requeue = requeue
+        self._requeue_later = requeue_later
+        self._complete = complete
+        self._on_halt = on_halt
+        self._price = price_per_mtok(
+            settings.bedrock_model_id, settings.bedrock_price_input_per_mtok, settings.bedrock_price_output_per_mtok
+        )
+        self._config_errors = 0
+        self.halt_reason: str | None = None
 
-    if TYPE_CHECKING:
-
-        def _enqueue(self, jobs: list[Job], front: bool) -> None: ...
-
-        def _complete(self, job: Job, result: Any) -> None: ...
-
-    def _failed(self, jobs: list[Job], error: CallError, started: float) -> None:
+    def failed(self, jobs: list[Job], error: CallError, started: float) -> None:
         metrics.BEDROCK_REQUESTS.labels(error.kind).inc()
         metrics.BEDROCK_LATENCY.observe(time.monotonic() - started)
-        if error.kind in ("throttled", "unavailable"):
-            self.stats.throttled += 1
+        if error.kind in (ErrorKind.THROTTLED, ErrorKind.UNAVAILABLE):
+            self._stats.throttled += 1
             metrics.BEDROCK_THROTTLES.inc()
-        if error.kind == "throttled" and self.pacer is not None and self.pacer.on_throttle(started):
-            self.limit.on_throttle(started)
-            log.info(
-                "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
-                self.worker,
-                self.limit.current,
-                self.pacer.rate or 0.0,
-            )
-        elif error.kind == "config":
+        if error.kind is ErrorKind.THROTTLED:
+            if self._window.on_sample(Sample(Outcome.THROTTLE, started)):
+                log.info(
+                    "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
+                    self._worker,
+                    self._window.current,
+                    self._window.pace_rps or 0.0,
+                )
+        elif error.kind is ErrorKind.CONFIG:
             self._config_error(error)
-        elif error.kind == "timeout":
+        elif error.kind is ErrorKind.TIMEOUT:
             self._timed_out(jobs, started)
         else:
             self._config_errors = 0
-            if error.kind == "request":
+            if error.kind is ErrorKind.REQUEST:
                 log.warning(
                     "bedrock.request_rejected worker=%s reviews=%d error=%s %s",
-                    self.worker,
+                    self._worker,
                     len(jobs),
                     error.error_type,
                     error.message,
                 )
         for job in jobs:
-            self._after_failure(job, error, packed=len(jobs) > 1)
+            self.after_failure(job, error, packed=len(jobs) > 1)
 
     def _config_error(self, error: CallError) -> None:
         """A few configuration errors in a row halt the flow; the reviews stay held, nothing is dead-lettered."""
         self._config_errors += 1
         log.warning(
             "bedrock.config_error worker=%s in_a_row=%d error=%s %s",
-            self.worker,
+            self._worker,
             self._config_errors,
             error.error_type,
             error.message,
         )
         if self._config_errors >= CONFIG_ERRORS_TO_HALT and self.halt_reason is None:
             self.halt_reason = f"reviewstream: Bedrock refused every request: {error.fix}"
-            log.error("bedrock.halt worker=%s reason=%s", self.worker, self.halt_reason)
-            with self._changed:
-                self._changed.notify_all()
+            log.error("bedrock.halt worker=%s reason=%s", self._worker, self.halt_reason)
+            self._on_halt()
 
-    def _answered(self, jobs: list[Job], response: dict[str, Any], started: float) -> None:
+    def answered(self, jobs: list[Job], response: dict[str, Any], started: float, in_flight: int) -> None:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
         self._config_errors = 0
-        self.window.on_answer(started, latency_s, len(jobs), self._in_flight)
+        self._window.on_sample(Sample(Outcome.SUCCESS, started, latency_s, len(jobs), in_flight))
         reading = read_response(
-            [(j.review, j.attempts) for j in jobs], response, self.settings.bedrock_model_id, latency_s
+            [(j.review, j.attempts) for j in jobs], response, self._settings.bedrock_model_id, latency_s
         )
         metrics.BEDROCK_TOKENS.labels("input").inc(reading.input_tokens)
         metrics.BEDROCK_TOKENS.labels("output").inc(reading.output_tokens)
@@ -124,21 +143,21 @@ class RequestOutcomes:
                 metrics.REVIEWS_ENRICHED.inc()
             else:
                 # A review the combined answer missed or botched goes alone next time, without waiting.
-                self._after_failure(job, outcome, packed=packed, answer=None if packed else reading.text)
+                self.after_failure(job, outcome, packed=packed, answer=None if packed else reading.text)
 
     def _timed_out(self, jobs: list[Job], started: float) -> None:
         """A timeout is congestion (the window shrinks) until the review, alone at the minimum window, keeps
         timing out: only then does it count against the review (BEDROCK_MAX_TIMEOUT_ATTEMPTS)."""
-        if self.window.on_timeout(started):
-            log.info("bedrock.timeout worker=%s limit=%d", self.worker, self.window.current)
+        if self._window.on_sample(Sample(Outcome.TIMEOUT, started)):
+            log.info("bedrock.timeout worker=%s limit=%d", self._worker, self._window.current)
         for job in jobs:
             # At the minimum window the only way to tell the review from the load is to send it alone.
-            job.solo = job.solo or self.window.at_minimum
+            job.solo = job.solo or self._window.at_minimum
 
-    def _after_failure(self, job: Job, error: CallError, packed: bool, answer: str | None = None) -> None:
-        step = decide(job, error, self.settings, packed, answer)
-        if step == DEAD_LETTER:
-            repeated = error.kind == "invalid" and answer is not None and job.invalid_answers.count(answer) > 1
+    def after_failure(self, job: Job, error: CallError, packed: bool, answer: str | None = None) -> None:
+        step = decide(job, error, self._settings, packed, answer)
+        if step is Step.DEAD_LETTER:
+            repeated = error.kind is ErrorKind.INVALID and answer is not None and job.invalid_answers.count(answer) > 1
             note = f"after {job.attempts} attempt(s)"
             if repeated:
                 note += "; the model gave the same invalid answer again"
@@ -154,11 +173,11 @@ class RequestOutcomes:
             )
             metrics.DEAD_LETTERS.labels("enrich", error.error_type).inc()
             return
-        self.stats.retries += 1
+        self._stats.retries += 1
         metrics.BEDROCK_RETRIES.inc()
-        if step == RETRY_NOW:
-            self._enqueue([job], True)
+        if step is Step.RETRY_NOW:
+            self._requeue([job])
             return
-        tries = job.held if step == HOLD else job.attempts - 1
-        delay = full_jitter(min(tries, 10), self.settings.bedrock_backoff_base_s, self.settings.bedrock_backoff_max_s)
-        self._loop.call_later(delay, self._enqueue, [job], True)
+        s = self._settings
+        tries = job.held if step is Step.HOLD else job.attempts - 1
+        self._requeue_later(full_jitter(min(tries, 10), s.bedrock_backoff_base_s, s.bedrock_backoff_max_s), job)

@@ -1,6 +1,6 @@
 """What happens to a review after a failed attempt: retry now, retry later, hold, or dead-letter.
 
-Kept apart from the engine so the rules read in one place (DESIGN.md section 3, "three kinds of failure"):
+Kept apart from the engine so the rules read in one place (docs/DESIGN.md section 3, "three kinds of failure"):
 
 - congestion (throttled, 503) has its own large budget (BEDROCK_MAX_THROTTLED_ATTEMPTS): the quota's
   doing, not the review's; so is a timeout, until the review, sent alone at the minimum window, keeps timing
@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from dataflow.enrich.errors import CallError
+from dataflow.enrich.errors import CallError, ErrorKind
 from dataflow.records import Review
 from dataflow.settings import Settings
 
-RETRY_NOW = "retry_now"
-RETRY_LATER = "retry_later"
-HOLD = "hold"
-DEAD_LETTER = "dead_letter"
+
+class Step(Enum):
+    """What happens to a review after a failed attempt."""
+
+    RETRY_NOW = "retry_now"  # back to the front of the queue
+    RETRY_LATER = "retry_later"  # after a backoff with full jitter
+    HOLD = "hold"  # a configuration error: kept, no attempt counted, until the flow halts
+    DEAD_LETTER = "dead_letter"
+
 
 # Temperatures of the retries after an invalid answer: attempt 1 is always 0 (deterministic, cacheable).
 CORRECTION_TEMPERATURES = (0.0, 0.4, 0.7, 1.0)
@@ -57,7 +63,7 @@ class Job:
     def correction(self) -> str | None:
         """The last validation error, named in the next prompt so a retry is not the same request."""
         error = self.last_error
-        return error.message if error is not None and error.kind == "invalid" else None
+        return error.message if error is not None and error.kind is ErrorKind.INVALID else None
 
     @property
     def temperature(self) -> float:
@@ -65,30 +71,30 @@ class Job:
         return CORRECTION_TEMPERATURES[min(tries, len(CORRECTION_TEMPERATURES) - 1)]
 
 
-def decide(job: Job, error: CallError, settings: Settings, packed: bool, answer: str | None = None) -> str:
-    """Record `error` on `job` and say what to do next (one of the module's constants)."""
+def decide(job: Job, error: CallError, settings: Settings, packed: bool, answer: str | None = None) -> Step:
+    """Record `error` on `job` and say what to do next."""
     job.last_error = error
-    if error.kind == "config":
+    if error.kind is ErrorKind.CONFIG:
         job.held += 1
-        return HOLD
-    if error.kind in ("throttled", "unavailable"):
+        return Step.HOLD
+    if error.kind in (ErrorKind.THROTTLED, ErrorKind.UNAVAILABLE):
         job.throttles += 1
-        return DEAD_LETTER if job.throttles >= settings.bedrock_max_throttled_attempts else RETRY_LATER
-    if error.kind == "timeout":
+        return Step.DEAD_LETTER if job.throttles >= settings.bedrock_max_throttled_attempts else Step.RETRY_LATER
+    if error.kind is ErrorKind.TIMEOUT:
         job.timeouts += 1
         alone_too_long = job.alone_at_min and job.timeouts >= settings.bedrock_max_timeout_attempts
-        return DEAD_LETTER if alone_too_long else RETRY_LATER
-    if error.kind == "request":
+        return Step.DEAD_LETTER if alone_too_long else Step.RETRY_LATER
+    if error.kind is ErrorKind.REQUEST:
         if packed:
             job.solo = True
-            return RETRY_NOW
-        return DEAD_LETTER
-    if error.kind == "invalid":
+            return Step.RETRY_NOW
+        return Step.DEAD_LETTER
+    if error.kind is ErrorKind.INVALID:
         repeated = answer is not None and answer in job.invalid_answers
         if answer is not None:
             job.invalid_answers.append(answer)
         job.solo = True
         if repeated or job.counted_attempts >= settings.bedrock_max_attempts:
-            return DEAD_LETTER
-        return RETRY_NOW if packed else RETRY_LATER
-    return DEAD_LETTER if job.counted_attempts >= settings.bedrock_max_attempts else RETRY_LATER
+            return Step.DEAD_LETTER
+        return Step.RETRY_NOW if packed else Step.RETRY_LATER
+    return Step.DEAD_LETTER if job.counted_attempts >= settings.bedrock_max_attempts else Step.RETRY_LATER

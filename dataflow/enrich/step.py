@@ -29,11 +29,9 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from dataflow.channels.store_acks import StoreAcks
-from dataflow.enrich.engine import Done, EngineRegistry, EnrichEngine, EnrichOutput
+from dataflow.enrich.engine import Done, EnrichEngine, EnrichOutput
 from dataflow.enrich.wake import DelayStats, next_tick
 from dataflow.records import EnrichedReview, Review
-
-__all__ = ["EngineRegistry", "EnrichEngine", "EnrichLogic", "EnrichOutput", "InFlightState"]
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,11 @@
-"""Kinesis Data Streams input: a Bytewax `FixedPartitionedSource` over every shard of a stream.
-
-A fixed number of virtual partitions (KINESIS_PARTITIONS) each own the shards whose id hashes to them, so
-the partitioning never changes when the stream is resharded. Each partition:
+"""One virtual partition of the Kinesis source: the shards whose id hashes to it (see source.py). It:
 
 - lists the shards at run time (ListShards, every KINESIS_DISCOVERY_INTERVAL_S and right after a shard
   ends), so splits and merges are followed without a restart; a shard that leaves the listing (expired out
   of retention) is forgotten: its position, reader and metric label sets are dropped;
 - starts a child shard only after every parent is drained (parents owned by a partition of this process
   are known exactly through `DrainLedger`; a parent owned by another process only needs to be closed);
-- starts a shard it has no checkpoint for at KINESIS_START_POSITION, children included: TRIM_HORIZON;
-  AT_TIMESTAMP:<t> at t; LATEST at the tip for a shard open when the job started, and at the job's start time
-  (kept in the checkpoint) for a child, so a child neither replays its retention nor loses what arrived after;
+- starts a shard it has no checkpoint for at KINESIS_START_POSITION, children included (shards.py says how);
 - checkpoints, per shard, the last sequence number emitted (resume AFTER it), `end` for a drained shard
   (kept until the shard leaves the listing so a restart never re-reads it), or the start timestamp;
 - treats a shard as drained only when GetRecords answers a null NextShardIterator (Kinesis returns empty
@@ -33,50 +28,25 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import StatefulSourcePartition
 
-from dataflow import heartbeat, metrics
-from dataflow.channels.backpressure import BUFFERS
-from dataflow.kinesis_source.shards import (
-    BACKPRESSURE_WAIT_S,
-    CAUGHT_UP_LAG_MS,
-    LEDGER,
-    MIN_POLL_S,
-    DrainLedger,
-    HoldBack,
-    ShardInfo,
-    ShardReader,
-    backoff_s,
-    list_all_shards,
-    poll_interval,
-    shard_owner,
-    start_iterator,
-)
+from dataflow import metrics
+from dataflow.backoff import full_jitter
+from dataflow.channels.backpressure import BufferGauge
+from dataflow.heartbeat import Heartbeat
+from dataflow.kinesis_source.drain_ledger import DrainLedger
+from dataflow.kinesis_source.hold_back import HoldBack
+from dataflow.kinesis_source.reader import BACKOFF_BASE_S, MIN_POLL_S, ShardReader
+from dataflow.kinesis_source.shards import ShardInfo, list_all_shards, shard_owner, start_iterator
 from dataflow.records import KinesisRecord
 from dataflow.settings import Settings
-
-__all__ = [
-    "BACKPRESSURE_WAIT_S",
-    "LEDGER",
-    "DrainLedger",
-    "KinesisPartition",
-    "KinesisSource",
-    "kinesis_client",
-    "shard_owner",
-]
 
 log = logging.getLogger(__name__)
 
 END = "end"
 JOB_START = "@start"  # snapshot key (not a shard id): when this partition's job first started, for LATEST
 ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"; JOB_START -> "ts:<iso>"
-
-
-def part_name(index: int) -> str:
-    return f"kinesis-{index}"
 
 
 def _utcnow() -> datetime:
@@ -102,9 +72,14 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         settings: Settings,
         index: int,
         resume_state: ShardPositions | None,
-        ledger: DrainLedger = LEDGER,
+        *,
+        ledger: DrainLedger,
+        buffers: BufferGauge | None = None,
+        heartbeat: Heartbeat | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
+        """`ledger` is shared by the partitions of this process; `buffers` is the enrichment room this source
+        holds back for (none: read as fast as Kinesis allows); `heartbeat` is beaten on every poll."""
         self._client = client
         self._stream = settings.kinesis_stream_name
         self._partitions = settings.kinesis_partitions
@@ -117,6 +92,8 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._stop_at_end = settings.kinesis_stop_at_end
         self._hold = HoldBack(settings.kinesis_backpressure_max_wait_s)
         self._ledger = ledger
+        self._buffers = buffers or BufferGauge()
+        self._heartbeat = heartbeat or Heartbeat(None)
         self._now = now
         # Partitions of this process register as Bytewax builds them; until they all have, an owner missing
         # from the ledger may still be local, so it is not yet taken for another process's.
@@ -194,7 +171,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
 
     def _discovery_failed(self, now: datetime, code: str, err: Exception) -> None:
         metrics.KINESIS_ERRORS.labels(code).inc()
-        delay = backoff_s(self._discovery_failures, cap=self._discovery_s)
+        delay = full_jitter(self._discovery_failures, BACKOFF_BASE_S, self._discovery_s, floor=MIN_POLL_S)
         self._discovery_failures += 1
         self._next_discovery = now + timedelta(seconds=delay)
         log.warning("kinesis.list_shards_failed partition=%d error=%s retry_in_s=%.2f", self._index, err, delay)
@@ -225,61 +202,35 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             self._positions[shard_id] = position
         return args
 
-    def _read_failed(self, reader: ShardReader, now: datetime, code: str, err: Exception) -> None:
+    def _read_failed(self, reader: ShardReader, now: datetime, code: str) -> None:
         metrics.KINESIS_ERRORS.labels(code).inc()
-        reader.iterator = None  # re-acquire from the checkpoint
-        reader.quiet_pages = 0
-        delay = backoff_s(reader.failures)
-        reader.failures += 1
-        reader.next_poll = now + timedelta(seconds=delay)
+        delay = reader.failed(now)  # the iterator is re-acquired from the checkpoint
         level = logging.INFO if code == "ExpiredIteratorException" else logging.WARNING
         log.log(level, "kinesis.read_failed shard=%s error=%s retry_in_s=%.2f", reader.shard_id, code, delay)
 
     def _poll(self, reader: ShardReader, now: datetime, limit: int) -> list[KinesisRecord]:
         try:
-            if reader.iterator is None:
-                resp = self._client.get_shard_iterator(
-                    StreamName=self._stream, ShardId=reader.shard_id, **self._iterator_args(reader.shard_id)
-                )
-                reader.iterator = resp["ShardIterator"]
-            resp = self._client.get_records(ShardIterator=reader.iterator, Limit=limit)
+            page = reader.read(self._client, self._stream, limit, lambda: self._iterator_args(reader.shard_id))
         except ClientError as err:
             code = _error_code(err)
             if code == "ResourceNotFoundException" and reader.shard_id not in self._listing:
                 self._readers.pop(reader.shard_id, None)  # trimmed away: nothing left to read
                 return []
-            self._read_failed(reader, now, code, err)
+            self._read_failed(reader, now, code)
             return []
         except BotoCoreError as err:
-            self._read_failed(reader, now, type(err).__name__, err)
+            self._read_failed(reader, now, type(err).__name__)
             return []
-        reader.failures = 0
-        records = resp.get("Records", [])
-        out = [
-            KinesisRecord(
-                shard_id=reader.shard_id,
-                sequence_number=r["SequenceNumber"],
-                partition_key=r.get("PartitionKey", ""),
-                arrival_ms=int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
-                data=bytes(r["Data"]),
-            )
-            for r in records
-        ]
-        if out:
-            self._positions[reader.shard_id] = f"seq:{out[-1].sequence_number}"
-            metrics.RECORDS_READ.labels(reader.shard_id).inc(len(out))
-        lag = resp.get("MillisBehindLatest")
-        if lag is not None:
-            metrics.SHARD_LAG_MS.labels(reader.shard_id).set(lag)
-        reader.iterator = resp.get("NextShardIterator")
-        if reader.iterator is None:  # Kinesis: the only sign that a closed shard is fully read
+        if page.records:
+            self._positions[reader.shard_id] = f"seq:{page.records[-1].sequence_number}"
+            metrics.RECORDS_READ.labels(reader.shard_id).inc(len(page.records))
+        if page.lag_ms is not None:
+            metrics.SHARD_LAG_MS.labels(reader.shard_id).set(page.lag_ms)
+        if page.drained:
             self._shard_drained(reader, now)
-            return out
-        quiet = not records and (lag is None or lag <= CAUGHT_UP_LAG_MS)
-        reader.behind = bool(lag)
-        reader.quiet_pages = reader.quiet_pages + 1 if quiet else 0
-        reader.next_poll = now + timedelta(seconds=poll_interval(reader, self._poll_s, self._idle_max_s))
-        return out
+        else:
+            reader.schedule(page, now, self._poll_s, self._idle_max_s)
+        return page.records
 
     def _shard_drained(self, reader: ShardReader, now: datetime) -> None:
         self._positions[reader.shard_id] = END
@@ -304,7 +255,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
     # -- Bytewax partition API -------------------------------------------------------------------------
 
     def next_batch(self) -> Iterable[KinesisRecord]:
-        heartbeat.beat()  # liveness: this worker still polls its source (no-op unless HEARTBEAT_FILE is set)
+        self._heartbeat.beat()  # liveness: this worker still polls its source (no-op without HEARTBEAT_FILE)
         if self._finished:
             raise StopIteration
         now = self._last_batch_at = self._now()
@@ -314,20 +265,20 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         held_back = False
         for reader in list(self._readers.values()):
             if reader.next_poll <= now:
-                room = BUFFERS.room()
+                room = self._buffers.room()
                 if room is not None and room - len(batch) <= 0:
                     held_back = True  # enrichment is full: read nothing, look again soon
                     break
                 limit = self._limit if room is None else max(1, min(self._limit, room - len(batch)))
                 batch.extend(self._poll(reader, now, limit))
         if held_back:
-            self._hold.hold(BUFFERS.freed())
+            self._hold.hold(self._buffers.freed())
             return batch
         self._hold.release()
         if self._stop_at_end:
             # Caught up *and* enriched: ending the input while reviews are still with the model would make Bytewax
             # call each key's on_eof, which holds all its results back until its last one is done.
-            done = not batch and self._all_caught_up() and not BUFFERS.holding()
+            done = not batch and self._all_caught_up() and not self._buffers.holding()
             self._ledger.set_caught_up(self._stream, self._index, done)
         if self._stop_at_end and not batch and self._ledger.all_caught_up(self._stream):
             # Stop together with the other partitions of this process (a shard created by a reshard may
@@ -356,29 +307,3 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         if self._job_start is not None and self._start.kind == "LATEST":
             state[JOB_START] = f"ts:{self._job_start.isoformat()}"
         return state
-
-
-def kinesis_client(settings: Settings) -> Any:
-    """A boto3 Kinesis client; AWS_ENDPOINT_URL_KINESIS points it at a local emulator."""
-    config = Config(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=4,
-    )
-    return boto3.session.Session().client("kinesis", region_name=settings.aws_region, config=config)
-
-
-class KinesisSource(FixedPartitionedSource[KinesisRecord, ShardPositions]):
-    """Every shard of `KINESIS_STREAM_NAME`, split over KINESIS_PARTITIONS virtual partitions."""
-
-    def __init__(self, settings: Settings, client_factory: Callable[[Settings], Any] = kinesis_client) -> None:
-        self._settings = settings
-        self._client_factory = client_factory
-
-    def list_parts(self) -> list[str]:
-        return [part_name(i) for i in range(self._settings.kinesis_partitions)]
-
-    def build_part(self, step_id: str, for_part: str, resume_state: ShardPositions | None) -> KinesisPartition:
-        index = int(for_part.rsplit("-", 1)[1])
-        return KinesisPartition(self._client_factory(self._settings), self._settings, index, resume_state)

@@ -24,16 +24,10 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from dataflow import metrics
-from dataflow.enrich.concurrency.aimd import full_jitter
+from dataflow.backoff import full_jitter
 from dataflow.opensearch_sink.errors import (
-    AUTH,
-    BISECT,
-    CONFLICT,
-    MISSING_INDEX,
-    RETRY,
-    SPLIT,
-    STORED,
     Failure,
+    FailureKind,
     OpenSearchHalt,
     classify_item,
     classify_request,
@@ -149,15 +143,15 @@ class BulkWriter:
         self._denied_since = None
         for doc_id, item in zip(chunk, response.get("items", []), strict=False):
             failure = classify_item(next(iter(item.values())))
-            if failure.kind in (STORED, CONFLICT):
+            if failure.kind in (FailureKind.STORED, FailureKind.CONFLICT):
                 metrics.DOCS_INDEXED.labels(index).inc()
-            elif failure.kind == RETRY:
+            elif failure.kind is FailureKind.RETRY:
                 metrics.INDEX_RETRIES.labels("throttled" if failure.status == 429 else "unavailable").inc()
                 retry.append(doc_id)
-            elif failure.kind == AUTH:
+            elif failure.kind is FailureKind.AUTH:
                 self._denied(failure)
                 retry.append(doc_id)
-            elif failure.kind == MISSING_INDEX:
+            elif failure.kind is FailureKind.MISSING_INDEX:
                 missing.append(doc_id)
             else:
                 rejected[doc_id] = (failure.error_type, failure.reason)
@@ -175,25 +169,33 @@ class BulkWriter:
         retry: list[str],
         missing: list[str],
     ) -> None:
-        if failure.kind == RETRY:
+        if failure.kind is FailureKind.RETRY:
             reason = "throttled" if failure.status == 429 else "unavailable"
             metrics.INDEX_RETRIES.labels(reason).inc(len(chunk))
             retry.extend(chunk)
-        elif failure.kind == AUTH:
+        elif failure.kind is FailureKind.AUTH:
             self._denied(failure)
             retry.extend(chunk)
-        elif failure.kind in (SPLIT, BISECT) and len(chunk) == 1:
-            error_type = "request_too_large" if failure.kind == SPLIT else failure.error_type
+        elif failure.kind in (FailureKind.SPLIT, FailureKind.BISECT) and len(chunk) == 1:
+            error_type = "request_too_large" if failure.kind is FailureKind.SPLIT else failure.error_type
             rejected[chunk[0]] = (error_type, f"the document alone is refused: {failure.describe()}")
-        elif failure.kind in (SPLIT, BISECT):
+        elif failure.kind in (FailureKind.SPLIT, FailureKind.BISECT):
             before = len(rejected)
             half = len(chunk) // 2
             log.info(
-                "opensearch.bulk_%s index=%s documents=%d status=%s", failure.kind, index, len(chunk), failure.status
+                "opensearch.bulk_%s index=%s documents=%d status=%s",
+                failure.kind.value,
+                index,
+                len(chunk),
+                failure.status,
             )
             self._send(index, chunk[:half], body, rejected, retry, missing)
             self._send(index, chunk[half:], body, rejected, retry, missing)
-            if failure.kind == BISECT and len(chunk) >= ALL_GUILTY_MIN and len(rejected) - before == len(chunk):
+            if (
+                failure.kind is FailureKind.BISECT
+                and len(chunk) >= ALL_GUILTY_MIN
+                and len(rejected) - before == len(chunk)
+            ):
                 raise self._halt(
                     f"OpenSearch refuses every document of a bulk request, even one by one ({failure.describe()}); "
                     "the request is wrong, not the documents"

@@ -16,20 +16,25 @@ review is already there); 429/5xx retried; 404 `index_not_found_exception` means
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-RETRY = "retry"
-AUTH = "auth"
-SPLIT = "split"
-BISECT = "bisect"
-HALT = "halt"
-STORED = "stored"
-CONFLICT = "conflict"
-MISSING_INDEX = "missing_index"
-REJECT = "reject"
+
+class FailureKind(Enum):
+    """What to do with a request or an item, by what OpenSearch answered."""
+
+    RETRY = "retry"  # congestion: the same documents again, after a backoff
+    AUTH = "auth"  # access denied: retried for OPENSEARCH_AUTH_GRACE_S, then a halt
+    SPLIT = "split"  # 413: the request in halves
+    BISECT = "bisect"  # 400: down to the documents refused alone
+    HALT = "halt"  # a configuration problem
+    STORED = "stored"
+    CONFLICT = "conflict"  # a newer or equal version is stored: counts as stored
+    MISSING_INDEX = "missing_index"  # the index was deleted under us: recreate it once
+    REJECT = "reject"  # a document bad on its own
 
 
 class OpenSearchHalt(RuntimeError):
@@ -39,7 +44,7 @@ class OpenSearchHalt(RuntimeError):
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str
+    kind: FailureKind
     status: int | str
     error_type: str
     reason: str
@@ -65,19 +70,19 @@ def _reason(info: Any) -> tuple[str, str]:
 def classify_request(err: Exception) -> Failure:
     """What to do when a whole bulk request failed."""
     if isinstance(err, OSConnectionError) or not isinstance(err, TransportError):
-        return Failure(RETRY, "N/A", type(err).__name__, str(err)[:300])
+        return Failure(FailureKind.RETRY, "N/A", type(err).__name__, str(err)[:300])
     status = err.status_code
     error_type, reason = _reason(err.info)
     if not isinstance(status, int) or status in (408, 429) or status >= 500:
-        kind = RETRY
+        kind = FailureKind.RETRY
     elif status in (401, 403):
-        kind = AUTH
+        kind = FailureKind.AUTH
     elif status == 413:
-        kind = SPLIT
+        kind = FailureKind.SPLIT
     elif status == 400:
-        kind = BISECT
+        kind = FailureKind.BISECT
     else:
-        kind = HALT
+        kind = FailureKind.HALT
     return Failure(kind, status, error_type, reason)
 
 
@@ -86,15 +91,15 @@ def classify_item(info: dict[str, Any]) -> Failure:
     status = info.get("status")
     error_type, reason = _reason(info) if info.get("error") is not None else ("", "")
     if isinstance(status, int) and 200 <= status < 300:
-        kind = STORED
+        kind = FailureKind.STORED
     elif status == 409 and error_type == "version_conflict_engine_exception":
-        kind = CONFLICT
+        kind = FailureKind.CONFLICT
     elif not isinstance(status, int) or status in (408, 429) or status >= 500:
-        kind = RETRY
+        kind = FailureKind.RETRY
     elif status in (401, 403):
-        kind = AUTH
+        kind = FailureKind.AUTH
     elif status == 404 and error_type == "index_not_found_exception":
-        kind = MISSING_INDEX
+        kind = FailureKind.MISSING_INDEX
     else:
-        kind = REJECT
+        kind = FailureKind.REJECT
     return Failure(kind, status if status is not None else "N/A", error_type or "rejected", reason)

@@ -14,183 +14,35 @@
   OPENSEARCH_MAX_PENDING_DOCS) when the flow passes a `StoreAcks` ledger: the worker goes on reading and
   enriching during a slow bulk, and the enrichment step keeps each result in its checkpoint until stored;
   dead letters are written on the worker (rare, and parse dead letters have no other checkpoint);
-- index templates with explicit mappings are created at start when missing;
+- index templates with explicit mappings are created at start when missing (templates.py);
 - `OPENSEARCH_AUTH=sigv4` signs requests for Amazon OpenSearch Service (service `es`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth
-from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
+from opensearchpy import OpenSearch
 
 from dataflow import metrics
 from dataflow.channels.store_acks import StoreAcks
-from dataflow.enrich.concurrency.aimd import full_jitter
 from dataflow.opensearch_sink.background_writer import BackgroundWriter
 from dataflow.opensearch_sink.bulk import BulkDoc, BulkWriter
-from dataflow.opensearch_sink.errors import AUTH, RETRY, OpenSearchHalt, classify_request
+from dataflow.opensearch_sink.client import opensearch_client
+from dataflow.opensearch_sink.errors import OpenSearchHalt
+from dataflow.opensearch_sink.templates import ensure_index_templates
 from dataflow.records import DeadLetter, EnrichedReview, truncate_raw
 from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PROCESSED_MAPPINGS: dict[str, Any] = {
-    "dynamic": True,
-    "properties": {
-        "review_id": {"type": "keyword"},
-        "user_id": {"type": "keyword"},
-        "date_time": {"type": "date"},
-        "summary": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
-        "sentiment": {"type": "keyword"},
-        "label": {"type": "keyword"},
-        "source": {"type": "keyword"},
-        "model_id": {"type": "keyword"},
-        "input_tokens": {"type": "integer"},
-        "output_tokens": {"type": "integer"},
-        "latency_ms": {"type": "integer"},
-        "attempts": {"type": "integer"},
-        "processed_at": {"type": "date"},
-        "arrived_at": {"type": "date"},
-        "shard_id": {"type": "keyword"},
-        "sequence_number": {"type": "keyword"},
-        "extra": {"type": "object", "enabled": False},
-    },
-}
-DLQ_MAPPINGS: dict[str, Any] = {
-    "properties": {
-        "review_id": {"type": "keyword"},
-        "stage": {"type": "keyword"},
-        "error_type": {"type": "keyword"},
-        "error": {"type": "text"},
-        "raw": {"type": "text"},
-        "shard_id": {"type": "keyword"},
-        "sequence_number": {"type": "keyword"},
-        "attempts": {"type": "integer"},
-        "failed_at": {"type": "date"},
-    },
-}
-
-
-def opensearch_client(settings: Settings) -> OpenSearch:
-    """A client for OPENSEARCH_URL; SigV4-signed for Amazon OpenSearch Service when asked."""
-    auth = None
-    if settings.opensearch_auth == "sigv4":
-        import boto3
-
-        credentials = boto3.session.Session().get_credentials()
-        if credentials is None:
-            raise OpenSearchHalt(
-                "OPENSEARCH_AUTH=sigv4 but no AWS credentials were found (set AWS_ACCESS_KEY_ID/"
-                "AWS_SECRET_ACCESS_KEY, a profile, or the pod's IRSA role)"
-            )
-        auth = Urllib3AWSV4SignerAuth(credentials, settings.aws_region, "es")
-    return OpenSearch(
-        hosts=[settings.opensearch_url],
-        http_auth=auth,
-        use_ssl=settings.opensearch_url.startswith("https://"),
-        verify_certs=settings.opensearch_url.startswith("https://"),
-        timeout=settings.opensearch_timeout_s,
-        max_retries=0,
-        retry_on_timeout=False,
-        http_compress=settings.opensearch_auth == "sigv4",
-    )
-
-
-def _template_patterns(client: OpenSearch, name: str) -> list[str] | None:
-    """The index patterns of template `name`, or None when it does not exist."""
-    try:
-        found = client.indices.get_index_template(name=name)
-    except NotFoundError:
-        return None
-    patterns: list[str] = []
-    for entry in found.get("index_templates", []):
-        patterns.extend(entry.get("index_template", {}).get("index_patterns", []))
-    return patterns
-
-
-def _exists(get: Callable[[], Any]) -> bool:
-    """GET rather than HEAD: a refusal then comes with its body, so the halt line can say why."""
-    try:
-        get()
-    except NotFoundError:
-        return False
-    return True
-
-
-def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-    """Create the index templates and indices when missing.
-
-    A template that exists but does not cover the configured index (OPENSEARCH_INDEX renamed, or a second
-    flow on the same domain) gets the index added to its patterns: otherwise the new index would be created
-    with dynamic mappings (ids as analysed text, dates as strings) and nothing would say so.
-
-    OPENSEARCH_REFRESH_INTERVAL, when set, is applied to the results index (how soon a document is searchable;
-    the domain's default is 1 s, which bounds how fresh a dashboard can be).
-
-    Congestion is retried until OPENSEARCH_START_TIMEOUT_S, access denied until OPENSEARCH_AUTH_GRACE_S
-    (role mappings take minutes after a deploy); any other refusal halts at once with the reason.
-    """
-    templates = {
-        "reviewstream-processed": (settings.opensearch_index, PROCESSED_MAPPINGS),
-        "reviewstream-dlq": (settings.opensearch_dlq_index, DLQ_MAPPINGS),
-    }
-    started = clock()
-    attempt = 0
-    while True:
-        try:
-            for name, (index, mappings) in templates.items():
-                patterns = _template_patterns(client, name)
-                if patterns is None or not any(fnmatch.fnmatchcase(index, p) for p in patterns):
-                    covered = sorted({*(patterns or []), index})
-                    client.indices.put_index_template(
-                        name=name, body={"index_patterns": covered, "template": {"mappings": mappings}}
-                    )
-                    event = "template_created" if patterns is None else "template_extended"
-                    log.info("opensearch.%s name=%s index=%s patterns=%s", event, name, index, ",".join(covered))
-                # Both indices exist from the start, so dashboards and reports never meet a missing one.
-                if not _exists(lambda index=index: client.indices.get(index=index)):
-                    try:
-                        client.indices.create(index=index)
-                    except RequestError as err:  # another worker just made it; any other 400 is ours to see
-                        if err.error != "resource_already_exists_exception":
-                            raise
-            if settings.opensearch_refresh_interval:
-                # A dynamic setting: applied to the existing index too, so changing it needs no new index.
-                client.indices.put_settings(
-                    index=settings.opensearch_index,
-                    body={"index": {"refresh_interval": settings.opensearch_refresh_interval}},
-                )
-            return
-        except (OSConnectionError, TransportError) as err:
-            failure = classify_request(err)
-            waited = clock() - started
-            if failure.kind == RETRY:
-                limit, name = settings.opensearch_start_timeout_s, "OPENSEARCH_START_TIMEOUT_S"
-            elif failure.kind == AUTH:
-                limit, name = settings.opensearch_auth_grace_s, "OPENSEARCH_AUTH_GRACE_S"
-            else:
-                limit, name = 0.0, ""
-            if waited >= limit:
-                after = f" after {waited:.0f} s ({name}={limit:.0f})" if name else ""
-                message = (
-                    f"cannot prepare OpenSearch index templates at OPENSEARCH_URL={settings.opensearch_url}{after}: "
-                    f"{failure.describe()}"
-                )
-                log.error("opensearch.halt %s", message)
-                raise OpenSearchHalt(message) from err
-            log.warning("opensearch.not_ready status=%s waited_s=%.1f", failure.status, waited)
-            time.sleep(min(full_jitter(min(attempt, 5), 0.5, 5.0) + 0.1, max(0.05, limit - waited)))
-            attempt += 1
+SinkKind = Literal["results", "dead_letters"]
 
 
 def write_dead_letters(writer: BulkWriter, settings: Settings, letters: dict[str, DeadLetter]) -> None:
@@ -285,7 +137,7 @@ class OpenSearchSink(DynamicSink[Any]):
     def __init__(
         self,
         settings: Settings,
-        kind: str,
+        kind: SinkKind,
         client_factory: Callable[[Settings], OpenSearch] = opensearch_client,
         acks: StoreAcks | None = None,
     ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from dataflow.enrich.step import EngineRegistry
+from dataflow.enrich import EngineRegistry
 from dataflow.pipeline import build_flow
 from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord
 from dataflow.settings import Settings, load_settings

@@ -7,7 +7,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from dataflow.kinesis_source.partition import DrainLedger, KinesisPartition
+from dataflow.channels.backpressure import BufferGauge
+from dataflow.kinesis_source import DrainLedger, KinesisPartition
 from tests.dataflow.helpers import settings
 
 PARTITIONS = 4
@@ -70,10 +71,18 @@ class Reader:
     change), never because a busy machine made it slower.
     """
 
-    def __init__(self, settings: Any, client_factory: Any, states: dict[int, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        client_factory: Any,
+        states: dict[int, Any] | None = None,
+        buffers: BufferGauge | None = None,
+    ) -> None:
         self.ledger = DrainLedger()
         self.parts = {
-            i: KinesisPartition(client_factory(), settings, i, (states or {}).get(i), ledger=self.ledger)
+            i: KinesisPartition(
+                client_factory(), settings, i, (states or {}).get(i), ledger=self.ledger, buffers=buffers
+            )
             for i in range(PARTITIONS)
         }
         self.done: set[int] = set()

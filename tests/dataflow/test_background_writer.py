@@ -14,8 +14,8 @@ from bytewax.testing import TestingSink, run_main
 from opensearchpy import OpenSearch
 
 from dataflow.channels.store_acks import StoreAcks
+from dataflow.enrich import EngineRegistry, EnrichLogic
 from dataflow.enrich.engine import EnrichEngine
-from dataflow.enrich.step import EngineRegistry, EnrichLogic
 from dataflow.opensearch_sink.background_writer import BackgroundWriter
 from dataflow.opensearch_sink.errors import OpenSearchHalt
 from dataflow.parse import parse_record

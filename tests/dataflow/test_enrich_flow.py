@@ -122,7 +122,7 @@ def test_throttling_cuts_the_window_and_in_flight_stays_under_limit() -> None:
     registry.close()
     assert len(results) == 120 and dead == []
     assert bedrock.max_in_flight <= 6
-    assert engine.limit.decreases >= 1 and engine.stats.throttled >= 1
+    assert engine.window.aimd.decreases >= 1 and engine.stats.throttled >= 1
 
 
 def test_straggler_does_not_hold_back_other_results() -> None:

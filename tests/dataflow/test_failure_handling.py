@@ -13,7 +13,7 @@ from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
 from dataflow.enrich.errors import CallError, classify
-from dataflow.enrich.retry_policy import DEAD_LETTER, HOLD, RETRY_LATER, RETRY_NOW, Job, decide
+from dataflow.enrich.retry_policy import Job, Step, decide
 from dataflow.records import Review
 from tests.dataflow.helpers import flow_with, ids, record, run_flow, settings
 from tests.fakes import FakeBedrock
@@ -85,21 +85,21 @@ def test_policy_budgets() -> None:
     for _ in range(5):
         job.attempts += 1
         steps.append(decide(job, throttled, cfg, packed=False))
-    assert steps == [RETRY_LATER] * 4 + [DEAD_LETTER]
+    assert steps == [Step.RETRY_LATER] * 4 + [Step.DEAD_LETTER]
     assert job.counted_attempts == 0  # congestion never used the review's own budget
 
     job = _job()
     denied = classify(client_error("AccessDeniedException", 403))
     for _ in range(10):
         job.attempts += 1
-        assert decide(job, denied, cfg, packed=False) == HOLD  # held, however often: the engine halts instead
+        assert decide(job, denied, cfg, packed=False) == Step.HOLD  # held, however often: the engine halts instead
 
     job = _job()
     too_long = classify(client_error("ValidationException", 400, "Input is too long for requested model."))
     job.attempts += 1
-    assert decide(job, too_long, cfg, packed=True) == RETRY_NOW and job.solo
+    assert decide(job, too_long, cfg, packed=True) == Step.RETRY_NOW and job.solo
     job.attempts += 1
-    assert decide(job, too_long, cfg, packed=False) == DEAD_LETTER
+    assert decide(job, too_long, cfg, packed=False) == Step.DEAD_LETTER
 
 
 def test_invalid_answers_change_the_retry_and_repeats_stop_early() -> None:
@@ -108,14 +108,14 @@ def test_invalid_answers_change_the_retry_and_repeats_stop_early() -> None:
     invalid = CallError("invalid", "invalid_answer:not_json", "answer is not valid JSON")
     job.attempts += 1
     assert job.correction is None and job.temperature == 0.0
-    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == RETRY_LATER
+    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == Step.RETRY_LATER
     assert job.correction == "answer is not valid JSON" and job.temperature > 0.0
     job.attempts += 1
-    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == DEAD_LETTER  # the same answer again
+    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == Step.DEAD_LETTER  # the same answer again
 
 
 def test_pacer_history_stays_bounded() -> None:
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now = [0.0]
     pacer = RatePacer(clock=lambda: now[0])

@@ -30,7 +30,7 @@ def serve(limit: GradientLimit, clock: Clock, service_s: float, slots: int, roun
         for _ in range(max(limit.min_samples, window)):
             started = clock.now
             clock.now += latency / window
-            limit.on_sample(latency, reviews=1, in_flight=window, request_started=started)
+            limit.on_answer(latency, reviews=1, in_flight=window, request_started=started)
         seen.append(limit.current)
     return seen
 
@@ -56,7 +56,7 @@ def test_grows_by_a_root_of_the_window_until_the_first_cut_while_latency_is_flat
         for _ in range(max(rising.min_samples, rising.current)):
             started = clock.now
             clock.now += 0.01
-            rising.on_sample(1.0 if n == 0 else 1.3, reviews=1, in_flight=rising.current, request_started=started)
+            rising.on_answer(1.0 if n == 0 else 1.3, reviews=1, in_flight=rising.current, request_started=started)
     assert rising.current == 8 + 7  # the first round set the baseline
     # Once cut (the first sign of congestion), growth is by one even while latency is flat again.
     assert limit.on_timeout(clock.now)
@@ -102,7 +102,7 @@ def test_packed_requests_are_compared_per_review() -> None:
     for reviews in [1] * 8 + [5] * 16:
         started = clock.now
         clock.now += 0.25
-        limit.on_sample(1.0 * reviews, reviews=reviews, in_flight=limit.current, request_started=started)
+        limit.on_answer(1.0 * reviews, reviews=reviews, in_flight=limit.current, request_started=started)
     assert limit.decreases == 0 and limit.current > 4
 
 
@@ -112,7 +112,7 @@ def test_an_idle_caller_does_not_grow_the_window() -> None:
     for _ in range(60):
         started = clock.now
         clock.now += 0.1
-        limit.on_sample(0.1, reviews=1, in_flight=1, request_started=started)
+        limit.on_answer(0.1, reviews=1, in_flight=1, request_started=started)
     assert limit.current == 2
 
 

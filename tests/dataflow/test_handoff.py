@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from dataflow.channels.backpressure import BUFFERS
 from dataflow.enrich.engine import EnrichEngine
 from dataflow.enrich.step import EnrichLogic
 from dataflow.parse import parse_record
@@ -47,7 +46,7 @@ def test_on_batch_never_blocks_and_holds_back_what_does_not_fit() -> None:
         assert list(emitted) == []
         assert engine.buffered() == 4  # exactly its room, never more
         assert len(logic.snapshot()) == 20  # the other 16 wait in the logic's state
-        assert BUFFERS.room() == 0  # and the source holds back for them
+        assert engine.buffers.room() == 0  # and the source holds back for them
         bedrock.gate.set()
         out, _ = logic.on_eof()
         assert sorted(r.review.review_id for r in out if isinstance(r, EnrichedReview)) == sorted(

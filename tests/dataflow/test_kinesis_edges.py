@@ -13,9 +13,10 @@ import boto3
 import pytest
 from prometheus_client import REGISTRY
 
-from dataflow.channels.backpressure import BUFFERS
-from dataflow.kinesis_source.partition import BACKPRESSURE_WAIT_S, DrainLedger, KinesisPartition
-from dataflow.kinesis_source.shards import MIN_POLL_S, ShardReader, poll_interval
+from dataflow.channels.backpressure import BufferGauge
+from dataflow.kinesis_source import DrainLedger, KinesisPartition
+from dataflow.kinesis_source.hold_back import BACKPRESSURE_WAIT_S
+from dataflow.kinesis_source.reader import MIN_POLL_S, ShardReader, poll_interval
 from devstack.kinesis_strict import expire_shard, trim_shard
 from tests.dataflow.kinesis_helpers import Reader, cfg, client_error, create, list_shards, open_shards, put, split
 
@@ -55,19 +56,17 @@ def test_stop_at_end_waits_until_the_enrichment_buffers_are_empty(client, factor
     every result of that key back until its last one is done (the demo showed 0 indexed for a minute)."""
     create(client, stream_name, 1)
     put(client, stream_name, 0, 5)
-    reader = Reader(cfg(stream_name), factory)
+    buffers = BufferGauge()
+    reader = Reader(cfg(stream_name), factory, buffers=buffers)
     owner = object()
-    BUFFERS.register(id(owner), 100)
-    try:
-        BUFFERS.set(id(owner), 5)  # the five reviews are with the model
-        reader.run_until(lambda: len(reader.seen) == 5)
-        for _ in range(20):  # caught up, but not done: the source must keep going
-            reader.step()
-        assert not reader.done
-        BUFFERS.set(id(owner), 0)  # the model answered them all
-        reader.run_to_end()
-    finally:
-        BUFFERS.unregister(id(owner))
+    buffers.register(id(owner), 100)
+    buffers.set(id(owner), 5)  # the five reviews are with the model
+    reader.run_until(lambda: len(reader.seen) == 5)
+    for _ in range(20):  # caught up, but not done: the source must keep going
+        reader.step()
+    assert not reader.done
+    buffers.set(id(owner), 0)  # the model answered them all
+    reader.run_to_end()
     assert Counter(reader.seen) == recs(0, 5)
 
 
@@ -223,23 +222,21 @@ def test_held_back_source_backs_off_and_looks_again_soon_when_room_frees(client,
     put(client, stream_name, 0, 10)
     clock = Clock()
     settings = cfg(stream_name, KINESIS_PARTITIONS=1, KINESIS_BACKPRESSURE_MAX_WAIT_S=0.5)
-    part = KinesisPartition(factory(), settings, 0, None, ledger=DrainLedger(), now=clock)
+    buffers = BufferGauge()
+    part = KinesisPartition(factory(), settings, 0, None, ledger=DrainLedger(), buffers=buffers, now=clock)
     owner = object()
-    BUFFERS.register(id(owner), 4)
-    try:
-        BUFFERS.set(id(owner), 4)  # full
-        waits = waits_after_batches(part, clock, 8)
-        assert waits[0] == pytest.approx(BACKPRESSURE_WAIT_S)
-        assert waits == sorted(waits) and waits[-1] == pytest.approx(0.5)
-        BUFFERS.set(id(owner), 3)  # one review completed: room for one record
-        assert [r.data for r in part.next_batch()] == [b"rec-0"]
-        BUFFERS.set(id(owner), 4)  # the enrichment step took it: full again
-        assert waits_after_batches(part, clock, 2) == pytest.approx([BACKPRESSURE_WAIT_S, 2 * BACKPRESSURE_WAIT_S])
-        BUFFERS.set(id(owner), 3)  # a review completed and another partition took the room at once:
-        BUFFERS.set(id(owner), 4)  # the buffer is moving, so look again soon
-        assert waits_after_batches(part, clock, 1) == pytest.approx([BACKPRESSURE_WAIT_S])
-    finally:
-        BUFFERS.unregister(id(owner))
+    buffers.register(id(owner), 4)
+    buffers.set(id(owner), 4)  # full
+    waits = waits_after_batches(part, clock, 8)
+    assert waits[0] == pytest.approx(BACKPRESSURE_WAIT_S)
+    assert waits == sorted(waits) and waits[-1] == pytest.approx(0.5)
+    buffers.set(id(owner), 3)  # one review completed: room for one record
+    assert [r.data for r in part.next_batch()] == [b"rec-0"]
+    buffers.set(id(owner), 4)  # the enrichment step took it: full again
+    assert waits_after_batches(part, clock, 2) == pytest.approx([BACKPRESSURE_WAIT_S, 2 * BACKPRESSURE_WAIT_S])
+    buffers.set(id(owner), 3)  # a review completed and another partition took the room at once:
+    buffers.set(id(owner), 4)  # the buffer is moving, so look again soon
+    assert waits_after_batches(part, clock, 1) == pytest.approx([BACKPRESSURE_WAIT_S])
 
 
 def test_an_idle_shard_is_polled_less_often_and_at_full_speed_once_records_come(client, factory, stream_name) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from dataflow.kinesis_source.partition import KinesisSource, shard_owner
+from dataflow.kinesis_source import KinesisSource, shard_owner
 from tests.dataflow.kinesis_helpers import Reader, cfg, client_error, create, list_shards, open_shards, put, split
 
 

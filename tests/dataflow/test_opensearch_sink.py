@@ -349,16 +349,16 @@ def test_chunks_respect_both_bounds_and_keep_order() -> None:
 
 
 def test_item_outcomes_are_classified_by_status_and_type() -> None:
-    from dataflow.opensearch_sink.errors import CONFLICT, MISSING_INDEX, REJECT, RETRY, STORED, classify_item
+    from dataflow.opensearch_sink.errors import FailureKind, classify_item
 
     def item(status: int, error_type: str | None = None) -> dict[str, Any]:
         return {"status": status, **({"error": {"type": error_type, "reason": "x"}} if error_type else {})}
 
-    assert classify_item(item(201)).kind == STORED
-    assert classify_item(item(409, "version_conflict_engine_exception")).kind == CONFLICT
-    assert classify_item(item(429, "es_rejected_execution_exception")).kind == RETRY
-    assert classify_item(item(404, "index_not_found_exception")).kind == MISSING_INDEX
-    assert classify_item(item(400, "mapper_parsing_exception")).kind == REJECT
+    assert classify_item(item(201)).kind is FailureKind.STORED
+    assert classify_item(item(409, "version_conflict_engine_exception")).kind is FailureKind.CONFLICT
+    assert classify_item(item(429, "es_rejected_execution_exception")).kind is FailureKind.RETRY
+    assert classify_item(item(404, "index_not_found_exception")).kind is FailureKind.MISSING_INDEX
+    assert classify_item(item(400, "mapper_parsing_exception")).kind is FailureKind.REJECT
 
 
 def index_missing(body: bytes) -> Reply:

@@ -8,7 +8,8 @@ import sys
 import orjson
 import pytest
 
-from dataflow.enrich.concurrency.aimd import AimdLimit, full_jitter
+from dataflow.backoff import full_jitter
+from dataflow.enrich.concurrency.aimd import AimdLimit
 from dataflow.enrich.prompt import AnswerError, ReviewAnswer, build_converse_request, is_one_sentence, parse_answer
 from dataflow.parse import parse_record
 from dataflow.records import DeadLetter, Review
@@ -241,7 +242,7 @@ def young_pace(pacer: object, now: list[float], successes: int) -> None:
 
 
 def test_a_single_throttle_only_pauses() -> None:
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
@@ -265,7 +266,7 @@ def test_a_single_throttle_only_pauses() -> None:
 
 
 def test_persistent_throttling_paces_at_the_admitted_rate_of_the_last_minute() -> None:
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
@@ -301,7 +302,7 @@ def test_persistent_throttling_paces_at_the_admitted_rate_of_the_last_minute() -
 
 
 def test_pacer_floor_keeps_throttle_storms_from_starving() -> None:
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
@@ -317,15 +318,16 @@ def test_pacer_floor_keeps_throttle_storms_from_starving() -> None:
 
 
 def test_reference_behaviour_is_not_adaptive() -> None:
-    from dataflow.enrich.step import EnrichEngine
+    from dataflow.enrich.engine import EnrichEngine
     from tests.dataflow.helpers import settings as make_settings
     from tests.fakes import FakeBedrock
 
     engine = EnrichEngine(make_settings(BEDROCK_ADAPTIVE="false"), FakeBedrock().factory(), worker="t")
     try:
-        assert engine.pacer is None and engine.limit.minimum == engine.limit.maximum == 8
-        engine.limit.on_throttle(request_started=1e12)
-        assert engine.limit.current == 8
+        window = engine.window
+        assert window.pacer is None and window.aimd.minimum == window.aimd.maximum == 8
+        window.aimd.on_throttle(request_started=1e12)
+        assert window.current == 8
     finally:
         engine.close()
 
@@ -337,7 +339,7 @@ def test_scattered_throttles_do_not_collapse_the_pace() -> None:
     """
     import random
 
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
@@ -351,7 +353,7 @@ def test_a_per_minute_quota_is_still_paced_after_the_scattered_throttle_guard() 
     import collections
     import random
 
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
@@ -386,7 +388,7 @@ def test_a_pace_set_by_an_early_burst_is_released_when_throttles_stay_scattered(
     0.3 rps for four minutes, then 0.18, 0.03; simulated here, seeds 3 and 6 sent ~130 requests in 600 s)."""
     import random
 
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)
@@ -404,7 +406,7 @@ def test_a_young_pace_that_random_throttles_set_is_released_within_seconds() -> 
     released, 1,414."""
     import random
 
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     sent = []
     for seed in range(1, 9):
@@ -422,7 +424,7 @@ def test_a_quota_filled_in_the_first_minute_stays_paced_after_the_minute_slides(
     after the young judgement has ended: counted, they would release a pace that is right."""
     import collections
 
-    from dataflow.enrich.concurrency.aimd import RatePacer
+    from dataflow.enrich.concurrency.pacer import RatePacer
 
     now, clock = fake_clock()
     pacer = RatePacer(clock=clock)

@@ -10,9 +10,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from dataflow import heartbeat
 from dataflow.settings import load_settings
 from infra.versions import DEFAULT_VERSION
-from infra.workload import APP, METRICS_PORT, RECOVERY_MOUNT, init_recovery_script, liveness_command
+from infra.workload import APP, HEARTBEAT_FILE, METRICS_PORT, RECOVERY_MOUNT, init_recovery_script, liveness_command
 from tests.infra.mocks import ACCOUNT
 
 K8S_VERSION = DEFAULT_VERSION
@@ -177,3 +178,16 @@ def test_init_script_spreads_partitions_once(tmp_path: Path, replicas: int) -> N
     union = set().union(*found.values())
     assert union == {f"part-{i}.sqlite3" for i in range(partitions)}
     assert sum(len(v) for v in found.values()) == partitions
+
+
+def test_liveness_command_fails_on_stale_or_missing_and_passes_on_fresh(tmp_path: Path) -> None:
+    path = tmp_path / "hb"
+    command = liveness_command(60)
+    assert command[:3] == ["python", "-m", "dataflow.heartbeat"] and command[3] == HEARTBEAT_FILE
+    cli = [sys.executable, *command[1:3], str(path), command[4]]
+    assert subprocess.run(cli, capture_output=True, timeout=30).returncode == 1  # missing
+    heartbeat.Heartbeat(str(path)).beat()
+    assert subprocess.run(cli, capture_output=True, timeout=30).returncode == 0
+    path.write_text("0\n")  # 1970
+    stale = subprocess.run(cli, capture_output=True, text=True, timeout=30)
+    assert stale.returncode == 1 and stale.stdout.startswith("heartbeat.stale")

@@ -1,4 +1,4 @@
-"""Adaptive concurrency (AIMD) and retry backoff for the Bedrock caller.
+"""AIMD: the concurrency limit that answers throttling.
 
 Throttling means the quota is exhausted *now*: halving the window backs off fast, and growing it by one
 request per window of successes finds the quota's edge again without a storm of 429s. Only a request that
@@ -8,16 +8,11 @@ the window once, not once per request.
 
 from __future__ import annotations
 
-import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-
-def full_jitter(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): uniform in [0, min(cap, base * 2^attempt)]."""
-    return rand() * min(cap, base * (2**attempt))
+from dataflow.enrich.concurrency.limit import Outcome, Sample
 
 
 @dataclass
@@ -41,6 +36,15 @@ class AimdLimit:
     def current(self) -> int:
         return max(self.minimum, int(self.value))
 
+    def on_sample(self, sample: Sample) -> bool:
+        """Grow on a success, cut on a throttle (once per congestion event); a timeout is the gradient's."""
+        if sample.outcome is Outcome.SUCCESS:
+            self.on_success()
+            return False
+        if sample.outcome is Outcome.THROTTLE:
+            return self.on_throttle(sample.started)
+        return False
+
     def on_success(self) -> None:
         """Additive increase: about +1 per full window of successful requests."""
         self.value = min(float(self.maximum), self.value + 1.0 / max(1.0, self.value))
@@ -53,152 +57,3 @@ class AimdLimit:
         self.last_decrease = self.clock()
         self.decreases += 1
         return True
-
-
-@dataclass
-class RatePacer:
-    """Paces request starts under a per-minute quota, so a backlog runs at the quota instead of into it.
-
-    A quota shows itself as throttling that persists: in a run younger than the 60 s window, `young_events`
-    throttle events in a row with no success (six: across the doubling pauses, ~3 s with nothing admitted);
-    later, throttle events less than `recent_s` apart (scattered throttles, which pacing cannot cure, rarely do
-    either). Then the pacer sends at `backoff` x the rate admitted over the last 60 s (Bedrock quotas are per
-    minute, so that is what the quota lets through), never faster than it already does and never below `floor`
-    x the best such rate seen; every success then probes upward by `growth`. A probe cycle is about
-    ln(1/backoff)/growth successes (~150) for two throttles, about 1.3%. Every throttle also pauses all sends,
-    doubling while throttles continue (as they do until a burst leaves the 60 s window) and reset by a success.
-    Before the quota shows, nothing is paced.
-
-    A young run's pace is a partial minute's rate, and a storm of random throttles also throttles a few times
-    in a row by chance (four in a row did in most simulated storms of 25%, and paced them at 0.2-1.5 rps for
-    a minute or more). A sliding quota filled in its first minute admits nothing new until that minute
-    slides, so when `young_release` paced requests succeed before then, at least as many as are throttled,
-    the pace is released at once.
-
-    A cut is judged one window later (throttles within the window after a cut still come from before it, so
-    they only pause), counting every throttle since, quota-looking or not: if three or more of the requests
-    since then, and at least `scatter_share` of them, were still throttled while others succeeded, pacing did
-    not cure it, so it was not the rate (a busy service throttling at random): the pace is released and, for
-    `scatter_hold_s`, throttles only pause. A quota-looking throttle after `scatter_sample` successes is the
-    upward probe reaching the quota again: that cuts. Without this,
-    each scattered throttle cut the pace to 0.9 x an admitted rate that the throttles themselves had lowered,
-    down to the floor.
-    """
-
-    window_s: float = 60.0
-    backoff: float = 0.9
-    growth: float = 0.0007
-    floor: float = 0.25
-    pause_base_s: float = 0.1
-    pause_max_s: float = 8.0
-    recent_s: float = 5.0
-    young_events: int = 6
-    young_release: int = 8
-    scatter_share: float = 0.1
-    scatter_sample: int = 20
-    scatter_hold_s: float = 300.0
-    clock: Callable[[], float] = time.monotonic
-    rate: float | None = field(init=False, default=None)
-    _next_at: float = field(init=False, default=0.0)
-    _admitted: deque[float] = field(init=False, default_factory=deque)
-    _last_cut: float = field(init=False, default=float("-inf"))
-    _consecutive: int = field(init=False, default=0)
-    _peak: float = field(init=False, default=0.0)
-    _first_send: float | None = field(init=False, default=None)
-    _paced_at: float = field(init=False, default=float("-inf"))  # when the rate was last cut
-    _judged: list[int] = field(init=False, default_factory=lambda: [0, 0])  # successes, throttles to judge the cut
-    _scattered_until: float = field(init=False, default=float("-inf"))
-    _young: list[int] | None = field(init=False, default=None)  # successes, throttles since a young run's cut
-
-    def delay(self) -> float:
-        """Seconds until the next request may start (0 when unpaced and not paused)."""
-        return max(0.0, self._next_at - self.clock())
-
-    def on_send(self) -> None:
-        now = self.clock()
-        if self._first_send is None:
-            self._first_send = now
-        if self.rate is not None:
-            self._next_at = max(now, self._next_at) + 1.0 / self.rate
-
-    def on_success(self, request_started: float) -> None:
-        self._admitted.append(request_started)
-        self._forget_before(self.clock() - self.window_s)  # bounded by the window, however long the run
-        self._consecutive = 0
-        if self.rate is not None:
-            self.rate *= 1.0 + self.growth
-            if self.clock() - self._paced_at >= self.window_s:
-                self._judged[0] += 1
-            self._judge_young(request_started, throttled=False)
-
-    def on_throttle(self, request_started: float) -> bool:
-        """React once per congestion event: pause, and pace when throttling persists; True when it reacted."""
-        if request_started < self._last_cut:
-            return False
-        self._judge_young(request_started, throttled=True)
-        now = self.clock()
-        self._forget_before(now - self.window_s)
-        age = now - (self._first_send if self._first_send is not None else now)
-        recent = now - self._last_cut < self.recent_s
-        # A run younger than the window paces only when throttling has persisted (`young_events`, no success):
-        # then the window is plainly full. An older run paces on any repeated throttling, successes in between or not.
-        if now < self._scattered_until:
-            quota = False  # throttling that pacing did not cure: the pauses and the AIMD window answer it
-        elif age < self.window_s:
-            quota = self._consecutive >= self.young_events - 1
-        else:
-            quota = self._consecutive >= 1 or recent
-        if self.rate is not None:
-            # Every throttle of a paced run is evidence, not only those that look like a quota: at a low pace
-            # scattered throttles come seconds apart with successes between, and counting only the
-            # quota-looking ones let the probe rule cut a pace that should have been released.
-            cut = self._judge_cut(now)
-            quota = quota and cut
-        if quota and self._admitted:  # with nothing admitted there is no rate to learn: the pause does
-            admitted = len(self._admitted) / self.window_s
-            self._peak = max(self._peak, admitted)
-            target = max(admitted * self.backoff, self._peak * self.floor, 1.0 / self.window_s)
-            if self.rate is None or self.rate > target:
-                self.rate = target
-                self._paced_at = now
-                self._judged = [0, 0]
-                self._young = [0, 0] if age < self.window_s else None
-        pause = min(self.pause_max_s, self.pause_base_s * 2**self._consecutive)
-        self._consecutive += 1
-        self._next_at = max(self._next_at, now + pause)
-        self._last_cut = now
-        return True
-
-    def _judge_cut(self, now: float) -> bool:
-        """Whether a throttle while paced may cut again (see the class docstring); may release the pace."""
-        if now - self._paced_at < self.window_s:
-            return False  # the last cut has not had a window to show its effect yet
-        self._judged[1] += 1
-        ok, throttled = self._judged
-        # Successes and throttles mixed at the paced rate: random, not a quota (a quota that admits nothing at all
-        # is still a quota: the pace and the doubling pauses stay).
-        if ok and throttled >= 3 and throttled / (ok + throttled) >= self.scatter_share:
-            self.rate = None  # pacing did not stop it: not the rate's doing
-            self._scattered_until = now + self.scatter_hold_s
-            self._judged = [0, 0]
-            return False
-        # Many successes since the cut settled, then a throttle: the upward probe found the quota's edge again.
-        return ok >= self.scatter_sample
-
-    def _judge_young(self, request_started: float, throttled: bool) -> None:
-        """Release a young run's pace that paced requests disprove (see the class docstring)."""
-        if self._young is None or self.rate is None or request_started < self._paced_at:
-            return
-        # A few seconds' margin: other clients of the quota may have started a little earlier.
-        if self._first_send is None or self.clock() >= self._first_send + self.window_s - self.recent_s:
-            self._young = None  # the first minute slides now: the ordinary judgement takes over
-            return
-        self._young[1 if throttled else 0] += 1
-        ok, throttles = self._young
-        if ok >= self.young_release and ok >= throttles:
-            self.rate = None
-            self._young = None
-
-    def _forget_before(self, cutoff: float) -> None:
-        while self._admitted and self._admitted[0] < cutoff:
-            self._admitted.popleft()

@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dataflow.enrich.concurrency.limit import Outcome, Sample
+
 
 @dataclass
 class GradientLimit:
@@ -67,7 +69,17 @@ class GradientLimit:
         self._forget()
         return min((avg for _, avg in self._best), default=None)
 
-    def on_sample(self, latency_s: float, reviews: int, in_flight: int, request_started: float) -> None:
+    def on_sample(self, sample: Sample) -> bool:
+        """Learn from an answer's latency, cut on a timeout (True when cut); throttles are AIMD's."""
+        if sample.outcome is Outcome.SUCCESS:
+            cuts = self.decreases
+            self.on_answer(sample.latency_s, sample.reviews, sample.in_flight, sample.started)
+            return self.decreases > cuts
+        if sample.outcome is Outcome.TIMEOUT:
+            return self.on_timeout(sample.started)
+        return False
+
+    def on_answer(self, latency_s: float, reviews: int, in_flight: int, request_started: float) -> None:
         """One answered request: its latency, how many reviews it carried and how many requests were in flight.
 
         Requests started before the last cut measured the old window: they neither count nor cut again."""

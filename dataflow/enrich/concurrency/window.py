@@ -1,11 +1,16 @@
 """The enrichment window: how many Bedrock requests one worker may have in flight, and when the next may start.
 
-Three controls, each answering one kind of congestion, combined by taking the smallest window:
-- `AimdLimit` (aimd.py): throttling says the quota is spent now: halve, then grow by one per window.
+Three limits, each answering one kind of congestion, fed the same outcomes (limit.py); the window is the
+smallest of the two concurrency limits, and the pacer spaces the starts:
+- `AimdLimit` (aimd.py): throttling says the quota is spent now: halve, then grow by one per window;
 - `GradientLimit` (gradient.py): rising latency and timeouts say the server is queueing: shrink in
   proportion, grow while latency stays flat. It starts low (BEDROCK_INITIAL_CONCURRENCY), so the configured
-  maximum is a ceiling reached only while latency allows it.
-- `RatePacer` (aimd.py): a per-minute quota: space request starts at the rate the quota admits.
+  maximum is a ceiling reached only while latency allows it;
+- `RatePacer` (pacer.py): a per-minute quota: space request starts at the rate the quota admits.
+
+Throttles are handled here rather than by each limit alone: the pacer tells one congestion event from the
+rest of its burst (and from scattered throttles it should only pause for), and the AIMD window is cut only
+when the pacer reacted, so a burst of throttles cuts once.
 
 BEDROCK_ADAPTIVE=false pins the window at BEDROCK_MAX_CONCURRENCY and never paces (the reference behaviour).
 """
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataflow.enrich.concurrency.aimd import AimdLimit, RatePacer
+from dataflow.enrich.concurrency.aimd import AimdLimit
 from dataflow.enrich.concurrency.gradient import GradientLimit
+from dataflow.enrich.concurrency.limit import Outcome, Sample
+from dataflow.enrich.concurrency.pacer import RatePacer
 from dataflow.settings import Settings
 
 
@@ -50,14 +57,28 @@ class Window:
     def at_minimum(self) -> bool:
         return self.current <= self.aimd.minimum
 
-    def on_answer(self, started: float, latency_s: float, reviews: int, in_flight: int) -> None:
-        """A request was answered (valid or not: the server did its work in `latency_s`)."""
-        self.aimd.on_success()
-        if self.pacer is not None:
-            self.pacer.on_success(started)
-        if self.gradient is not None:
-            self.gradient.on_sample(latency_s, reviews, in_flight, started)
+    @property
+    def pace_rps(self) -> float | None:
+        """The pacer's rate in requests per second; None while unpaced."""
+        return self.pacer.current if self.pacer is not None else None
 
-    def on_timeout(self, started: float) -> bool:
-        """A request timed out: shrink the latency window (once per congestion event); True when it was cut."""
-        return self.gradient is not None and self.gradient.on_timeout(started)
+    def delay(self) -> float:
+        """Seconds until the next request may start (0: now)."""
+        return self.pacer.delay() if self.pacer is not None else 0.0
+
+    def on_send(self) -> None:
+        if self.pacer is not None:
+            self.pacer.on_send()
+
+    def on_sample(self, sample: Sample) -> bool:
+        """Feed one outcome to every limit; True when the window (or the pace) was cut."""
+        if sample.outcome is Outcome.THROTTLE:
+            if self.pacer is None or not self.pacer.on_sample(sample):
+                return False
+            self.aimd.on_sample(sample)
+            return True
+        cut = False
+        for limit in (self.aimd, self.pacer, self.gradient):
+            if limit is not None:
+                cut = limit.on_sample(sample) or cut
+        return cut

@@ -1,0 +1,72 @@
+"""Kinesis Data Streams input: a Bytewax `FixedPartitionedSource` over every shard of a stream.
+
+A fixed number of virtual partitions (KINESIS_PARTITIONS) each own the shards whose id hashes to them, so the
+partitioning never changes when the stream is resharded. Bytewax builds the flow once per process and asks
+this source for the partitions its workers own; the source hands each of them what the process shares: the
+drain ledger (which shards are drained, created here), the enrichment room to hold back for and the
+heartbeat (both created by `dataflow.pipeline.build_flow`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from bytewax.inputs import FixedPartitionedSource
+
+from dataflow.channels.backpressure import BufferGauge
+from dataflow.heartbeat import Heartbeat
+from dataflow.kinesis_source.drain_ledger import DrainLedger
+from dataflow.kinesis_source.partition import KinesisPartition, ShardPositions
+from dataflow.records import KinesisRecord
+from dataflow.settings import Settings
+
+
+def part_name(index: int) -> str:
+    return f"kinesis-{index}"
+
+
+def kinesis_client(settings: Settings) -> Any:
+    """A boto3 Kinesis client; AWS_ENDPOINT_URL_KINESIS points it at a local emulator."""
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=4,
+    )
+    return boto3.session.Session().client("kinesis", region_name=settings.aws_region, config=config)
+
+
+class KinesisSource(FixedPartitionedSource[KinesisRecord, ShardPositions]):
+    """Every shard of `KINESIS_STREAM_NAME`, split over KINESIS_PARTITIONS virtual partitions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client_factory: Callable[[Settings], Any] = kinesis_client,
+        *,
+        buffers: BufferGauge | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client_factory = client_factory
+        self._buffers = buffers
+        self._heartbeat = heartbeat
+        self.ledger = DrainLedger()
+
+    def list_parts(self) -> list[str]:
+        return [part_name(i) for i in range(self._settings.kinesis_partitions)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: ShardPositions | None) -> KinesisPartition:
+        index = int(for_part.rsplit("-", 1)[1])
+        return KinesisPartition(
+            self._client_factory(self._settings),
+            self._settings,
+            index,
+            resume_state,
+            ledger=self.ledger,
+            buffers=self._buffers,
+            heartbeat=self._heartbeat,
+        )
