@@ -12,11 +12,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal, cast
 
 # Claude 3 Haiku (the reference design's model) reached end of life on Bedrock in 2026; the current Haiku
 # is reached through a cross-region inference profile.
 DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 
+StartKind = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
+Auth = Literal["none", "sigv4"]
 START_POSITIONS = ("TRIM_HORIZON", "LATEST")
 
 
@@ -28,14 +31,14 @@ class SettingsError(ValueError):
 class StartPosition:
     """Where a shard with no checkpoint starts: TRIM_HORIZON, LATEST or AT_TIMESTAMP."""
 
-    kind: str
+    kind: StartKind
     timestamp: datetime | None = None
 
     @classmethod
     def parse(cls, raw: str) -> StartPosition:
         value = raw.strip()
         if value.upper() in START_POSITIONS:
-            return cls(value.upper())
+            return cls(cast(StartKind, value.upper()))
         if value.upper().startswith("AT_TIMESTAMP:"):
             stamp = value.split(":", 1)[1]
             try:
@@ -83,7 +86,7 @@ class Settings:
     bedrock_price_output_per_mtok: float | None = None
     review_max_chars: int = 20_000
     opensearch_url: str = "http://127.0.0.1:9200"
-    opensearch_auth: str = "none"
+    opensearch_auth: Auth = "none"
     opensearch_index: str = "processed_reviews"
     opensearch_dlq_index: str = "processed_reviews_dlq"
     opensearch_bulk_max_docs: int = 500
@@ -229,7 +232,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bedrock_price_output_per_mtok=_opt_float(env, "BEDROCK_PRICE_OUTPUT_PER_MTOK"),
         review_max_chars=_int(env, "REVIEW_MAX_CHARS", Settings.review_max_chars, 1),
         opensearch_url=url.rstrip("/"),
-        opensearch_auth=auth,
+        opensearch_auth=cast(Auth, auth),
         opensearch_index=_str(env, "OPENSEARCH_INDEX", Settings.opensearch_index),
         opensearch_dlq_index=_str(env, "OPENSEARCH_DLQ_INDEX", Settings.opensearch_dlq_index),
         opensearch_bulk_max_docs=_int(env, "OPENSEARCH_BULK_MAX_DOCS", Settings.opensearch_bulk_max_docs, 1),

@@ -1,5 +1,5 @@
-"""Three kinds of failure, three answers: congestion is retried, a bad review is dead-lettered, a bad
-configuration halts the flow without dead-lettering anything (DESIGN.md section 3)."""
+"""Three kinds of failure, three answers, in the flow: congestion is retried, a bad review is dead-lettered, a bad
+configuration halts the flow without dead-lettering anything (docs/DESIGN.md section 3)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,11 @@ import re
 from typing import Any
 
 import pytest
-from botocore.exceptions import NoCredentialsError
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
-from dataflow.enrich.errors import CallError, classify
-from dataflow.enrich.retry_policy import Job, Step, decide
-from dataflow.records import Review
 from tests.dataflow.helpers import flow_with, ids, record, run_flow, settings
 from tests.fakes import FakeBedrock
-from tests.support.aws import client_error
 
 
 def run_until_halt(flow: Any) -> str:
@@ -34,98 +29,6 @@ def run_until_halt(flow: Any) -> str:
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-# -- classification and the retry policy ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("exc", "kind"),
-    [
-        (client_error("ThrottlingException", 429), "throttled"),
-        (client_error("ModelNotReadyException", 429), "throttled"),
-        (client_error("ServiceUnavailableException", 503), "unavailable"),
-        (client_error("InternalServerException", 500), "transient"),
-        (client_error("ModelTimeoutException", 408), "transient"),
-        (TimeoutError(), "timeout"),
-        (client_error("ValidationException", 400, "Input is too long for requested model."), "request"),
-        (client_error("ValidationException", 400, "The provided model identifier is invalid."), "config"),
-        (
-            client_error(
-                "ValidationException",
-                400,
-                "Invocation of model ID anthropic.claude-haiku-4-5 with on-demand throughput isn't supported.",
-            ),
-            "config",
-        ),
-        (client_error("AccessDeniedException", 403), "config"),
-        (client_error("ResourceNotFoundException", 404, "Model not found."), "config"),
-        (client_error("UnrecognizedClientException", 403), "config"),
-        (client_error("ExpiredTokenException", 403), "config"),
-        (NoCredentialsError(), "config"),
-    ],
-)
-def test_classification(exc: BaseException, kind: str) -> None:
-    error = classify(exc, "my-model", "eu-west-1")
-    assert error.kind == kind
-    if kind == "config":
-        assert "BEDROCK_MODEL_ID=my-model" in error.fix or "credentials" in error.fix
-
-
-def _job() -> Job:
-    review = Review("r1", "u1", "2024-01-01T00:00:00.000Z", "text", "shard", "1", 0)
-    return Job(review, sink=None)  # type: ignore[arg-type]
-
-
-def test_policy_budgets() -> None:
-    cfg = settings(BEDROCK_MAX_ATTEMPTS=3, BEDROCK_MAX_THROTTLED_ATTEMPTS=5)
-    job = _job()
-    throttled = classify(client_error("ThrottlingException", 429))
-    steps = []
-    for _ in range(5):
-        job.attempts += 1
-        steps.append(decide(job, throttled, cfg, packed=False))
-    assert steps == [Step.RETRY_LATER] * 4 + [Step.DEAD_LETTER]
-    assert job.counted_attempts == 0  # congestion never used the review's own budget
-
-    job = _job()
-    denied = classify(client_error("AccessDeniedException", 403))
-    for _ in range(10):
-        job.attempts += 1
-        assert decide(job, denied, cfg, packed=False) == Step.HOLD  # held, however often: the engine halts instead
-
-    job = _job()
-    too_long = classify(client_error("ValidationException", 400, "Input is too long for requested model."))
-    job.attempts += 1
-    assert decide(job, too_long, cfg, packed=True) == Step.RETRY_NOW and job.solo
-    job.attempts += 1
-    assert decide(job, too_long, cfg, packed=False) == Step.DEAD_LETTER
-
-
-def test_invalid_answers_change_the_retry_and_repeats_stop_early() -> None:
-    cfg = settings(BEDROCK_MAX_ATTEMPTS=5)
-    job = _job()
-    invalid = CallError("invalid", "invalid_answer:not_json", "answer is not valid JSON")
-    job.attempts += 1
-    assert job.correction is None and job.temperature == 0.0
-    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == Step.RETRY_LATER
-    assert job.correction == "answer is not valid JSON" and job.temperature > 0.0
-    job.attempts += 1
-    assert decide(job, invalid, cfg, packed=False, answer="Sure!") == Step.DEAD_LETTER  # the same answer again
-
-
-def test_pacer_history_stays_bounded() -> None:
-    from dataflow.enrich.concurrency.pacer import RatePacer
-
-    now = [0.0]
-    pacer = RatePacer(clock=lambda: now[0])
-    for i in range(100_000):  # ~28 h of one success a second
-        now[0] = float(i)
-        pacer.on_success(request_started=now[0])
-    assert len(pacer._admitted) <= pacer.window_s + 1
-
-
-# -- in the flow ------------------------------------------------------------------------------------------
 
 
 def test_access_denied_halts_without_dead_letters() -> None:

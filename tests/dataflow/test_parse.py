@@ -1,10 +1,24 @@
-"""Review ids are checked at parse time in UTF-8 bytes, the unit OpenSearch's 512-byte `_id` limit counts."""
+"""Record parsing and validation: what becomes a review, what a parse dead letter."""
 
 from __future__ import annotations
 
 from dataflow.parse import parse_record
 from dataflow.records import DeadLetter, Review
 from tests.dataflow.helpers import record
+
+
+def test_parse_keeps_extra_fields_and_normalises() -> None:
+    rec = record(1, review_id=77, date_time="2024-03-01T10:00:00+02:00", label="Positive", country="NL")
+    review = parse_record(rec, 1000)
+    assert isinstance(review, Review)
+    assert review.review_id == "77" and review.label == "positive"
+    assert review.date_time == "2024-03-01T08:00:00.000Z"
+    assert review.extra == {"country": "NL"}
+
+
+def test_parse_epoch_millis() -> None:
+    review = parse_record(record(1, date_time=1_700_000_000_123), 1000)
+    assert isinstance(review, Review) and review.date_time == "2023-11-14T22:13:20.123Z"
 
 
 def test_an_id_of_300_non_ascii_characters_is_a_parse_dead_letter_keyed_by_shard_sequence() -> None:

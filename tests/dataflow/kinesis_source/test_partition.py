@@ -16,7 +16,6 @@ from prometheus_client import REGISTRY
 from dataflow.channels.backpressure import BufferGauge
 from dataflow.kinesis_source import DrainLedger, KinesisPartition
 from dataflow.kinesis_source.hold_back import BACKPRESSURE_WAIT_S
-from dataflow.kinesis_source.reader import MIN_POLL_S, ShardReader, poll_interval
 from devstack.kinesis_strict import expire_shard, trim_shard
 from tests.dataflow.kinesis_helpers import Reader, cfg, client_error, create, list_shards, open_shards, put, split
 
@@ -269,12 +268,3 @@ def test_an_idle_shard_is_polled_less_often_and_at_full_speed_once_records_come(
         assert wait == pytest.approx(0.2)
     assert read == [f"rec-{n}".encode() for n in range(5)]
     assert wait == pytest.approx(0.2)  # records: the shard is read at full speed again
-
-
-def test_the_idle_back_off_is_bounded_however_long_a_shard_stays_idle() -> None:
-    reader = ShardReader("shardId-000000000000", quiet_pages=100_000)  # a day and more of empty pages
-    assert poll_interval(reader, 0.25, 1.0) == 1.0
-    assert poll_interval(ShardReader("s", quiet_pages=1), 0.25, 1.0) == MIN_POLL_S  # not caught up yet
-    assert poll_interval(ShardReader("s", quiet_pages=2), 0.25, 1.0) == 0.25
-    assert poll_interval(ShardReader("s", quiet_pages=3), 0.25, 0.1) == 0.25  # the maximum never undercuts it
-    assert poll_interval(ShardReader("s", quiet_pages=9, behind=True), 0.25, 1.0) == 0.25  # newer records exist

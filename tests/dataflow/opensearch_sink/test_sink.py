@@ -340,27 +340,6 @@ def test_a_400_every_document_meets_alone_is_the_request_not_the_documents(cfg, 
     assert docs(client_for(opensearch_server.url), cfg.opensearch_dlq_index) == {}
 
 
-def test_chunks_respect_both_bounds_and_keep_order() -> None:
-    from dataflow.opensearch_sink.bulk import chunks
-
-    sizes = {"a": 400, "b": 400, "c": 300, "d": 2000, "e": 10, "f": 10, "g": 10}
-    assert chunks(sizes, max_docs=2, max_bytes=1000) == [["a", "b"], ["c"], ["d"], ["e", "f"], ["g"]]
-    assert chunks(sizes, max_docs=10, max_bytes=1000) == [["a", "b"], ["c"], ["d"], ["e", "f", "g"]]
-
-
-def test_item_outcomes_are_classified_by_status_and_type() -> None:
-    from dataflow.opensearch_sink.errors import FailureKind, classify_item
-
-    def item(status: int, error_type: str | None = None) -> dict[str, Any]:
-        return {"status": status, **({"error": {"type": error_type, "reason": "x"}} if error_type else {})}
-
-    assert classify_item(item(201)).kind is FailureKind.STORED
-    assert classify_item(item(409, "version_conflict_engine_exception")).kind is FailureKind.CONFLICT
-    assert classify_item(item(429, "es_rejected_execution_exception")).kind is FailureKind.RETRY
-    assert classify_item(item(404, "index_not_found_exception")).kind is FailureKind.MISSING_INDEX
-    assert classify_item(item(400, "mapper_parsing_exception")).kind is FailureKind.REJECT
-
-
 def index_missing(body: bytes) -> Reply:
     """A 200 whose every item says the index is gone (deleted under a running flow)."""
     actions = [orjson.loads(line) for line in body.splitlines() if line.strip()][::2]

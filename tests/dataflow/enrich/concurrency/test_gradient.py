@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import pytest
-
 from dataflow.enrich.concurrency.gradient import GradientLimit
-from dataflow.enrich.concurrency.window import Window
-from dataflow.enrich.wake import DelayStats, next_tick
-from tests.dataflow.helpers import settings
 
 
 class Clock:
@@ -114,30 +107,3 @@ def test_an_idle_caller_does_not_grow_the_window() -> None:
         clock.now += 0.1
         limit.on_answer(0.1, reviews=1, in_flight=1, request_started=started)
     assert limit.current == 2
-
-
-def test_the_effective_window_is_the_smallest_limit() -> None:
-    window = Window.from_settings(settings(BEDROCK_MAX_CONCURRENCY=16, BEDROCK_INITIAL_CONCURRENCY=4))
-    assert window.current == 4 and window.gradient is not None
-    window.gradient.value = 16
-    window.aimd.on_throttle(0.0)
-    assert window.current == 8
-    pinned = Window.from_settings(settings(BEDROCK_MAX_CONCURRENCY=16, BEDROCK_ADAPTIVE="false"))
-    assert pinned.current == 16 and pinned.gradient is None and pinned.pacer is None
-
-
-@pytest.mark.parametrize("interval", [0.02, 0.05, 1.0])
-def test_every_key_asks_for_the_same_wake_instant(interval: float) -> None:
-    a = datetime(2026, 1, 1, 0, 0, 0, 3000, tzinfo=UTC)
-    b = datetime(2026, 1, 1, 0, 0, 0, 11000, tzinfo=UTC)
-    assert next_tick(a, interval) == next_tick(b, interval) > b
-    assert (next_tick(a, interval) - a).total_seconds() <= interval
-
-
-def test_delay_stats_percentiles() -> None:
-    stats = DelayStats()
-    for ms in range(100):
-        stats.add(ms / 1000)
-    stats.add(5.0)
-    assert stats.n == 101 and stats.percentile_ms(50) == 51 and stats.max_s == 5.0
-    assert stats.percentile_ms(100) == 5000
