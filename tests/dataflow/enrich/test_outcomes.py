@@ -1,0 +1,128 @@
+"""What one request's outcome does, applied by `RequestOutcomes` alone (no loop, no client): completions,
+requeues, the window's samples, and the halt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from dataflow.enrich.concurrency.window import Window
+from dataflow.enrich.errors import CallError, ErrorKind
+from dataflow.enrich.outcomes import CONFIG_ERRORS_TO_HALT, EngineStats, RequestOutcomes
+from dataflow.enrich.retry_policy import Job
+from dataflow.records import DeadLetter, EnrichedReview, Review
+from tests.dataflow.helpers import settings
+
+
+class Recorder:
+    """The engine's side: what `RequestOutcomes` asked it to do."""
+
+    def __init__(self, **env: Any) -> None:
+        self.settings = settings(**env)
+        self.window = Window.from_settings(self.settings)
+        self.stats = EngineStats()
+        self.now: list[Job] = []
+        self.later: list[tuple[float, Job]] = []
+        self.done: list[tuple[Job, EnrichedReview | DeadLetter]] = []
+        self.halts = 0
+        self.outcomes = RequestOutcomes(
+            self.settings,
+            "t",
+            self.window,
+            self.stats,
+            requeue=self.now.extend,
+            requeue_later=lambda delay, job: self.later.append((delay, job)),
+            complete=lambda job, result: self.done.append((job, result)),
+            on_halt=self._halted,
+        )
+
+    def _halted(self) -> None:
+        self.halts += 1
+
+
+def jobs(n: int) -> list[Job]:
+    out = []
+    for i in range(n):
+        job = Job(Review(f"r{i}", "u", "2024-01-01T00:00:00.000Z", f"text {i}", "shard", str(i), 0), sink=None)  # type: ignore[arg-type]
+        job.attempts = 1
+        out.append(job)
+    return out
+
+
+def response(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    text = orjson.dumps({"results": entries}).decode()[1:]  # the continuation of the prefilled "{"
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 90, "outputTokens": 30},
+    }
+
+
+def test_a_valid_packed_answer_completes_each_review_and_the_window_learns() -> None:
+    r = Recorder()
+    batch = jobs(3)
+    entries = [{"id": str(i + 1), "summary": f"Review {i} is fine.", "sentiment": "positive"} for i in range(3)]
+    r.outcomes.answered(batch, response(entries), started=0.0, in_flight=1)
+    assert [job for job, _ in r.done] == batch and all(isinstance(res, EnrichedReview) for _, res in r.done)
+    assert sum(res.input_tokens for _, res in r.done) == 90  # the request's tokens shared out, none lost
+    assert r.now == [] and r.later == []
+    assert r.window.gradient is not None and r.window.gradient.baseline() is None  # one answer is no round yet
+    for _ in range(2):
+        r.outcomes.answered(jobs(1), response(entries[:1]), started=0.0, in_flight=1)
+    assert r.window.gradient.baseline() is not None  # a round of three answers: the latency window learned
+
+
+def test_a_review_a_packed_answer_missed_goes_alone_at_once() -> None:
+    r = Recorder()
+    batch = jobs(2)
+    r.outcomes.answered(batch, response([{"id": "1", "summary": "Fine.", "sentiment": "positive"}]), 0.0, 1)
+    assert [job for job, _ in r.done] == [batch[0]]
+    assert r.now == [batch[1]] and batch[1].solo  # retried now, alone
+    assert r.stats.retries == 1
+
+
+def test_a_throttle_pauses_the_window_and_retries_later_on_its_own_budget() -> None:
+    r = Recorder()
+    [job] = jobs(1)
+    r.outcomes.failed([job], CallError(ErrorKind.THROTTLED, "ThrottlingException", "slow down"), started=0.0)
+    assert r.stats.throttled == 1 and job.throttles == 1 and job.counted_attempts == 0
+    assert [j for _, j in r.later] == [job] and r.done == []
+    assert r.window.delay() > 0  # the pacer pauses every start after a throttle
+
+
+def test_config_errors_in_a_row_halt_once_and_dead_letter_nothing() -> None:
+    r = Recorder()
+    denied = CallError(ErrorKind.CONFIG, "AccessDeniedException", "no", fix="grant bedrock:InvokeModel")
+    for _ in range(CONFIG_ERRORS_TO_HALT + 2):
+        r.outcomes.failed(jobs(1), denied, started=0.0)
+    assert r.outcomes.halt_reason is not None and "grant bedrock:InvokeModel" in r.outcomes.halt_reason
+    assert r.halts == 1 and r.done == [] and len(r.later) == CONFIG_ERRORS_TO_HALT + 2  # held, not dead
+
+
+def test_a_success_between_config_errors_resets_the_count() -> None:
+    r = Recorder()
+    denied = CallError(ErrorKind.CONFIG, "AccessDeniedException", "no")
+    for _ in range(CONFIG_ERRORS_TO_HALT - 1):
+        r.outcomes.failed(jobs(1), denied, started=0.0)
+    r.outcomes.answered(jobs(1), response([{"id": "1", "summary": "Fine.", "sentiment": "positive"}]), 0.0, 1)
+    r.outcomes.failed(jobs(1), denied, started=0.0)
+    assert r.outcomes.halt_reason is None and r.halts == 0
+
+
+def test_a_timeout_at_the_minimum_window_sends_the_review_alone() -> None:
+    r = Recorder(BEDROCK_INITIAL_CONCURRENCY=1, BEDROCK_MIN_CONCURRENCY=1)
+    batch = jobs(2)
+    r.outcomes.failed(batch, CallError(ErrorKind.TIMEOUT, "Timeout", "too slow"), started=0.0)
+    assert r.window.at_minimum and all(job.solo for job in batch)
+    assert [j for _, j in r.later] == batch and r.done == []  # congestion: never dead-lettered by itself
+
+
+def test_the_last_attempt_dead_letters_with_the_reason() -> None:
+    r = Recorder(BEDROCK_MAX_ATTEMPTS=1)
+    [job] = jobs(1)
+    r.outcomes.failed([job], CallError(ErrorKind.TRANSIENT, "InternalServerException", "boom"), started=0.0)
+    [(done_job, letter)] = r.done
+    assert done_job is job and isinstance(letter, DeadLetter)
+    assert letter.stage == "enrich" and letter.error_type == "InternalServerException"
+    assert "boom" in letter.error and "after 1 attempt(s)" in letter.error
