@@ -1,4 +1,4 @@
-"""The benchmarks of DESIGN.md section 6, each a function of the shared `Bench` returning its numbers."""
+"""The benchmarks of docs/DESIGN.md section 6, each a function of the shared `Bench` returning its numbers."""
 
 from __future__ import annotations
 

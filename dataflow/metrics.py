@@ -1,4 +1,4 @@
-"""Prometheus metrics of the pipeline (DESIGN.md section 5), served on METRICS_PORT.
+"""Prometheus metrics of the pipeline (docs/DESIGN.md section 5), served on METRICS_PORT.
 
 One module-level registry per process: every worker thread updates the same collectors.
 """

@@ -72,7 +72,7 @@ class EnrichedReview:
     attempts: int
 
     def document(self) -> dict[str, Any]:
-        """The `processed_reviews` document (DESIGN.md section 2); `_id` is the review id."""
+        """The `processed_reviews` document (docs/DESIGN.md section 2); `_id` is the review id."""
         r = self.review
         doc: dict[str, Any] = {
             "review_id": r.review_id,

@@ -1,4 +1,4 @@
-"""The review record the producer puts on Kinesis (DESIGN.md section 2), and its stable identifiers.
+"""The review record the producer puts on Kinesis (docs/DESIGN.md section 2), and its stable identifiers.
 
 Everything here is deterministic: the same input review always encodes to the same bytes, so re-sending a
 file re-sends the same ids and the pipeline's idempotent sink overwrites instead of duplicating.

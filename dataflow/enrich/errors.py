@@ -1,6 +1,6 @@
 """How a failed Bedrock call is handled: every error is congestion, a bad request, or a bad configuration.
 
-The three kinds of failure get three answers (DESIGN.md section 3):
+The three kinds of failure get three answers (docs/DESIGN.md section 3):
 
 - congestion (`throttled`, `unavailable`, `timeout`) is the system's doing: shrink the window, pace, retry
   with a large budget; it never dead-letters a review by itself;

@@ -1,6 +1,6 @@
 """What the fault tests count and check: the stream's contents, both indices, the Bedrock server's stats.
 
-The invariant (DESIGN.md section 2 and "Nothing lost"): every record put on the stream is a document in the
+The invariant (docs/DESIGN.md section 2 and "Nothing lost"): every record put on the stream is a document in the
 results index or a dead letter in the DLQ, never both, never neither, and no review has two documents.
 """
 
