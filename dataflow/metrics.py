@@ -5,6 +5,7 @@ One module-level registry per process: every worker thread updates the same coll
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -47,6 +48,14 @@ END_TO_END = Histogram(
     "Kinesis arrival to indexed",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+
+
+def drop_shard(shard_id: str) -> None:
+    """Forget a shard's label sets (it left the listing: nothing will report for it again)."""
+    for metric in (RECORDS_READ, SHARD_LAG_MS):
+        with contextlib.suppress(KeyError):
+            metric.remove(shard_id)
+
 
 _started = False
 _lock = threading.Lock()

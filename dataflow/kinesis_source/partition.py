@@ -8,14 +8,11 @@
 - starts a shard it has no checkpoint for at KINESIS_START_POSITION, children included (shards.py says how);
 - checkpoints, per shard, the last sequence number emitted (resume AFTER it), `end` for a drained shard
   (kept until the shard leaves the listing so a restart never re-reads it), or the start timestamp;
-- treats a shard as drained only when GetRecords answers a null NextShardIterator (Kinesis returns empty
-  pages mid-shard, and a lag of 0 on a closed shard, so neither proves the end);
 - paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`), slows
   a caught-up shard down to one call per KINESIS_IDLE_POLL_MAX_S (AWS's advice for idle shards), and
   while the enrichment buffers are full and none of their reviews completes, backs its re-poll off from
   20 ms to KINESIS_BACKPRESSURE_MAX_WAIT_S;
-- on ExpiredIteratorException, throughput or other read errors, drops the iterator and re-acquires it from
-  the checkpoint after a backoff with full jitter;
+- on a read error, re-reads from the checkpoint after a backoff (reader.py);
 - with KINESIS_STOP_AT_END, ends once every shard read by this process is drained or caught up with the
   tip (partitions of one process stop together, so a shard born of a late reshard is not orphaned).
 """
@@ -37,7 +34,7 @@ from dataflow.channels.backpressure import BufferGauge
 from dataflow.heartbeat import Heartbeat
 from dataflow.kinesis_source.drain_ledger import DrainLedger
 from dataflow.kinesis_source.hold_back import HoldBack
-from dataflow.kinesis_source.reader import BACKOFF_BASE_S, MIN_POLL_S, ShardReader
+from dataflow.kinesis_source.reader import BACKOFF_BASE_S, MIN_POLL_S, ShardReader, error_code
 from dataflow.kinesis_source.shards import ShardInfo, list_all_shards, shard_owner, start_iterator
 from dataflow.records import KinesisRecord
 from dataflow.settings import Settings
@@ -51,16 +48,6 @@ ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"; J
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _error_code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", "ClientError"))
-
-
-def _drop_shard_metrics(shard_id: str) -> None:
-    for metric in (metrics.RECORDS_READ, metrics.SHARD_LAG_MS):
-        with contextlib.suppress(KeyError):
-            metric.remove(shard_id)
 
 
 class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
@@ -125,7 +112,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         try:
             listing = {s.shard_id: s for s in map(ShardInfo.from_api, list_all_shards(self._client, self._stream))}
         except ClientError as err:
-            code = _error_code(err)
+            code = error_code(err)
             if first and code == "ResourceNotFoundException":
                 raise RuntimeError(
                     f"Kinesis stream {self._stream!r} not found (KINESIS_STREAM_NAME); create it first"
@@ -166,7 +153,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             self._positions.pop(shard_id, None)
             self._readers.pop(shard_id, None)
             self._ledger.forget(self._stream, shard_id)
-            _drop_shard_metrics(shard_id)
+            metrics.drop_shard(shard_id)
             log.info("kinesis.shard_forgotten partition=%d shard=%s", self._index, shard_id)
 
     def _discovery_failed(self, now: datetime, code: str, err: Exception) -> None:
@@ -212,7 +199,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         try:
             page = reader.read(self._client, self._stream, limit, lambda: self._iterator_args(reader.shard_id))
         except ClientError as err:
-            code = _error_code(err)
+            code = error_code(err)
             if code == "ResourceNotFoundException" and reader.shard_id not in self._listing:
                 self._readers.pop(reader.shard_id, None)  # trimmed away: nothing left to read
                 return []

@@ -1,5 +1,10 @@
 """The Kinesis reader of one shard: its GetRecords calls, how often it polls, and its retry backoff.
 
+A shard is drained only when GetRecords answers a null NextShardIterator (Kinesis returns empty pages
+mid-shard, and a lag of 0 on a closed shard, so neither proves the end). On ExpiredIteratorException,
+throughput or other read errors the iterator is dropped and re-acquired from the checkpoint after a backoff
+with full jitter.
+
 Only the partition's positions are checkpointed (partition.py); a reader's iterator and pacing are
 rebuilt from them after a restart.
 """
@@ -10,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from dataflow.backoff import full_jitter
 from dataflow.records import KinesisRecord
@@ -85,6 +92,10 @@ class ShardReader:
         self.failures += 1
         self.next_poll = now + timedelta(seconds=delay)
         return delay
+
+
+def error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", "ClientError"))
 
 
 def poll_interval(reader: ShardReader, poll_s: float, idle_max_s: float) -> float:
