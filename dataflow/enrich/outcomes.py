@@ -84,14 +84,14 @@ class RequestOutcomes:
         if error.kind in (ErrorKind.THROTTLED, ErrorKind.UNAVAILABLE):
             self._stats.throttled += 1
             metrics.BEDROCK_THROTTLES.inc()
-        if error.kind is ErrorKind.THROTTLED:
-            if self._window.on_sample(Sample(Outcome.THROTTLE, started)):
-                log.info(
-                    "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
-                    self._worker,
-                    self._window.current,
-                    self._window.pace_rps or 0.0,
-                )
+        # A throttle the window did not react to (the rest of a burst) is handled like any other failure below.
+        if error.kind is ErrorKind.THROTTLED and self._window.on_sample(Sample(Outcome.THROTTLE, started)):
+            log.info(
+                "bedrock.throttled worker=%s limit=%d pace_rps=%.2f",
+                self._worker,
+                self._window.current,
+                self._window.pace_rps or 0.0,
+            )
         elif error.kind is ErrorKind.CONFIG:
             self._config_error(error)
         elif error.kind is ErrorKind.TIMEOUT:

@@ -126,3 +126,16 @@ def test_the_last_attempt_dead_letters_with_the_reason() -> None:
     assert done_job is job and isinstance(letter, DeadLetter)
     assert letter.stage == "enrich" and letter.error_type == "InternalServerException"
     assert "boom" in letter.error and "after 1 attempt(s)" in letter.error
+
+
+def test_a_throttle_the_window_ignores_resets_the_config_count_as_other_failures_do() -> None:
+    """Only a throttle the window reacted to leaves the count of configuration errors in a row alone."""
+    r = Recorder()
+    denied = CallError(ErrorKind.CONFIG, "AccessDeniedException", "no")
+    throttled = CallError(ErrorKind.THROTTLED, "ThrottlingException", "slow down")
+    r.outcomes.failed(jobs(1), throttled, started=0.0)  # the window reacts: a congestion event
+    for _ in range(CONFIG_ERRORS_TO_HALT - 1):
+        r.outcomes.failed(jobs(1), denied, started=0.0)
+    r.outcomes.failed(jobs(1), throttled, started=0.0)  # sent before the cut: the rest of the burst
+    r.outcomes.failed(jobs(1), denied, started=0.0)
+    assert r.outcomes.halt_reason is None
