@@ -215,7 +215,7 @@ class EnrichEngine:
                 jobs = self._take_request()
                 self._in_flight += 1
                 metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
-                self._loop.create_task(self._request(jobs))
+                self._loop.create_task(self._request(jobs, self._in_flight))
             self._wake.clear()
             await self._wake.wait()
 
@@ -224,7 +224,8 @@ class EnrichEngine:
         assert self._wake is not None
         self._wake.set()
 
-    async def _request(self, jobs: list[Job]) -> None:
+    async def _request(self, jobs: list[Job], in_flight: int) -> None:
+        """One request; `in_flight` counts the requests in flight at its start, itself included."""
         started = time.monotonic()
         alone_at_min = len(jobs) == 1 and self.window.at_minimum
         for job in jobs:
@@ -239,7 +240,7 @@ class EnrichEngine:
             if isinstance(answer, CallError):
                 self.outcomes.failed(jobs, answer, started)
             else:
-                self.outcomes.answered(jobs, answer, started, self._in_flight)
+                self.outcomes.answered(jobs, answer, started, in_flight)
         except Exception as exc:  # a bug in handling the answer must not strand its reviews
             log.exception("bedrock.answer_handling_failed worker=%s reviews=%d", self.worker, len(jobs))
             error = CallError(ErrorKind.INVALID, "bad_response", f"could not handle the response: {exc!r}")

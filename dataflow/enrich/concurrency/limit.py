@@ -28,7 +28,7 @@ class Sample:
     started: float
     latency_s: float = 0.0
     reviews: int = 1  # reviews the request carried
-    in_flight: int = 0  # requests in flight when it finished, itself included
+    in_flight: int = 0  # requests in flight when it started, itself included
 
 
 class Limit(Protocol):

@@ -43,14 +43,18 @@ def test_grows_by_a_root_of_the_window_until_the_first_cut_while_latency_is_flat
     # Flat latency (no queue anywhere): 2 -> 32 in about ten rounds, not thirty (start-up after a restart).
     windows = serve(limit, clock, service_s=0.2, slots=1024, rounds=12)
     assert windows == sorted(windows) and windows[-1] >= 32, windows
-    # Latency rising within the tolerance (a queue forming: 1.3x the best) grows it by one per round only.
+    # Latency rising with the window but within the tolerance (a queue forming: +3% per request in flight)
+    # grows it by one per round once the fit has seen the rise, and never cuts.
     rising = GradientLimit(maximum=64, minimum=1, initial=8, clock=clock)
-    for n in range(8):
-        for _ in range(max(rising.min_samples, rising.current)):
+    steps = []
+    for _ in range(8):
+        before = rising.current
+        for _ in range(max(rising.min_samples, before)):
             started = clock.now
             clock.now += 0.01
-            rising.on_answer(1.0 if n == 0 else 1.3, reviews=1, in_flight=rising.current, request_started=started)
-    assert rising.current == 8 + 7  # the first round set the baseline
+            rising.on_answer(1.0 + 0.03 * (before - 1), reviews=1, in_flight=before, request_started=started)
+        steps.append(rising.current - before)
+    assert rising.decreases == 0 and steps[1:] == [1] * 7, steps
     # Once cut (the first sign of congestion), growth is by one even while latency is flat again.
     assert limit.on_timeout(clock.now)
     cut = limit.current
