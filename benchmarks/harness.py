@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HTTP = urllib3.PoolManager()
 DEFAULT_KNOBS: dict[str, Any] = {
     "latency_ms": 0,
+    "latency_mean_ms": 0,
+    "latency_distribution": "lognormal",
     "latency_median_ms": 0,
     "latency_sigma": 0,
     "throttle_rate": 0,
@@ -42,6 +44,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "malformed_rate": 0,
     "rpm": 0,
     "tpm": 0,
+    "output_burndown": 0,
     "straggler_marker": "",
     "straggler_ms": 0,
     "max_concurrency": 0,

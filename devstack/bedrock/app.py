@@ -87,7 +87,7 @@ def _admit(state: ServerState, request: ModelRequest, spec: ModelSpec) -> None:
         raise BedrockError(knobs.shed_with)
 
 
-async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
+async def _run_model(state: ServerState, request: ModelRequest, spec: ModelSpec) -> ModelResult:
     """Quota, faults, queueing, generation and latency for one admitted request."""
     assert state.faults is not None
     try:
@@ -118,7 +118,9 @@ async def _run_model(state: ServerState, request: ModelRequest) -> ModelResult:
             if extra > 0:
                 await asyncio.sleep(extra)
             await state.resumed.wait()
-        settled = result.input_tokens + result.output_tokens
+        burndown = state.knobs.output_burndown or spec.output_burndown
+        settled = state.quota.burned(result.input_tokens, result.output_tokens, burndown)
+        state.stats.quota_tokens += settled
         state.stats.input_tokens += result.input_tokens
         state.stats.output_tokens += result.output_tokens
         state.stats.reviews += result.reviews
@@ -143,7 +145,7 @@ def _model_handler(
             spec = resolve_model(model_id, state.knobs.extra_model_ids)
             request = parse(model_id, json_body(await http_request.read()), spec)
             _admit(state, request, spec)
-            result = await _run_model(state, request)
+            result = await _run_model(state, request, spec)
             latency_ms = int((time.monotonic() - started) * 1000)
             response = (
                 converse_response(result, latency_ms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
 
 from devstack.bedrock.errors import AUTH_ERROR_STATUS, ERROR_STATUS
 
@@ -17,11 +18,22 @@ AUTH_ERRORS = ("AccessDeniedException", *AUTH_ERROR_STATUS)
 SHED_ERRORS = ("ThrottlingException", "ServiceUnavailableException", "ModelNotReadyException")
 
 
+class LatencyDistribution(StrEnum):
+    """How `latency_mean_ms` is drawn per request. A hosted model's latency varies on its own, independent of
+    the load (p99 several times p50): constant latency is the friendly case a window controller can misread."""
+
+    CONSTANT = "constant"
+    LOGNORMAL = "lognormal"  # spread `latency_sigma` (0.5: p99 about 3x p50)
+    EXPONENTIAL = "exponential"  # the memoryless extreme: p99 about 6.6x p50
+
+
 @dataclass
 class Knobs:
     latency_ms: float = 0.0  # fixed added latency per request
-    latency_median_ms: float = 0.0  # lognormal added latency (median), used when > 0
-    latency_sigma: float = 0.0  # lognormal sigma (0 = always the median)
+    latency_mean_ms: float = 0.0  # random added latency with this mean, drawn from latency_distribution
+    latency_distribution: LatencyDistribution = LatencyDistribution.LOGNORMAL
+    latency_median_ms: float = 0.0  # lognormal added latency given by its median, used when > 0
+    latency_sigma: float = 0.0  # lognormal sigma for both lognormal knobs (0 = always the median)
     latency_per_output_token_ms: float = 0.0  # added per generated output token
     straggler_marker: str = ""  # a request whose review text contains this ...
     straggler_ms: float = 0.0  # ... takes this much longer (benchmarks: one slow request among many)
@@ -34,6 +46,7 @@ class Knobs:
     fail_with: str | None = None  # answer every model request with this modeled error (drills, tests)
     rpm: int = 0  # requests-per-minute quota
     tpm: int = 0  # tokens-per-minute quota
+    output_burndown: int = 0  # quota tokens each output token burns; 0 = the model's own rate (models.py)
     max_concurrency: int = 0  # backend calls at once (0 = the backend's own slot count, if any); the rest queue
     queue_timeout_s: float = 20.0  # shed what could not finish within this (the caller's timeout); 0 = never shed
     max_queue: int | None = None  # an explicit cap on queued requests instead of the measured one
@@ -54,6 +67,7 @@ class Knobs:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         for name in (
             "latency_ms",
+            "latency_mean_ms",
             "latency_median_ms",
             "latency_sigma",
             "latency_per_output_token_ms",
@@ -61,6 +75,7 @@ class Knobs:
             "timeout_hold_s",
             "rpm",
             "tpm",
+            "output_burndown",
             "max_concurrency",
             "queue_timeout_s",
             "context_tokens",
@@ -69,6 +84,7 @@ class Knobs:
                 raise ValueError(f"{name} must not be negative")
         if self.max_queue is not None and self.max_queue < 0:
             raise ValueError("max_queue must not be negative")
+        self.latency_distribution = LatencyDistribution(self.latency_distribution)
         if self.shed_with not in SHED_ERRORS:
             raise ValueError(f"shed_with must be one of {', '.join(SHED_ERRORS)}, got {self.shed_with!r}")
         if self.auth_error is not None and self.auth_error not in AUTH_ERRORS:
@@ -83,6 +99,7 @@ class Knobs:
         out = asdict(self)
         out["error_codes"] = list(self.error_codes)
         out["extra_model_ids"] = list(self.extra_model_ids)
+        out["latency_distribution"] = str(self.latency_distribution)
         return out
 
     def updated(self, changes: dict) -> Knobs:
@@ -98,9 +115,9 @@ class Knobs:
             raise ValueError(str(err)) from err
 
 
-_STRINGS = ("fail_with", "straggler_marker", "shed_with", "auth_error")
+_STRINGS = ("fail_with", "straggler_marker", "shed_with", "auth_error", "latency_distribution")
 _TUPLES = ("error_codes", "extra_model_ids")
-_INTS = ("rpm", "tpm", "max_concurrency", "max_queue", "context_tokens", "seed")
+_INTS = ("rpm", "tpm", "output_burndown", "max_concurrency", "max_queue", "context_tokens", "seed")
 
 
 def _coerce(name: str, value: object) -> object:
@@ -159,7 +176,18 @@ class Faults:
             ms += k.straggler_ms
         if k.latency_median_ms > 0:
             ms += k.latency_median_ms * math.exp(k.latency_sigma * self.rng.gauss(0.0, 1.0))
+        if k.latency_mean_ms > 0:
+            ms += self._draw(k.latency_mean_ms)
         return ms / 1000.0
+
+    def _draw(self, mean_ms: float) -> float:
+        k = self.knobs
+        if k.latency_distribution is LatencyDistribution.EXPONENTIAL:
+            return self.rng.expovariate(1.0 / mean_ms)
+        if k.latency_distribution is LatencyDistribution.LOGNORMAL:
+            # The median that gives this mean: mean = median x exp(sigma^2 / 2).
+            return mean_ms * math.exp(k.latency_sigma * self.rng.gauss(0.0, 1.0) - k.latency_sigma**2 / 2)
+        return mean_ms
 
     def malformed_text(self, ids: list[str]) -> str:
         """A 200 answer that breaks the contract in one of the ways real models do.

@@ -5,6 +5,10 @@ An id is a foundation-model id (`anthropic.claude-...`), a cross-region inferenc
 ResourceNotFoundException, which a client must treat as a configuration error, never as a bad review.
 Newer Claude models are served only through inference profiles: their bare id (or foundation-model ARN)
 gets Bedrock's 400 "on-demand throughput isn't supported" ValidationException.
+
+`output_burndown` is the tokens-per-minute quota each output token burns, from Bedrock's "How tokens are
+counted" page (quotas-token-burndown): 5 for Claude Opus 4 and 4.1, Sonnet 4 and 4.5, 3.7 Sonnet and Haiku 4.5,
+1 for the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class ModelSpec:
     context_tokens: int = 200_000
     max_output_tokens: int = 64_000
     on_demand: bool = False  # the bare id may be invoked (older models); else only through a profile
+    output_burndown: int = 1  # quota tokens one output token burns (Bedrock's "burndown rate")
 
 
 FOUNDATION_MODELS: dict[str, ModelSpec] = {
@@ -28,13 +33,15 @@ FOUNDATION_MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("anthropic.claude-3-haiku-20240307-v1:0", max_output_tokens=4_096, on_demand=True),
         ModelSpec("anthropic.claude-3-5-haiku-20241022-v1:0", max_output_tokens=8_192, on_demand=True),
-        ModelSpec("anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ModelSpec("anthropic.claude-haiku-4-5-20251001-v1:0", output_burndown=5),
         ModelSpec("anthropic.claude-3-sonnet-20240229-v1:0", max_output_tokens=4_096, on_demand=True),
         ModelSpec("anthropic.claude-3-5-sonnet-20240620-v1:0", max_output_tokens=8_192, on_demand=True),
         ModelSpec("anthropic.claude-3-5-sonnet-20241022-v2:0", max_output_tokens=8_192, on_demand=True),
-        ModelSpec("anthropic.claude-3-7-sonnet-20250219-v1:0"),
-        ModelSpec("anthropic.claude-sonnet-4-20250514-v1:0"),
-        ModelSpec("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        ModelSpec("anthropic.claude-3-7-sonnet-20250219-v1:0", output_burndown=5),
+        ModelSpec("anthropic.claude-sonnet-4-20250514-v1:0", output_burndown=5),
+        ModelSpec("anthropic.claude-sonnet-4-5-20250929-v1:0", output_burndown=5),
+        ModelSpec("anthropic.claude-opus-4-20250514-v1:0", output_burndown=5),
+        ModelSpec("anthropic.claude-opus-4-1-20250805-v1:0", output_burndown=5),
     )
 }
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")

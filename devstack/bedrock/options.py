@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 
 from devstack.bedrock.errors import ERROR_STATUS
-from devstack.bedrock.faults import AUTH_ERRORS, SHED_ERRORS, Knobs
+from devstack.bedrock.faults import AUTH_ERRORS, SHED_ERRORS, Knobs, LatencyDistribution
 
 
 def add_knob_arguments(p: argparse.ArgumentParser) -> None:
     """The Knobs fields as flags; shared with `python -m devstack up`."""
     g = p.add_argument_group("knobs (also changeable at run time: POST /_admin/config)")
     g.add_argument("--latency-ms", type=float, default=0.0, help="fixed added latency per request")
+    g.add_argument(
+        "--latency-mean-ms", type=float, default=0.0, help="random added latency, mean (see --latency-distribution)"
+    )
+    g.add_argument(
+        "--latency-distribution",
+        choices=[d.value for d in LatencyDistribution],
+        default=Knobs.latency_distribution.value,
+        help="how --latency-mean-ms is drawn per request (default: %(default)s)",
+    )
     g.add_argument("--latency-median-ms", type=float, default=0.0, help="lognormal added latency, median")
-    g.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal sigma")
+    g.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal sigma (0.5: p99 about 3x p50)")
     g.add_argument("--latency-per-output-token-ms", type=float, default=0.0)
     g.add_argument("--throttle-rate", type=float, default=0.0, help="probability of a 429 ThrottlingException")
     g.add_argument("--error-rate", type=float, default=0.0, help="probability of a 500/503")
@@ -23,6 +32,12 @@ def add_knob_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fail-with", choices=sorted(ERROR_STATUS), default=None)
     g.add_argument("--rpm", type=int, default=0, help="requests-per-minute quota (0 = none)")
     g.add_argument("--tpm", type=int, default=0, help="tokens-per-minute quota (0 = none)")
+    g.add_argument(
+        "--output-burndown",
+        type=int,
+        default=0,
+        help="quota tokens per output token (0 = the model's: 5 for the Claude 4 generation and 3.7 Sonnet)",
+    )
     g.add_argument(
         "--max-concurrency", type=int, default=0, help="backend calls at once (0 = the backend's slots, or unlimited)"
     )
@@ -50,6 +65,8 @@ def add_knob_arguments(p: argparse.ArgumentParser) -> None:
 
 KNOB_FLAGS = (
     "latency_ms",
+    "latency_mean_ms",
+    "latency_distribution",
     "latency_median_ms",
     "latency_sigma",
     "latency_per_output_token_ms",
@@ -61,6 +78,7 @@ KNOB_FLAGS = (
     "fail_with",
     "rpm",
     "tpm",
+    "output_burndown",
     "max_concurrency",
     "queue_timeout_s",
     "max_queue",

@@ -2,7 +2,9 @@
 
 Sliding 60 s window. A request is admitted only if both the request count and the token total of the window
 stay within quota; its tokens are reserved at admission as input tokens + maxTokens (what Bedrock deducts
-up front) and corrected to input + actual output tokens when it finishes. Rejected requests consume nothing.
+up front, maxTokens not multiplied) and corrected when it finishes to input + output tokens x the model's
+burndown rate (5 for the Claude 4 generation: one output token burns five quota tokens; `burned`).
+Rejected requests consume nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Quota:
         entry = Reservation(now, tokens)
         self._entries.append(entry)
         return entry
+
+    @staticmethod
+    def burned(input_tokens: int, output_tokens: int, output_burndown: int) -> int:
+        """The quota tokens a finished request used, as Bedrock counts them."""
+        return input_tokens + output_tokens * max(1, output_burndown)
 
     @staticmethod
     def settle(reservation: Reservation, actual_tokens: int) -> None:

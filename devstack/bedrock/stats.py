@@ -21,6 +21,7 @@ class Stats:
     reviews: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    quota_tokens: int = 0  # what answered requests burned of a tokens-per-minute quota (output x burndown)
     in_flight: int = 0
     max_in_flight: int = 0
     shed: int = 0  # refused at once by load shedding (admission.py)
@@ -58,6 +59,7 @@ class Stats:
             "reviews": self.reviews,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "quota_tokens": self.quota_tokens,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "shed": self.shed,

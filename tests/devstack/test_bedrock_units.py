@@ -69,6 +69,33 @@ def test_fault_draws_follow_rates() -> None:
 
 
 @pytest.mark.parametrize(
+    "distribution,p50_over_mean,p99_over_p50",
+    [("constant", 1.0, 1.0), ("lognormal", 0.88, 3.2), ("exponential", 0.69, 6.6)],
+)
+def test_latency_distributions_keep_their_mean_and_spread(
+    distribution: str, p50_over_mean: float, p99_over_p50: float
+) -> None:
+    faults = Faults(Knobs(latency_mean_ms=1000, latency_distribution=distribution, latency_sigma=0.5, seed=3))
+    samples = sorted(faults.latency_s(0) for _ in range(20_000))
+    mean = sum(samples) / len(samples)
+    p50, p99 = samples[10_000], samples[19_800]
+    assert mean == pytest.approx(1.0, rel=0.03)
+    assert p50 / mean == pytest.approx(p50_over_mean, rel=0.05)
+    assert p99 / p50 == pytest.approx(p99_over_p50, rel=0.1)
+
+
+def test_the_latency_distribution_knob_is_checked() -> None:
+    assert Knobs().updated({"latency_distribution": "exponential"}).latency_distribution == "exponential"
+    with pytest.raises(ValueError):
+        Knobs().updated({"latency_distribution": "pareto"})
+
+
+def test_burned_quota_tokens_count_output_at_the_burndown_rate() -> None:
+    assert Quota.burned(1000, 100, 5) == 1500
+    assert Quota.burned(1000, 100, 1) == Quota.burned(1000, 100, 0) == 1100
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "Wow! This is great. I love it.",

@@ -174,6 +174,8 @@ def test_rpm_quota_throttles_and_counts(bedrock_url: str) -> None:
 
 
 def test_tpm_quota_reserves_max_tokens_then_settles_to_actual(bedrock_url: str) -> None:
+    # Output at face value (burndown 1): this is about the reservation; the burndown has its own test.
+    admin(bedrock_url, "/_admin/config", {"output_burndown": 1})
     request = build_converse_request(MODEL_ID, [POSITIVE], 120)
     max_tokens = request["inferenceConfig"]["maxTokens"]
 
@@ -204,6 +206,31 @@ def test_tpm_quota_reserves_max_tokens_then_settles_to_actual(bedrock_url: str) 
 
     admin(bedrock_url, "/_admin/config", {"tpm": 10})  # smaller than one reservation: always refused
     assert run(scenario_one(bedrock_url, request)) == "throttled"
+
+
+@pytest.mark.parametrize(
+    "model_id,knob,burndown",
+    [
+        (MODEL_ID, 0, 5),  # Claude Haiku 4.5: Bedrock's 5x burndown for output tokens
+        ("anthropic.claude-3-haiku-20240307-v1:0", 0, 1),  # older models burn output at face value
+        (MODEL_ID, 1, 1),  # the knob overrides the model's rate
+    ],
+)
+def test_output_tokens_burn_the_token_quota_at_the_models_rate(
+    bedrock_url: str, model_id: str, knob: int, burndown: int
+) -> None:
+    admin(bedrock_url, "/_admin/config", {"tpm": 1_000_000, "output_burndown": knob})
+    request = build_converse_request(model_id, [POSITIVE, NEGATIVE], 120)
+
+    async def scenario() -> dict:
+        async with bedrock_client(bedrock_url) as client:
+            return (await client.converse(**request))["usage"]
+
+    usage = run(scenario())
+    stats = admin(bedrock_url, "/_admin/stats")
+    burned = usage["inputTokens"] + burndown * usage["outputTokens"]
+    assert usage["outputTokens"] > 0
+    assert stats["quota_window"]["tokens"] == burned and stats["quota_tokens"] == burned
 
 
 async def scenario_one(url: str, request: dict) -> str:

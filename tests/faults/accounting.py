@@ -24,8 +24,12 @@ from tests.support.kinesis import StreamRecord, kinesis_client, read_records
 from tests.support.kinesis import put_raw as kinesis_put_raw
 from tests.support.waiting import wait_until as shared_wait_until
 
+# A model's latency varies on its own: every fault test runs on a noisy one (exponential, mean 10 ms) unless it
+# sets its own, since a constant latency is the friendly case for the latency window.
 NO_FAULTS: dict[str, object] = {
     "latency_ms": 0,
+    "latency_mean_ms": 10,
+    "latency_distribution": "exponential",
     "latency_median_ms": 0,
     "throttle_rate": 0,
     "error_rate": 0,
@@ -79,7 +83,7 @@ def bedrock_stats(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def reset_bedrock(pipeline: Pipeline) -> None:
-    """No faults, no latency, zeroed stats: each test's counts are its own (tests run one at a time)."""
+    """No faults, the small noisy latency, zeroed stats: each test's counts are its own (tests run one at a time)."""
     _admin(pipeline, "POST", "config", NO_FAULTS)
     _admin(pipeline, "POST", "reset")
 

@@ -39,7 +39,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     faulty.produce(TOTAL)
     args = recovery_args(tmp_path / "recovery")
     # Slow enough that every kill point falls mid-run.
-    faulty.bedrock_config(latency_ms=30, seed=SEED)
+    faulty.bedrock_config(latency_mean_ms=30, latency_distribution="exponential", seed=SEED)
     slow = {"BEDROCK_MAX_CONCURRENCY": "4"}
     at_kill: list[int] = []
     for run, point in enumerate(points):
@@ -54,7 +54,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
             assert proc.poll() is None, f"run {run} ended before its kill point:\n{log.read_text()[-2000:]}"
             kill_group(proc)
         at_kill.append(faulty.count())
-    faulty.bedrock_config(latency_ms=0)
+    faulty.bedrock_config(latency_mean_ms=0)
     stderr = faulty.run_flow(*args, timeout=180)
     restarts = [*[log.read_text() for log in sorted(tmp_path.glob("run*.log"))][1:], stderr]
     resumed = [sum("shard_started" in ln and "position=seq:" in ln for ln in t.splitlines()) for t in restarts]
@@ -87,14 +87,14 @@ def test_a_kill_during_a_backlog_resumes_from_a_checkpoint(
     the start (800 reviews, killed at half: 0 shards resumed, 1,215 Bedrock requests)."""
     faulty.produce(TOTAL)
     args = recovery_args(tmp_path / "recovery")
-    faulty.bedrock_config(latency_ms=30, seed=SEED)
+    faulty.bedrock_config(latency_mean_ms=30, latency_distribution="exponential", seed=SEED)
     log = tmp_path / "killed.log"
     with flow_process(faulty, *args, log=log, extra_env={"BEDROCK_MAX_CONCURRENCY": "4"}) as proc:
         # Enriched, not indexed: results leave the enrichment step in bursts while it blocks.
         faulty.wait_for(lambda: bedrock_stats(faulty)["requests"] >= TOTAL // 2, timeout=120, what="half enriched")
         kill_group(proc)
     at_kill = faulty.count()
-    faulty.bedrock_config(latency_ms=0)
+    faulty.bedrock_config(latency_mean_ms=0)
     stderr = faulty.run_flow(*args, timeout=180)
     resumed = sum("shard_started" in ln and "position=seq:" in ln for ln in stderr.splitlines())
     check_accounting(
