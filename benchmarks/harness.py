@@ -198,30 +198,50 @@ class Run:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         return {"started": started, "wall_s": time.time() - started, "cpu_s": cpu}
 
-    def cluster(self, processes: int, extra_env: dict[str, str] | None = None, timeout: float = 900) -> float:
-        """Run the dataflow as `processes` cooperating processes (-i/-a); returns the wall time."""
+    def cluster(
+        self,
+        processes: int,
+        *args: str,
+        extra_env: dict[str, str] | None = None,
+        duration: float | None = None,
+        timeout: float = 900,
+    ) -> dict[str, float]:
+        """Run the dataflow as `processes` cooperating processes (-i/-a), each with `args` (e.g. -w 2); stop
+        them after `duration` s (else they end by KINESIS_STOP_AT_END). Returns start and wall time."""
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
         env = {**self.env, **(extra_env or {})}
+        if duration is not None:
+            env["KINESIS_STOP_AT_END"] = "false"
         started = time.time()
+        log = open(self.bench.log_dir / f"{env['KINESIS_STREAM_NAME']}.log", "ab")  # noqa: SIM115
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "bytewax.run", "dataflow.flow", "-i", str(i), "-a", addresses],
+                [sys.executable, "-m", "bytewax.run", "dataflow.flow", "-i", str(i), "-a", addresses, *args],
                 env=env,
                 cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             for i in range(processes)
         ]
         try:
-            for proc in procs:
-                assert proc.wait(timeout=timeout) == 0, "a dataflow process failed"
+            if duration is not None:
+                time.sleep(duration)
+                for proc in procs:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                for proc in procs:
+                    proc.wait(timeout=60)
+            else:
+                for proc in procs:
+                    assert proc.wait(timeout=timeout) == 0, "a dataflow process failed"
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
-        return time.time() - started
+                    proc.wait()
+            log.close()
+        return {"started": started, "wall_s": time.time() - started}
 
     @property
     def opensearch(self) -> OpenSearch:

@@ -219,7 +219,7 @@ def scaling(bench: Bench, reviews: int) -> dict[str, float]:
         bench.knobs(latency_ms=100)
         with bench.run(shards=4, BEDROCK_MAX_CONCURRENCY="8") as run:
             run.produce(reviews)
-            wall = run.cluster(processes)
+            wall = run.cluster(processes)["wall_s"]
             indexed = len(run.documents())
         out[f"{processes} process{'es' if processes > 1 else ''}"] = indexed / wall
     return out

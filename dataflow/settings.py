@@ -77,6 +77,7 @@ class Settings:
     bedrock_max_attempts: int = 5
     bedrock_max_throttled_attempts: int = 30
     bedrock_adaptive: bool = True
+    bedrock_check_lifecycle: bool = True  # GetFoundationModel at start: one line when the model is not ACTIVE
     bedrock_reviews_per_request: int = 1
     bedrock_max_tokens_per_review: int = 120
     bedrock_backoff_base_s: float = 0.5
@@ -219,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "BEDROCK_MAX_THROTTLED_ATTEMPTS", Settings.bedrock_max_throttled_attempts, 1, 10_000
         ),
         bedrock_adaptive=_bool(env, "BEDROCK_ADAPTIVE", True),
+        bedrock_check_lifecycle=_bool(env, "BEDROCK_CHECK_LIFECYCLE", True),
         bedrock_reviews_per_request=_int(
             env, "BEDROCK_REVIEWS_PER_REQUEST", Settings.bedrock_reviews_per_request, 1, 50
         ),

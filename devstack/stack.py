@@ -109,6 +109,7 @@ def stack_env(kinesis_url: str, opensearch_url: str, bedrock_url: str, config: S
     return {
         "AWS_ENDPOINT_URL_KINESIS": kinesis_url,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url,
+        "AWS_ENDPOINT_URL_BEDROCK": bedrock_url,  # the control plane: GetFoundationModel at start
         "OPENSEARCH_URL": opensearch_url,
         "OPENSEARCH_AUTH": "none",
         **FAKE_AWS,

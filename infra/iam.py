@@ -45,17 +45,26 @@ def bedrock_statements(model_id: str, region: str, account_id: str, regions: Seq
     to (`arn:aws:bedrock:*::foundation-model/<base>`, or the `regions` given), but only when the call comes
     through this profile (`bedrock:InferenceProfileArn`). So no list of routing regions to keep up to date,
     and the model cannot be called directly. A plain model id: that model in the stack's region.
+    Both: `bedrock:GetFoundationModel` on the base model in the stack's region, for the start-up check of the
+    model's lifecycle (dataflow/enrich/lifecycle.py); it reads the model's card, it invokes nothing.
     """
     partition = partition_of(region)
     match = PROFILE_ID.match(model_id)
+    base = model_id if match is None else match.group("base")
+    lifecycle = {
+        "Sid": "ReadModelLifecycle",
+        "Effect": "Allow",
+        "Action": "bedrock:GetFoundationModel",
+        "Resource": f"arn:{partition}:bedrock:{region}::foundation-model/{base}",
+    }
     if match is None:
         targets = list(regions) or [region]
         arns = [f"arn:{partition}:bedrock:{r}::foundation-model/{model_id}" for r in targets]
-        return [{"Sid": "InvokeModel", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": arns}]
+        return [{"Sid": "InvokeModel", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": arns}, lifecycle]
     profile = f"arn:{partition}:bedrock:{region}:{account_id}:inference-profile/{model_id}"
-    base = match.group("base")
     models = [f"arn:{partition}:bedrock:{r}::foundation-model/{base}" for r in (list(regions) or ["*"])]
     return [
+        lifecycle,
         {"Sid": "InvokeProfile", "Effect": "Allow", "Action": "bedrock:InvokeModel", "Resource": profile},
         {
             "Sid": "InvokeProfileModel",

@@ -26,6 +26,7 @@ from devstack.bedrock.admission import Admission
 from devstack.bedrock.backends import Backend, ModelRequest, ModelResult, backend_slots, estimate_tokens
 from devstack.bedrock.errors import TOO_MANY_REQUESTS, TOO_MANY_TOKENS, BedrockError
 from devstack.bedrock.faults import Faults, Knobs
+from devstack.bedrock.control import get_foundation_model_handler
 from devstack.bedrock.models import ModelSpec, resolve_model
 from devstack.bedrock.quota import Quota, QuotaDenied
 from devstack.bedrock.stats import Stats
@@ -226,6 +227,7 @@ def create_app(backend: Backend, knobs: Knobs | None = None) -> web.Application:
     model = "/model/{model_id:[^/]+}"
     app.router.add_post(model + "/converse", _model_handler("converse", parse_converse))
     app.router.add_post(model + "/invoke", _model_handler("invoke", parse_invoke))
+    app.router.add_get("/foundation-models/{model_id:[^/]+}", get_foundation_model_handler(STATE_KEY))
     app.router.add_get("/_admin/config", get_config)
     app.router.add_post("/_admin/config", post_config)
     app.router.add_get("/_admin/stats", get_stats)

@@ -54,6 +54,7 @@ class Knobs:
     auth_error: str | None = None  # answer every request with this credentials/permission error (AUTH_ERRORS)
     context_tokens: int = 0  # the model's context window in (estimated) tokens; 0 = the model's own (200k)
     extra_model_ids: tuple[str, ...] = ()  # ids accepted besides the known Anthropic models and profiles
+    legacy_model_ids: tuple[str, ...] = ()  # foundation-model ids GetFoundationModel reports as LEGACY
     paused: bool = False  # requests that got a backend slot wait there until unpaused (tests: a stuck model)
     seed: int | None = None
 
@@ -91,6 +92,7 @@ class Knobs:
             raise ValueError(f"auth_error must be one of {', '.join(AUTH_ERRORS)}, got {self.auth_error!r}")
         self.error_codes = tuple(self.error_codes)
         self.extra_model_ids = tuple(self.extra_model_ids)
+        self.legacy_model_ids = tuple(self.legacy_model_ids)
         for code in (*self.error_codes, *([self.fail_with] if self.fail_with else [])):
             if code not in ERROR_STATUS:
                 raise ValueError(f"unknown error code {code!r}; known: {', '.join(ERROR_STATUS)}")
@@ -99,6 +101,7 @@ class Knobs:
         out = asdict(self)
         out["error_codes"] = list(self.error_codes)
         out["extra_model_ids"] = list(self.extra_model_ids)
+        out["legacy_model_ids"] = list(self.legacy_model_ids)
         out["latency_distribution"] = str(self.latency_distribution)
         return out
 
@@ -116,7 +119,7 @@ class Knobs:
 
 
 _STRINGS = ("fail_with", "straggler_marker", "shed_with", "auth_error", "latency_distribution")
-_TUPLES = ("error_codes", "extra_model_ids")
+_TUPLES = ("error_codes", "extra_model_ids", "legacy_model_ids")
 _INTS = ("rpm", "tpm", "output_burndown", "max_concurrency", "max_queue", "context_tokens", "seed")
 
 

@@ -60,6 +60,14 @@ def add_knob_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="accept this model id too (repeatable); unknown ids get 404 ResourceNotFoundException",
     )
+    g.add_argument(
+        "--legacy-model-id",
+        dest="legacy_model_ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="report this foundation-model id as LEGACY in GetFoundationModel (repeatable)",
+    )
     g.add_argument("--seed", type=int, default=None)
 
 
@@ -86,6 +94,7 @@ KNOB_FLAGS = (
     "auth_error",
     "context_tokens",
     "extra_model_ids",
+    "legacy_model_ids",
     "seed",
 )
 
@@ -100,9 +109,10 @@ def knob_argv(args: argparse.Namespace) -> list[str]:
     out: list[str] = []
     for name in KNOB_FLAGS:
         value = getattr(args, name, None)
-        if name == "extra_model_ids":
+        if name in ("extra_model_ids", "legacy_model_ids"):
+            flag = "--allow-model-id" if name == "extra_model_ids" else "--legacy-model-id"
             for model_id in value or ():
-                out += ["--allow-model-id", model_id]
+                out += [flag, model_id]
         elif value is not None and value != defaults[name]:
             out += ["--" + name.replace("_", "-"), str(value)]
     return out

@@ -47,7 +47,9 @@ def test_dataflow_policy_has_no_wildcards(stack) -> None:
 def test_dataflow_policy_grants_exactly_what_the_dataflow_uses(stack) -> None:
     _, mocks = stack
     by_sid = {st["Sid"]: st for st in statements(dataflow_doc(mocks))}
-    assert set(by_sid) == {"ReadStream", "DecryptStream", "InvokeProfile", "InvokeProfileModel", "WriteSearch"}
+    assert set(by_sid) == {
+        "ReadStream", "DecryptStream", "InvokeProfile", "InvokeProfileModel", "ReadModelLifecycle", "WriteSearch",
+    }  # fmt: skip
     assert by_sid["ReadStream"]["Resource"] == STREAM_ARN
     assert set(as_list(by_sid["ReadStream"]["Action"])) == set(KINESIS_READ_ACTIONS)
     assert not any(a in KINESIS_READ_ACTIONS for a in ("kinesis:ListStreams", "kinesis:PutRecords"))
@@ -60,6 +62,10 @@ def test_dataflow_policy_grants_exactly_what_the_dataflow_uses(stack) -> None:
     assert by_sid["InvokeProfileModel"]["Action"] == "bedrock:InvokeModel"
     assert by_sid["InvokeProfileModel"]["Resource"] == [f"arn:aws:bedrock:*::foundation-model/{MODEL}"]
     assert by_sid["InvokeProfileModel"]["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile}}
+    assert by_sid["ReadModelLifecycle"] == {
+        "Sid": "ReadModelLifecycle", "Effect": "Allow", "Action": "bedrock:GetFoundationModel",
+        "Resource": f"arn:aws:bedrock:us-east-1::foundation-model/{MODEL}",
+    }  # fmt: skip
     assert by_sid["WriteSearch"]["Resource"] == f"{DOMAIN_ARN}/*"
     assert all(a.startswith("es:ESHttp") for a in by_sid["WriteSearch"]["Action"])
     assert all(st["Effect"] == "Allow" for st in by_sid.values())
@@ -135,11 +141,14 @@ def test_every_inference_profile_prefix_gets_the_documented_pattern(prefix: str,
     partition = "aws-us-gov" if prefix == "us-gov" else "aws"
     by_sid = invoke_statements(f"{prefix}.{MODEL}", region)
     profile = f"arn:{partition}:bedrock:{region}:{ACCOUNT}:inference-profile/{prefix}.{MODEL}"
-    assert set(by_sid) == {"InvokeProfile", "InvokeProfileModel"}
+    assert set(by_sid) == {"InvokeProfile", "InvokeProfileModel", "ReadModelLifecycle"}
     assert by_sid["InvokeProfile"]["Resource"] == profile
     model = by_sid["InvokeProfileModel"]
     assert model["Resource"] == [f"arn:{partition}:bedrock:*::foundation-model/{MODEL}"]
     assert model["Condition"] == {"StringEquals": {"bedrock:InferenceProfileArn": profile}}
+    lifecycle = by_sid["ReadModelLifecycle"]
+    assert lifecycle["Action"] == "bedrock:GetFoundationModel"
+    assert lifecycle["Resource"] == f"arn:{partition}:bedrock:{region}::foundation-model/{MODEL}"
     assert_no_wildcards({"Statement": list(by_sid.values())})
 
 
@@ -149,7 +158,11 @@ def test_plain_model_id_keeps_its_single_region_arn() -> None:
         "InvokeModel": {
             "Sid": "InvokeModel", "Effect": "Allow", "Action": "bedrock:InvokeModel",
             "Resource": [f"arn:aws:bedrock:eu-west-1::foundation-model/{MODEL}"],
-        }
+        },
+        "ReadModelLifecycle": {
+            "Sid": "ReadModelLifecycle", "Effect": "Allow", "Action": "bedrock:GetFoundationModel",
+            "Resource": f"arn:aws:bedrock:eu-west-1::foundation-model/{MODEL}",
+        },
     }  # fmt: skip
     assert "Condition" not in by_sid["InvokeModel"]
 

@@ -25,7 +25,9 @@ class RatePacer:
     later, throttle events less than `recent_s` apart (scattered throttles, which pacing cannot cure, rarely do
     either). Then the pacer sends at `backoff` x the rate admitted over the last 60 s (Bedrock quotas are per
     minute, so that is what the quota lets through), never faster than it already does and never below `floor`
-    x the best such rate seen; every success then probes upward by `growth`. A probe cycle is about
+    x the best such rate seen; every success of a send the pace held back then probes upward by `growth` (a
+    pace that does not bind, because slow answers fill the window, does not grow past what it has shown: with
+    a noisy model it crept to 1.1x the quota and every edge cost several throttles). A probe cycle is about
     ln(1/backoff)/growth successes (~150) for two throttles, about 1.3%. Every throttle also pauses all sends,
     doubling while throttles continue (as they do until a burst leaves the 60 s window) and reset by a success.
     Before the quota shows, nothing is paced.
@@ -70,6 +72,7 @@ class RatePacer:
     _judged: list[int] = field(init=False, default_factory=lambda: [0, 0])  # successes, throttles to judge the cut
     _scattered_until: float = field(init=False, default=float("-inf"))
     _young: list[int] | None = field(init=False, default=None)  # successes, throttles since a young run's cut
+    _binding: bool = field(init=False, default=False)  # the last send went as soon as the pace allowed
 
     @property
     def current(self) -> float | None:
@@ -94,14 +97,19 @@ class RatePacer:
         if self._first_send is None:
             self._first_send = now
         if self.rate is not None:
-            self._next_at = max(now, self._next_at) + 1.0 / self.rate
+            interval = 1.0 / self.rate
+            # A send later than an interval after the pace allowed it was held by something else (the window
+            # full of slow answers, no reviews to send): the pace did not bind, so its success proves nothing.
+            self._binding = now - self._next_at <= interval
+            self._next_at = max(now, self._next_at) + interval
 
     def on_success(self, request_started: float) -> None:
         self._admitted.append(request_started)
         self._forget_before(self.clock() - self.window_s)  # bounded by the window, however long the run
         self._consecutive = 0
         if self.rate is not None:
-            self.rate *= 1.0 + self.growth
+            if self._binding:
+                self.rate *= 1.0 + self.growth
             if self.clock() - self._paced_at >= self.window_s:
                 self._judged[0] += 1
             self._judge_young(request_started, throttled=False)

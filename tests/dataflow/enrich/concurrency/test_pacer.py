@@ -94,6 +94,8 @@ def test_persistent_throttling_paces_at_the_admitted_rate_of_the_last_minute() -
     assert pacer.rate == paced
     now[0] = 62.0  # the first minute has slid: the quota admits again
     for _ in range(100):
+        now[0] += pacer.delay()  # sent as soon as the pace allows: the pace binds
+        pacer.on_send()
         pacer.on_success(request_started=now[0])
     assert pacer.rate > paced  # probing upward again
     now[0] = 80.0
@@ -244,3 +246,22 @@ def test_pacer_history_stays_bounded() -> None:
         now[0] = float(i)
         pacer.on_success(request_started=now[0])
     assert len(pacer._admitted) <= pacer.window_s + 1
+
+
+def test_a_pace_that_does_not_bind_does_not_grow() -> None:
+    """Sends held back by something else (a window full of slow answers) prove nothing about a faster pace."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    pacer.rate = 2.0
+    for _ in range(50):
+        now[0] += 1.5  # one send every 1.5 s, where the pace allows one every 0.5 s
+        pacer.on_send()
+        pacer.on_success(request_started=now[0])
+    assert pacer.rate == 2.0
+    for _ in range(50):
+        now[0] += pacer.delay()
+        pacer.on_send()
+        pacer.on_success(request_started=now[0])
+    assert pacer.rate == pytest.approx(2.0 * (1 + pacer.growth) ** 50)

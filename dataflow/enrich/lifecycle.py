@@ -1,0 +1,80 @@
+"""At start: is the configured model still ACTIVE on Bedrock? One line when it is not, naming the fix.
+
+Bedrock retires models on a schedule: a model turns LEGACY, then reaches its end of life, after which every
+request fails. GetFoundationModel (the `bedrock` control plane, not `bedrock-runtime`) says where the
+configured model stands. It takes a foundation-model id, so an inference profile's geography prefix
+(`us.`, `global.`...) is stripped; an application inference profile's ARN does not name its model and is
+not checked. The check never stops the flow and never costs a review: a missing `bedrock:GetFoundationModel`
+permission or an unreachable control plane is one warning, and the flow goes on. BEDROCK_CHECK_LIFECYCLE=false
+skips it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+
+from dataflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROFILE_PREFIXES = ("us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "global.")
+Status = Literal["ACTIVE", "LEGACY", "unknown", "unchecked"]
+
+
+def foundation_model_id(model_id: str) -> str | None:
+    """The foundation-model id behind a model id, a system inference profile id, or either's ARN."""
+    if model_id.startswith("arn:"):
+        kind, _, ident = model_id.split(":", 5)[-1].partition("/")
+        if kind == "foundation-model":
+            return ident
+        if kind != "inference-profile":
+            return None  # an application inference profile: its model is not in its name
+        model_id = ident
+    for prefix in PROFILE_PREFIXES:
+        if model_id.startswith(prefix):
+            return model_id[len(prefix) :]
+    return model_id
+
+
+def bedrock_control_client(settings: Settings) -> Any:
+    """A quick-failing `bedrock` client: the check must not hold up the start."""
+    config = Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1, "mode": "standard"})
+    return boto3.client("bedrock", region_name=settings.aws_region, config=config)
+
+
+def check_model_lifecycle(settings: Settings, client: Any | None = None) -> Status:
+    """Log where the configured model stands; returns its status ("unknown" when it could not be read)."""
+    if not settings.bedrock_check_lifecycle:
+        return "unchecked"
+    base = foundation_model_id(settings.bedrock_model_id)
+    if base is None:
+        log.info("bedrock.model_lifecycle model=%s status=unchecked (an application profile)", settings.bedrock_model_id)
+        return "unchecked"
+    try:
+        details = (client or bedrock_control_client(settings)).get_foundation_model(modelIdentifier=base)
+        lifecycle = details["modelDetails"].get("modelLifecycle", {})
+    except Exception as exc:  # the check is advice: it never stops the flow
+        log.warning(
+            "bedrock.model_lifecycle model=%s status=unknown error=%s (grant bedrock:GetFoundationModel on the "
+            "model, or set BEDROCK_CHECK_LIFECYCLE=false)",
+            base,
+            type(exc).__name__,
+        )
+        return "unknown"
+    status = str(lifecycle.get("status", "unknown"))
+    if status == "ACTIVE":
+        log.info("bedrock.model_lifecycle model=%s status=ACTIVE", base)
+        return "ACTIVE"
+    end = lifecycle.get("endOfLifeTime")
+    log.warning(
+        "bedrock.model_lifecycle model=%s status=%s end_of_life=%s: requests fail after its end of life; set "
+        "BEDROCK_MODEL_ID to an ACTIVE model (aws bedrock list-foundation-models --by-provider anthropic)",
+        base,
+        status,
+        end.isoformat() if hasattr(end, "isoformat") else end or "not announced",
+    )
+    return "LEGACY" if status == "LEGACY" else "unknown"
