@@ -53,6 +53,7 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
         self._queue: collections.deque[Review] = collections.deque()
         self._interval = engine.settings.enrich_notify_interval_s
         self._capped = False
+        self._noted = False  # told the gauge this key's shard is enriched in this process
         self.emit_delays = DelayStats()  # while the input runs
         self.eof_delays = DelayStats()  # after the input ended (see on_eof)
         if resume_state:
@@ -97,6 +98,9 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
 
     def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
         self._check()
+        if values and not self._noted:
+            self._engine.buffers.note_enriched(values[0].shard_id)  # one key, one shard
+            self._noted = True
         self._queue.extend(values)
         self._handoff()
         out = self._drain()

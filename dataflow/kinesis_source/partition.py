@@ -250,14 +250,18 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             self._discover()
         batch: list[KinesisRecord] = []
         held_back = False
+        taken = 0  # records read for this process's own enrichment (channels/backpressure.py: room_for)
         for reader in list(self._readers.values()):
             if reader.next_poll <= now:
-                room = self._buffers.room()
-                if room is not None and room - len(batch) <= 0:
-                    held_back = True  # enrichment is full: read nothing, look again soon
-                    break
-                limit = self._limit if room is None else max(1, min(self._limit, room - len(batch)))
-                batch.extend(self._poll(reader, now, limit))
+                room = self._buffers.room_for(reader.shard_id)
+                if room is not None and room - taken <= 0:
+                    held_back = True  # enrichment is full: read nothing of this shard, look again soon
+                    continue
+                records = self._poll(reader, now, self._limit if room is None else min(self._limit, room - taken))
+                if records:
+                    self._buffers.note_read(reader.shard_id)
+                taken += len(records) if room is not None else 0
+                batch.extend(records)
         if held_back:
             self._hold.hold(self._buffers.freed())
             return batch

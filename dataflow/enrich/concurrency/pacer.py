@@ -51,6 +51,8 @@ class RatePacer:
     window_s: float = 60.0
     backoff: float = 0.9
     growth: float = 0.0007
+    probe_cycle: int = 150  # successes of a probe at `growth` (0.9 -> 1.0); each cycle with no throttle doubles it
+    max_growth_factor: float = 8.0
     floor: float = 0.25
     pause_base_s: float = 0.1
     pause_max_s: float = 8.0
@@ -73,6 +75,9 @@ class RatePacer:
     _scattered_until: float = field(init=False, default=float("-inf"))
     _young: list[int] | None = field(init=False, default=None)  # successes, throttles since a young run's cut
     _binding: bool = field(init=False, default=False)  # the last send went as soon as the pace allowed
+    _clean: int = field(init=False, default=0)  # paced successes since the last throttle
+    _released_share: float = field(init=False, default=0.0)  # throttled share that released the pace
+    _hold: list[int] = field(init=False, default_factory=lambda: [0, 0])  # successes, throttles since then
 
     @property
     def current(self) -> float | None:
@@ -107,15 +112,20 @@ class RatePacer:
         self._admitted.append(request_started)
         self._forget_before(self.clock() - self.window_s)  # bounded by the window, however long the run
         self._consecutive = 0
+        if self.clock() < self._scattered_until:
+            self._hold[0] += 1
         if self.rate is not None:
             if self._binding:
-                self.rate *= 1.0 + self.growth
+                self._clean += 1
+                factor = min(self.max_growth_factor, 2.0 ** (self._clean // self.probe_cycle))
+                self.rate *= 1.0 + self.growth * factor
             if self.clock() - self._paced_at >= self.window_s:
                 self._judged[0] += 1
             self._judge_young(request_started, throttled=False)
 
     def on_throttle(self, request_started: float) -> bool:
         """React once per congestion event: pause, and pace when throttling persists; True when it reacted."""
+        self._clean = 0
         if request_started < self._last_cut:
             return False
         self._judge_young(request_started, throttled=True)
@@ -125,6 +135,8 @@ class RatePacer:
         recent = now - self._last_cut < self.recent_s
         # A run younger than the window paces only when throttling has persisted (`young_events`, no success):
         # then the window is plainly full. An older run paces on any repeated throttling, successes in between or not.
+        if now < self._scattered_until and self._rate_after_all():
+            self._scattered_until = now  # unpaced, throttling got much worse: it was the rate after all
         if now < self._scattered_until:
             quota = False  # throttling that pacing did not cure: the pauses and the AIMD window answer it
         elif age < self.window_s:
@@ -163,10 +175,23 @@ class RatePacer:
         if ok and throttled >= 3 and throttled / (ok + throttled) >= self.scatter_share:
             self.rate = None  # pacing did not stop it: not the rate's doing
             self._scattered_until = now + self.scatter_hold_s
+            self._released_share = throttled / (ok + throttled)
+            self._hold = [0, 0]
             self._judged = [0, 0]
             return False
         # Many successes since the cut settled, then a throttle: the upward probe found the quota's edge again.
         return ok >= self.scatter_sample
+
+    def _rate_after_all(self) -> bool:
+        """Whether sending unpaced throttles far more than the paced run did (counts this throttle).
+
+        Workers sharing one quota see it as scattered throttling: each one's throttles depend on the others'
+        sends, so a pace can look as if it did not cure them. Released, they all send as fast as their windows
+        allow and the shared quota throttles most requests (a simulated 4-worker cluster: 39% for minutes). A
+        busy service throttling at random throttles about as often paced or not; a quota, twice as often."""
+        self._hold[1] += 1
+        ok, throttled = self._hold
+        return throttled >= 10 and throttled / (ok + throttled) >= min(0.9, 2 * self._released_share)
 
     def _judge_young(self, request_started: float, throttled: bool) -> None:
         """Release a young run's pace that paced requests disprove (see the class docstring)."""

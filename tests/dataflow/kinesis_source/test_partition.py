@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -268,3 +268,31 @@ def test_an_idle_shard_is_polled_less_often_and_at_full_speed_once_records_come(
         assert wait == pytest.approx(0.2)
     assert read == [f"rec-{n}".encode() for n in range(5)]
     assert wait == pytest.approx(0.2)  # records: the shard is read at full speed again
+
+
+def test_a_full_process_still_reads_the_shards_another_process_enriches(client, factory, stream_name) -> None:
+    """The step is keyed by shard and Bytewax may route a shard to a worker of another process: this process's
+    full engines must not starve it (2 processes x 2 workers left a worker idle and a quota share unused)."""
+    from dataflow.channels.backpressure import REMOTE_AFTER_S
+
+    create(client, stream_name, 2)
+    put(client, stream_name, 0, 400)
+    clock = Clock()
+    settings = cfg(stream_name, KINESIS_PARTITIONS=1, KINESIS_GET_RECORDS_LIMIT=10, KINESIS_DISCOVERY_INTERVAL_S=3600)
+    gauge_clock = [0.0]
+    buffers = BufferGauge(clock=lambda: gauge_clock[0])
+    part = KinesisPartition(factory(), settings, 0, None, ledger=DrainLedger(), buffers=buffers, now=clock)
+    owner = object()
+    buffers.register(id(owner), 25)
+    first = part.next_batch()
+    shards = {r.shard_id for r in first}
+    assert len(first) == 20 and len(shards) == 2
+    local, remote = sorted(shards)
+    buffers.note_enriched(local)  # the step here got the local shard's reviews; the other went elsewhere
+    buffers.set(id(owner), 25)  # and this process's engine is now full
+    clock.now += timedelta(seconds=1)
+    assert part.next_batch() == []  # too soon to tell the remote shard from one whose reviews are on their way
+    gauge_clock[0] += REMOTE_AFTER_S
+    clock.now += timedelta(seconds=1)
+    later = part.next_batch()
+    assert {r.shard_id for r in later} == {remote} and len(later) == 10

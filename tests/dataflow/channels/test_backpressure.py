@@ -1,0 +1,37 @@
+"""The backpressure gauge: room for the shards this process enriches, none withheld from the others."""
+
+from __future__ import annotations
+
+from dataflow.channels.backpressure import REMOTE_AFTER_S, BufferGauge
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_shard_enriched_elsewhere_is_not_held_back_by_this_process_being_full() -> None:
+    clock = Clock()
+    gauge = BufferGauge(clock)
+    gauge.register(1, 10)
+    gauge.set(1, 10)  # this process's engine is full
+    for shard in ("local", "remote"):
+        assert gauge.room_for(shard) == 0  # never read yet: held back like the rest
+        gauge.note_read(shard)
+    gauge.note_enriched("local")
+    clock.now += REMOTE_AFTER_S / 2
+    assert gauge.room_for("remote") == 0  # its reviews may still be on their way to a step here
+    clock.now += REMOTE_AFTER_S
+    assert gauge.room_for("remote") is None  # read a while ago and never enriched here: another process's
+    assert gauge.room_for("local") == 0
+    gauge.set(1, 7)
+    assert gauge.room_for("local") == 3 and gauge.room() == 3
+
+
+def test_without_engines_there_is_no_limit() -> None:
+    gauge = BufferGauge()
+    gauge.note_read("s")
+    assert gauge.room_for("s") is None and gauge.room() is None
