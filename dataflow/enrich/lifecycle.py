@@ -52,7 +52,7 @@ def check_model_lifecycle(settings: Settings, client: Any | None = None) -> Stat
         return "unchecked"
     base = foundation_model_id(settings.bedrock_model_id)
     if base is None:
-        log.info("bedrock.model_lifecycle model=%s status=unchecked (an application profile)", settings.bedrock_model_id)
+        log.info("bedrock.model_lifecycle model=%s status=unchecked (application profile)", settings.bedrock_model_id)
         return "unchecked"
     try:
         details = (client or bedrock_control_client(settings)).get_foundation_model(modelIdentifier=base)

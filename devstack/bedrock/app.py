@@ -24,9 +24,9 @@ from aiohttp import web
 
 from devstack.bedrock.admission import Admission
 from devstack.bedrock.backends import Backend, ModelRequest, ModelResult, backend_slots, estimate_tokens
+from devstack.bedrock.control import get_foundation_model_handler
 from devstack.bedrock.errors import TOO_MANY_REQUESTS, TOO_MANY_TOKENS, BedrockError
 from devstack.bedrock.faults import Faults, Knobs
-from devstack.bedrock.control import get_foundation_model_handler
 from devstack.bedrock.models import ModelSpec, resolve_model
 from devstack.bedrock.quota import Quota, QuotaDenied
 from devstack.bedrock.stats import Stats

@@ -17,7 +17,8 @@ BASE = MODEL_ID.split(".", 1)[1]
 @pytest.fixture()
 def settings(bedrock_url: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", bedrock_url)
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}.items():
+    credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+    for name, value in credentials.items():
         monkeypatch.setenv(name, value)
     return load_settings({"BEDROCK_MODEL_ID": MODEL_ID, "AWS_REGION": "us-east-1"})
 

@@ -93,7 +93,8 @@ def test_bulk_429s_and_outages_are_retried_until_everything_is_indexed(
     # A few dead letters too, so the DLQ writer meets the same faults.
     placed = put_raw(faulty, [b"not json %d" % i for i in range(BAD)], prefix="bad")
     bad_ids = {f"{shard}-{seq}" for shard, seq in placed}
-    faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=SEED)  # about 10 s of work, so the outage falls mid-run
+    # About 10 s of work, so the outage falls mid-run.
+    faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=SEED)
     faults = OpenSearchFaults()
     log = tmp_path / "flow.log"
     with FaultProxy(faulty.env["OPENSEARCH_URL"], inspect=faults.inspect, on_done=faults.done) as proxy:
