@@ -265,3 +265,57 @@ def test_a_pace_that_does_not_bind_does_not_grow() -> None:
         pacer.on_send()
         pacer.on_success(request_started=now[0])
     assert pacer.rate == pytest.approx(2.0 * (1 + pacer.growth) ** 50)
+
+
+def test_a_probe_that_finds_no_edge_speeds_up_and_a_throttle_slows_it_again() -> None:
+    """Workers sharing a quota start with young paces that sum to less than it: at one step per success a
+    share 10% short took ~150 successes to recover per 11%; each clean probe cycle doubles the step."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock()
+    pacer = RatePacer(clock=clock)
+    pacer.rate = 1.0
+
+    def paced_successes(count: int) -> None:
+        for _ in range(count):
+            now[0] += pacer.delay()
+            pacer.on_send()
+            pacer.on_success(request_started=now[0])
+
+    paced_successes(pacer.probe_cycle - 1)
+    first_cycle = pacer.rate
+    assert first_cycle == pytest.approx((1 + pacer.growth) ** (pacer.probe_cycle - 1))
+    paced_successes(pacer.probe_cycle)
+    assert pacer.rate / first_cycle == pytest.approx((1 + 2 * pacer.growth) ** pacer.probe_cycle)
+    paced_successes(10 * pacer.probe_cycle)  # the step is capped
+    before = pacer.rate
+    paced_successes(1)
+    assert pacer.rate / before == pytest.approx(1 + pacer.max_growth_factor * pacer.growth)
+    pacer.on_throttle(request_started=now[0])  # an edge: back to the slow step
+    before = pacer.rate
+    paced_successes(1)
+    assert pacer.rate / before == pytest.approx(1 + pacer.growth)
+
+
+def test_a_released_pace_comes_back_when_unpaced_sends_throttle_far_more() -> None:
+    """Workers sharing one quota: a worker's throttles depend on the others' sends, so its pace can look as if it
+    did not cure them and be released; sending unpaced, it is then throttled far more often: pace again."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0  # an old run
+    pacer._released_share = 0.15
+    pacer._scattered_until = now[0] + pacer.scatter_hold_s  # released: throttles only pause
+    for _ in range(60):
+        now[0] += 0.5
+        pacer.on_success(request_started=now[0])
+    for n in range(9):
+        now[0] += 0.5
+        assert pacer.rate is None
+        pacer.on_throttle(request_started=now[0])
+        pacer.on_success(request_started=now[0])
+    for _ in range(30):  # unpaced, the shared quota throttles most requests
+        now[0] += 0.5
+        pacer.on_throttle(request_started=now[0])
+    assert pacer.rate is not None and now[0] < pacer.scatter_hold_s + 1000.0
