@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import scenarios, waiting
+from benchmarks import quota, scenarios, waiting
 from benchmarks.harness import Bench
 
 T = TypeVar("T")
@@ -225,7 +225,38 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
         ),
         "",
     ]
+    out += quota_noise_section(results)
     return "\n".join(out)
+
+
+def quota_noise_section(results: dict[str, Any]) -> list[str]:
+    """The quota under noisy latency (benchmarks/quota.py): RPM-bound and TPM-bound, one worker and 2 x 2."""
+    rows = []
+    for kind in ("quota_noise", "quota_tpm"):
+        for label, r in results.get(kind, {}).items():
+            bound = r.get("admitted_per_min") or quota.RPM * quota.REVIEWS_PER_REQUEST
+            rows.append(
+                [
+                    ("TPM " if kind == "quota_tpm" else "RPM ") + label,
+                    r["reviews_per_min"],
+                    f"{r['reviews_per_min'] / bound:.0%}",
+                    f"{r['throttled_share']:.1%}",
+                    f"{r['quota_tokens_per_review']:.0f}",
+                    r["dead_lettered"],
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "## Quota under noisy latency",
+        "",
+        f"Mean latency 1 s, lognormal (sigma 0.5) or exponential; {quota.RPM} RPM x {quota.REVIEWS_PER_REQUEST} "
+        f"reviews per request, or {quota.TPM:,} TPM with the 5x output burndown (admitted = TPM / quota tokens "
+        "per review); steady state after 90 s.",
+        "",
+        table(["setting", "reviews/min", "of the bound", "throttled", "quota tokens/review", "dead-lettered"], rows),
+        "",
+    ]
 
 
 def startup_pair(latency: dict) -> str:
@@ -238,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     p.add_argument("--logs", type=Path, default=Path("out/bench-logs"))
     p.add_argument(
-        "--only", nargs="*", default=None, help="quota window straggler cpu latency scaling cost idle_cpu single_slot"
+        "--only",
+        nargs="*",
+        default=None,
+        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_tpm",
     )
     args = p.parse_args(argv)
     args.repeat = 1 if args.quick else 3
@@ -258,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         "cost": lambda b: median_of(args.repeat, lambda: scenarios.cost(b, 400)),
         "idle_cpu": lambda b: median_of(args.repeat, lambda: waiting.idle_cpu(b)),
         "single_slot": lambda b: median_of(args.repeat, lambda: waiting.single_slot(b)),
+        "quota_noise": lambda b: median_of(args.repeat, lambda: quota.rpm_bound(b, args.quota_seconds + 30, 90)),
+        "quota_tpm": lambda b: median_of(args.repeat, lambda: quota.tpm_bound(b, args.quota_seconds + 30, 90)),
     }
     # Results accumulate in a JSON file, so `--only` can re-run part of the suite and still write the page.
     saved = args.logs.parent / "bench-results.json"

@@ -310,7 +310,7 @@ def test_a_released_pace_comes_back_when_unpaced_sends_throttle_far_more() -> No
     for _ in range(60):
         now[0] += 0.5
         pacer.on_success(request_started=now[0])
-    for n in range(9):
+    for _ in range(9):
         now[0] += 0.5
         assert pacer.rate is None
         pacer.on_throttle(request_started=now[0])
