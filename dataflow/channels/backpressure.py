@@ -6,12 +6,13 @@ keep queued for lack of room) and how many it may hold, and the source reads onl
 room for (none while the buffers are full). What does not fit waits in the enrichment logic's queue, in
 Bytewax state (dataflow/enrich/step.py); only reviews read in another process can fill that queue to its cap.
 
-Room is for the shards this process enriches. The enrichment step is keyed by shard, and Bytewax may route a
-shard to a worker of another process: holding back such a shard because this process's engines are full
-starved that other worker while its share of the quota went unused (2 processes x 2 workers indexed 546
+Room is per shard, for the engine that enriches it. The enrichment step is keyed by shard, and Bytewax routes
+each shard to one worker, maybe of another process: holding back every shard because one engine is full
+starved the other workers while their shares of the quota went unused (2 processes x 2 workers indexed 546
 reviews/min where 120 RPM admits 960). So the source notes the shards it reads (`note_read`), the enrichment
-step the shards it enriches (`note_enriched`), and `room_for` a shard read here for a while but never
-enriched here is unlimited: its own process's step bounds it (the queue cap and the epoch, step.py).
+step which engine enriches a shard (`note_enriched`); `room_for` a shard is that engine's room, and a shard
+read here for a while but never enriched here is unlimited: its own process's step bounds it (the queue cap
+and the epoch, step.py).
 
 `freed()` counts the times room was freed, so a source held back can tell a buffer that drains (look again
 soon) from one waiting on a slow model (look again later: waiting must not cost CPU).
@@ -37,7 +38,7 @@ class BufferGauge:
         self._freed = 0
         self._clock = clock
         self._first_read: dict[str, float] = {}
-        self._enriched_here: set[str] = set()
+        self._enricher: dict[str, int] = {}  # shard -> the owner (engine) that enriches it in this process
 
     def register(self, owner: int, limit: int) -> None:
         with self._lock:
@@ -71,17 +72,26 @@ class BufferGauge:
         with self._lock:
             self._first_read.setdefault(shard_id, self._clock())
 
-    def note_enriched(self, shard_id: str) -> None:
-        """An enrichment step of this process received reviews of `shard_id`."""
+    def note_enriched(self, shard_id: str, owner: int) -> None:
+        """The enrichment engine `owner` of this process received reviews of `shard_id`."""
         with self._lock:
-            self._enriched_here.add(shard_id)
+            self._enricher[shard_id] = owner
+
+    def enricher_of(self, shard_id: str) -> int | None:
+        """The owner (engine) that enriches `shard_id` here, if known."""
+        with self._lock:
+            return self._enricher.get(shard_id)
 
     def room_for(self, shard_id: str) -> int | None:
-        """Room for more records of `shard_id`: `room()`, or None (no limit here) for a shard enriched elsewhere."""
+        """Room for more records of `shard_id`: the room of the engine that enriches it here (one worker's full
+        buffer must not starve another worker's shard), `room()` while that is not known yet, or None (no limit
+        here) for a shard enriched in another process."""
         with self._lock:
+            owner = self._enricher.get(shard_id)
+            if owner is not None and owner in self._limits:
+                return max(0, self._limits[owner] - self._held.get(owner, 0))
             first = self._first_read.get(shard_id)
-            remote = first is not None and shard_id not in self._enriched_here
-            if remote and self._clock() - first >= REMOTE_AFTER_S:
+            if owner is None and first is not None and self._clock() - first >= REMOTE_AFTER_S:
                 return None
         return self.room()
 

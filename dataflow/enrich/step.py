@@ -99,7 +99,7 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
     def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
         self._check()
         if values and not self._noted:
-            self._engine.buffers.note_enriched(values[0].shard_id)  # one key, one shard
+            self._engine.buffers.note_enriched(values[0].shard_id, id(self._engine))  # one key, one shard
             self._noted = True
         self._queue.extend(values)
         self._handoff()

@@ -250,17 +250,18 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             self._discover()
         batch: list[KinesisRecord] = []
         held_back = False
-        taken = 0  # records read for this process's own enrichment (channels/backpressure.py: room_for)
+        taken: dict[int | None, int] = {}  # records read per enriching engine (channels/backpressure.py)
         for reader in list(self._readers.values()):
             if reader.next_poll <= now:
-                room = self._buffers.room_for(reader.shard_id)
-                if room is not None and room - taken <= 0:
-                    held_back = True  # enrichment is full: read nothing of this shard, look again soon
+                room, engine = self._buffers.room_for(reader.shard_id), self._buffers.enricher_of(reader.shard_id)
+                if room is not None and room - taken.get(engine, 0) <= 0:
+                    held_back = True  # its enrichment is full: read nothing of this shard, look again soon
                     continue
-                records = self._poll(reader, now, self._limit if room is None else min(self._limit, room - taken))
+                limit = self._limit if room is None else min(self._limit, room - taken.get(engine, 0))
+                records = self._poll(reader, now, limit)
                 if records:
                     self._buffers.note_read(reader.shard_id)
-                taken += len(records) if room is not None else 0
+                taken[engine] = taken.get(engine, 0) + len(records)
                 batch.extend(records)
         if held_back:
             self._hold.hold(self._buffers.freed())

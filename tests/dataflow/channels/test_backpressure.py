@@ -21,7 +21,7 @@ def test_a_shard_enriched_elsewhere_is_not_held_back_by_this_process_being_full(
     for shard in ("local", "remote"):
         assert gauge.room_for(shard) == 0  # never read yet: held back like the rest
         gauge.note_read(shard)
-    gauge.note_enriched("local")
+    gauge.note_enriched("local", 1)
     clock.now += REMOTE_AFTER_S / 2
     assert gauge.room_for("remote") == 0  # its reviews may still be on their way to a step here
     clock.now += REMOTE_AFTER_S
@@ -35,3 +35,15 @@ def test_without_engines_there_is_no_limit() -> None:
     gauge = BufferGauge()
     gauge.note_read("s")
     assert gauge.room_for("s") is None and gauge.room() is None
+
+
+def test_one_full_engine_does_not_starve_another_engines_shard() -> None:
+    """Two workers of one process: one engine's backlog must not hold back the shard the other enriches."""
+    gauge = BufferGauge()
+    gauge.register(1, 10)
+    gauge.register(2, 10)
+    gauge.note_enriched("busy", 1)
+    gauge.note_enriched("idle", 2)
+    gauge.set(1, 30)  # its step queues far more than its engine holds: the process's total room is 0
+    assert gauge.room() == 0
+    assert gauge.room_for("busy") == 0 and gauge.room_for("idle") == 10

@@ -288,7 +288,7 @@ def test_a_full_process_still_reads_the_shards_another_process_enriches(client, 
     shards = {r.shard_id for r in first}
     assert len(first) == 20 and len(shards) == 2
     local, remote = sorted(shards)
-    buffers.note_enriched(local)  # the step here got the local shard's reviews; the other went elsewhere
+    buffers.note_enriched(local, id(owner))  # the step here got the local shard's reviews; the other went elsewhere
     buffers.set(id(owner), 25)  # and this process's engine is now full
     clock.now += timedelta(seconds=1)
     assert part.next_batch() == []  # too soon to tell the remote shard from one whose reviews are on their way
