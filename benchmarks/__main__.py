@@ -85,7 +85,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
         "## Quota throughput",
         "",
         "Local Bedrock enforcing 120 requests/min and 240,000 tokens/min (tokens reserved from `maxTokens`), "
-        "lognormal latency around 1 s, a backlog of 5,000 reviews, one worker, window ceiling 16.",
+        "lognormal latency with a mean of 1 s (sigma 0.5), a backlog of 5,000 reviews, one worker, window ceiling 16.",
         "",
         table(
             [
