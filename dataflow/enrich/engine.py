@@ -23,6 +23,7 @@ from typing import Any
 from dataflow import metrics
 from dataflow.channels.backpressure import BufferGauge
 from dataflow.enrich.bedrock import ClientFactory, converse
+from dataflow.enrich.concurrency.load import ProcessLoad
 from dataflow.enrich.concurrency.window import Window
 from dataflow.enrich.errors import CallError, ErrorKind
 from dataflow.enrich.outcomes import EngineStats, RequestOutcomes
@@ -48,9 +49,15 @@ class EnrichEngine:
     Kinesis source reads only as many records as there is room for."""
 
     def __init__(
-        self, settings: Settings, client_factory: ClientFactory, worker: str, buffers: BufferGauge | None = None
+        self,
+        settings: Settings,
+        client_factory: ClientFactory,
+        worker: str,
+        buffers: BufferGauge | None = None,
+        load: ProcessLoad | None = None,
     ) -> None:
         self.settings = settings
+        self.load = load or ProcessLoad()  # shared by the engines of one flow (registry.py)
         self.worker = worker
         self.buffers = buffers or BufferGauge()
         # The window (concurrency/window.py): min of the throttling (AIMD) and latency limits, plus the pacer.
@@ -215,7 +222,7 @@ class EnrichEngine:
                 jobs = self._take_request()
                 self._in_flight += 1
                 metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
-                self._loop.create_task(self._request(jobs, self._in_flight))
+                self._loop.create_task(self._request(jobs, self._in_flight, self.load.started()))
             self._wake.clear()
             await self._wake.wait()
 
@@ -224,8 +231,9 @@ class EnrichEngine:
         assert self._wake is not None
         self._wake.set()
 
-    async def _request(self, jobs: list[Job], in_flight: int) -> None:
-        """One request; `in_flight` counts the requests in flight at its start, itself included."""
+    async def _request(self, jobs: list[Job], in_flight: int, load: int) -> None:
+        """One request; `in_flight` counts this worker's requests in flight at its start, `load` this process's,
+        itself included."""
         started = time.monotonic()
         alone_at_min = len(jobs) == 1 and self.window.at_minimum
         for job in jobs:
@@ -240,7 +248,7 @@ class EnrichEngine:
             if isinstance(answer, CallError):
                 self.outcomes.failed(jobs, answer, started)
             else:
-                self.outcomes.answered(jobs, answer, started, in_flight)
+                self.outcomes.answered(jobs, answer, started, in_flight, load)
         except Exception as exc:  # a bug in handling the answer must not strand its reviews
             log.exception("bedrock.answer_handling_failed worker=%s reviews=%d", self.worker, len(jobs))
             error = CallError(ErrorKind.INVALID, "bad_response", f"could not handle the response: {exc!r}")
@@ -253,6 +261,7 @@ class EnrichEngine:
                 del self._starts[token]
                 self._recent_s.append(time.monotonic() - started)
             self._in_flight -= 1
+            self.load.finished()
             metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
             metrics.BEDROCK_LIMIT.labels(self.worker).set(self.window.current)
             assert self._wake is not None

@@ -124,11 +124,13 @@ class RequestOutcomes:
             log.error("bedrock.halt worker=%s reason=%s", self._worker, self.halt_reason)
             self._on_halt()
 
-    def answered(self, jobs: list[Job], response: dict[str, Any], started: float, in_flight: int) -> None:
+    def answered(
+        self, jobs: list[Job], response: dict[str, Any], started: float, in_flight: int, load: int = 0
+    ) -> None:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
         self._config_errors = 0
-        self._window.on_sample(Sample(Outcome.SUCCESS, started, latency_s, len(jobs), in_flight))
+        self._window.on_sample(Sample(Outcome.SUCCESS, started, latency_s, len(jobs), in_flight, load))
         reading = read_response(
             [(j.review, j.attempts) for j in jobs], response, self._settings.bedrock_model_id, latency_s
         )

@@ -6,6 +6,7 @@ import threading
 
 from dataflow.channels.backpressure import BufferGauge
 from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
+from dataflow.enrich.concurrency.load import ProcessLoad
 from dataflow.enrich.engine import EnrichEngine
 from dataflow.settings import Settings
 
@@ -22,6 +23,7 @@ class EngineRegistry:
         self.settings = settings
         self.client_factory = client_factory
         self.buffers = buffers or BufferGauge()
+        self.load = ProcessLoad()  # requests in flight across this flow's engines, for the latency fit
         self._engines: dict[int, EnrichEngine] = {}
         self._lock = threading.Lock()
         # Engines start with their first review; until then this stands in for them, so the source's
@@ -33,7 +35,9 @@ class EngineRegistry:
         with self._lock:
             engine = self._engines.get(ident)
             if engine is None:
-                engine = EnrichEngine(self.settings, self.client_factory, str(len(self._engines)), self.buffers)
+                engine = EnrichEngine(
+                    self.settings, self.client_factory, str(len(self._engines)), self.buffers, load=self.load
+                )
                 self._engines[ident] = engine
                 self.buffers.unregister(id(self))
             return engine

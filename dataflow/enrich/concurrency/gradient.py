@@ -95,17 +95,18 @@ class GradientLimit:
         """Learn from an answer's latency, cut on a timeout (True when cut); throttles are AIMD's."""
         if sample.outcome is Outcome.SUCCESS:
             cuts = self.decreases
-            self.on_answer(sample.latency_s, sample.reviews, sample.in_flight, sample.started)
+            self.on_answer(sample.latency_s, sample.reviews, sample.in_flight, sample.started, sample.load)
             return self.decreases > cuts
         if sample.outcome is Outcome.TIMEOUT:
             return self.on_timeout(sample.started)
         return False
 
-    def on_answer(self, latency_s: float, reviews: int, in_flight: int, request_started: float) -> None:
-        """One answered request: its latency, how many reviews it carried, how many requests were in flight
-        when it started (itself included)."""
+    def on_answer(self, latency_s: float, reviews: int, in_flight: int, request_started: float, load: int = 0) -> None:
+        """One answered request: its latency, how many reviews it carried, how many of this worker's requests
+        were in flight when it started (itself included) and how many of its process's (`load`; the fit's
+        measure of our load, since the workers of a process queue behind each other at a shared server)."""
         per_review = latency_s / max(1, reviews)
-        self._answers.append(Answer(self.clock(), max(1, in_flight), per_review))
+        self._answers.append(Answer(self.clock(), max(1, load or in_flight), per_review))
         if request_started < self._last_cut:
             return
         self._round.append(per_review)

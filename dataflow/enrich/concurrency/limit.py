@@ -28,7 +28,8 @@ class Sample:
     started: float
     latency_s: float = 0.0
     reviews: int = 1  # reviews the request carried
-    in_flight: int = 0  # requests in flight when it started, itself included
+    in_flight: int = 0  # this worker's requests in flight when it started, itself included
+    load: int = 0  # this process's requests in flight when it started (all its workers); 0 = in_flight
 
 
 class Limit(Protocol):

@@ -111,3 +111,28 @@ def test_an_idle_caller_does_not_grow_the_window() -> None:
         clock.now += 0.1
         limit.on_answer(0.1, reviews=1, in_flight=1, request_started=started)
     assert limit.current == 2
+
+
+def _two_workers_on_one_slot(share_load: bool) -> list[int]:
+    """Two workers' limits against one single-slot server: each answer waits behind both workers' requests."""
+    clock = Clock()
+    limits = [GradientLimit(maximum=16, minimum=1, initial=2, clock=clock) for _ in range(2)]
+    totals = []
+    for _ in range(60):
+        windows = [limit.current for limit in limits]
+        total = sum(windows)
+        latency = 0.5 * total  # one slot: every request in flight from either worker is ahead of or behind it
+        for limit, window in zip(limits, windows, strict=True):
+            for _ in range(max(limit.min_samples, window)):
+                started = clock.now
+                clock.now += latency / total
+                limit.on_answer(latency, 1, window, started, load=total if share_load else 0)
+        totals.append(sum(limit.current for limit in limits))
+    return totals
+
+
+def test_workers_of_one_process_see_each_others_queue() -> None:
+    # Fitted on the process's in-flight count, the shared queue is ours: both stay at the minimum.
+    assert max(_two_workers_on_one_slot(share_load=True)[-20:]) <= 3
+    # On its own count only, each worker reads the other's queue as noise and lets its window grow.
+    assert max(_two_workers_on_one_slot(share_load=False)[-20:]) >= 4
