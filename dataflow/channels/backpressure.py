@@ -10,9 +10,9 @@ Room is per shard, for the engine that enriches it. The enrichment step is keyed
 each shard to one worker, maybe of another process: holding back every shard because one engine is full
 starved the other workers while their shares of the quota went unused (2 processes x 2 workers indexed 546
 reviews/min where 120 RPM admits 960). So the source notes the shards it reads (`note_read`), the enrichment
-step which engine enriches a shard (`note_enriched`); `room_for` a shard is that engine's room, and a shard
-read here for a while but never enriched here is unlimited: its own process's step bounds it (the queue cap
-and the epoch, step.py).
+step which engine enriches a shard (`note_enriched`); `room_for` a shard is that engine's room, and for a shard
+read here for a while but never enriched here it is what an idle engine here would take, whatever this process
+holds: its own process's step bounds the rest (the queue cap and the epoch, step.py).
 
 `freed()` counts the times room was freed, so a source held back can tell a buffer that drains (look again
 soon) from one waiting on a slow model (look again later: waiting must not cost CPU).
@@ -84,15 +84,17 @@ class BufferGauge:
 
     def room_for(self, shard_id: str) -> int | None:
         """Room for more records of `shard_id`: the room of the engine that enriches it here (one worker's full
-        buffer must not starve another worker's shard), `room()` while that is not known yet, or None (no limit
-        here) for a shard enriched in another process."""
+        buffer must not starve another worker's shard), `room()` while that is not known yet, or an idle
+        engine's limit for a shard enriched in another process (None without any engine registered)."""
         with self._lock:
             owner = self._enricher.get(shard_id)
             if owner is not None and owner in self._limits:
                 return max(0, self._limits[owner] - self._held.get(owner, 0))
             first = self._first_read.get(shard_id)
             if owner is None and first is not None and self._clock() - first >= REMOTE_AFTER_S:
-                return None
+                # As much as an idle engine here would take, whatever this process holds: unlimited, a reader
+                # sent its process's whole backlog at once and the enriching step held up the epoch for it.
+                return max(self._limits.values(), default=None)
         return self.room()
 
     def room(self) -> int | None:
