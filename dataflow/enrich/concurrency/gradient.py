@@ -43,7 +43,7 @@ MEMORY = 192  # answers the fit keeps at most (also bounded by baseline_s); a fe
 @dataclass(frozen=True)
 class Answer:
     at: float
-    in_flight: int  # at the request's start, itself included
+    load: int  # this process's requests in flight at the request's start, itself included (Sample.load)
     per_review_s: float
 
 
@@ -80,11 +80,11 @@ class GradientLimit:
         return max(self.minimum, int(self.value))
 
     def fit(self) -> Fit | None:
-        """Latency against in-flight over the remembered answers; None before there are three."""
+        """Latency against this process's in-flight count over the remembered answers; None before three."""
         horizon = self.clock() - self.baseline_s
         while self._answers and self._answers[0].at < horizon:
             self._answers.popleft()
-        return fit([(a.in_flight, a.per_review_s) for a in self._answers], float(self.minimum), self.slope_significance)
+        return fit([(a.load, a.per_review_s) for a in self._answers], float(self.minimum), self.slope_significance)
 
     def baseline(self) -> float | None:
         """The per-review latency expected at the smallest window, or None before the first answers."""
