@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from dataflow.enrich.lifecycle import check_model_lifecycle
+from dataflow.enrich.lifecycle import check_in_background
 from dataflow.logging_setup import configure_logging
 from dataflow.metrics import start_metrics_server
 from dataflow.pipeline import build_flow
@@ -28,5 +28,5 @@ logging.getLogger(__name__).info(
     settings.bedrock_reviews_per_request,
     settings.opensearch_url,
 )
-check_model_lifecycle(settings)
+check_in_background(settings)
 flow = build_flow(settings)

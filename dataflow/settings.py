@@ -174,6 +174,13 @@ def _refresh_interval(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _log_level(env: Mapping[str, str]) -> str:
+    level = _str(env, "LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `SettingsError` naming the first bad one."""
     env = os.environ if env is None else env
@@ -183,9 +190,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     url = _str(env, "OPENSEARCH_URL", Settings.opensearch_url)
     if not url.startswith(("http://", "https://")):
         raise SettingsError(f"OPENSEARCH_URL: {url!r} must start with http:// or https://")
-    level = _str(env, "LOG_LEVEL", "INFO").upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR")
+    level = _log_level(env)
     max_conc = _int(env, "BEDROCK_MAX_CONCURRENCY", Settings.bedrock_max_concurrency, 1, 1024)
     return Settings(
         aws_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", Settings.aws_region)),
@@ -248,4 +253,74 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=level,
+    )
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """The recovery store's configuration (dataflow/recovery): read by its init step and its supervisor.
+
+    The partitions' durable copy lives at `store_url` (s3://bucket/prefix); each pod keeps, in `directory`, the
+    partitions whose index % replicas == ordinal. The pod's place comes from the StatefulSet: its name ends in
+    the ordinal, BYTEWAX_REPLICAS is the cluster's size.
+    """
+
+    store_url: str
+    directory: str
+    partitions: int
+    replicas: int
+    ordinal: int
+    snapshot_interval_s: float = 30.0  # Bytewax's -s, and the backup loop's period: a backup after each snapshot
+    retain_s: float = 300.0  # Bytewax's -b: snapshots kept this long, so copies stored apart still share an epoch
+    wait_s: float = 600.0  # how long a pod other than 0 waits for the first pod to create the set
+    align_wait_s: float = 10.0  # how long a starting pod waits for its peers to publish their partitions
+    heartbeat_file: str | None = None
+    log_level: str = "INFO"
+
+    def bytewax_args(self) -> list[str]:
+        """The recovery flags of `python -m bytewax.run`, from these settings (the supervisor appends them)."""
+        return ["-r", self.directory, "-s", f"{self.snapshot_interval_s:g}", "-b", f"{self.retain_s:g}"]
+
+    @property
+    def bucket(self) -> str:
+        return self.store_url.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        rest = self.store_url.removeprefix("s3://").split("/", 1)
+        return rest[1].strip("/") if len(rest) > 1 else ""
+
+
+def load_recovery_settings(env: Mapping[str, str] | None = None) -> RecoverySettings:
+    """RECOVERY_STORE_URL, RECOVERY_DIR, RECOVERY_PARTITIONS, BYTEWAX_REPLICAS, BYTEWAX_POD_NAME (or HOSTNAME)."""
+    env = os.environ if env is None else env
+    url = _get(env, "RECOVERY_STORE_URL")
+    if url is None or not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", url):
+        raise SettingsError(f"RECOVERY_STORE_URL: {url!r} is not s3://<bucket>/<prefix>")
+    directory = _get(env, "RECOVERY_DIR")
+    if directory is None:
+        raise SettingsError("RECOVERY_DIR: must name the directory of this pod's recovery partitions")
+    replicas = _int(env, "BYTEWAX_REPLICAS", 1, 1, 1024)
+    pod = _str(env, "BYTEWAX_POD_NAME", _str(env, "HOSTNAME", ""))
+    suffix = pod.rsplit("-", 1)[-1]
+    if replicas == 1 and not suffix.isdigit():
+        ordinal = 0
+    elif not suffix.isdigit():
+        raise SettingsError(f"BYTEWAX_POD_NAME: cannot derive a pod ordinal from {pod!r}")
+    else:
+        ordinal = int(suffix)
+    if ordinal >= replicas:
+        raise SettingsError(f"BYTEWAX_POD_NAME: ordinal {ordinal} of {pod!r} is not below BYTEWAX_REPLICAS={replicas}")
+    return RecoverySettings(
+        store_url=url.rstrip("/"),
+        directory=directory,
+        partitions=_int(env, "RECOVERY_PARTITIONS", 8, 1, 4096),
+        replicas=replicas,
+        ordinal=ordinal,
+        snapshot_interval_s=_float(env, "RECOVERY_SNAPSHOT_INTERVAL_S", RecoverySettings.snapshot_interval_s, 0.2),
+        retain_s=_float(env, "RECOVERY_RETAIN_S", RecoverySettings.retain_s, 0.0),
+        wait_s=_float(env, "RECOVERY_WAIT_S", RecoverySettings.wait_s, 0.0),
+        align_wait_s=_float(env, "RECOVERY_ALIGN_WAIT_S", RecoverySettings.align_wait_s, 0.0),
+        heartbeat_file=_get(env, "HEARTBEAT_FILE"),
+        log_level=_log_level(env),
     )

@@ -12,6 +12,7 @@ skips it.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Literal
 
 import boto3
@@ -78,3 +79,11 @@ def check_model_lifecycle(settings: Settings, client: Any | None = None) -> Stat
         end.isoformat() if hasattr(end, "isoformat") else end or "not announced",
     )
     return "LEGACY" if status == "LEGACY" else "unknown"
+
+
+def check_in_background(settings: Settings) -> threading.Thread:
+    """Run the check beside the flow's start: it only advises, and botocore's `bedrock` client alone takes
+    ~0.6 s to load (boto3, the service model), which the first reviews waited for (issue 19's start-up latency)."""
+    thread = threading.Thread(target=check_model_lifecycle, args=(settings,), name="model-lifecycle", daemon=True)
+    thread.start()
+    return thread

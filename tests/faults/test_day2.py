@@ -1,0 +1,263 @@
+"""Day 2 on EKS, played on one machine with the very scripts the containers run.
+
+Each pod is one process tree started by deploy/entrypoint.sh, after its init container's command
+(infra.workload.INIT_COMMAND), with its own directory standing for its emptyDir; the recovery store is moto's
+S3 (the local Kinesis server answers S3 as well). The cluster lives through 1 -> 2 -> 4 (one pod SIGKILLed
+mid-run, restarted in place) -> 3 -> 3 with a changed setting (every pod replaced) -> 1, with reviews produced
+in every phase. A change of the pod template replaces every pod at once (the StatefulSet's OnDelete strategy
+and Pulumi's replacement, see infra/workload.py): the old pods stop (SIGTERM), then the new ones start on new
+directories.
+
+Asserted: every review indexed exactly once, none dead-lettered, and what the model was asked for beyond the
+reviews produced (re-reads after a resume, and in-flight reviews re-sent from a checkpoint) stays within what
+the pods enriched in the last two snapshot intervals before each stop: no shard was re-read from its start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+
+from devstack.processes import free_port
+from devstack.stack import FAKE_AWS
+from infra.workload import APP, INIT_COMMAND, recovery_env
+from tests.faults.accounting import bedrock_stats, check_accounting, kill_group, synthetic_ids
+from tests.plugins.stack import ROOT, Pipeline
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
+
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+PARTITIONS = 6  # more than the largest cluster, so that every pod of 4 holds some
+SNAPSHOT_S = 1.0
+PER_PHASE = 60
+
+
+@dataclass
+class Cluster:
+    """The pods of one StatefulSet revision: same template (env), one directory per pod."""
+
+    pipeline: Pipeline
+    root: Path
+    replicas: int
+    env: dict[str, str]
+    generation: int
+    procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    starts: int = 0
+
+    def pod_env(self, ordinal: int, addresses: str) -> dict[str, str]:
+        directory = self.root / f"gen{self.generation}-pod{ordinal}"
+        return {
+            **self.pipeline.env,
+            **self.env,
+            "RECOVERY_DIR": str(directory),
+            "BYTEWAX_POD_NAME": f"{APP}-{ordinal}",
+            "BYTEWAX_REPLICAS": str(self.replicas),
+            "BYTEWAX_SERVICE": APP,
+            "BYTEWAX_ADDRESSES": addresses,
+            "METRICS_PORT": str(free_port()),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def init(self) -> None:
+        """Every pod's init container, in parallel (podManagementPolicy: Parallel)."""
+        procs = []
+        for ordinal in range(self.replicas):
+            log = open(self.root / f"gen{self.generation}-init{ordinal}.log", "wb")  # noqa: SIM115
+            env = self.pod_env(ordinal, "")
+            procs.append((subprocess.Popen(INIT_COMMAND, env=env, cwd=ROOT, stdout=log, stderr=log), log))
+        for proc, log in procs:
+            assert proc.wait(timeout=120) == 0, (self.root / Path(log.name).name).read_text()[-3000:]
+            log.close()
+
+    def start(self) -> None:
+        """Every pod's main container (the entrypoint), on the directories the init step filled."""
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.replicas))
+        self.starts += 1
+        for ordinal in range(self.replicas):
+            log = open(self.root / f"gen{self.generation}-pod{ordinal}-start{self.starts}.log", "wb")  # noqa: SIM115
+            self.procs[ordinal] = subprocess.Popen(
+                ["sh", str(ENTRYPOINT)],
+                env=self.pod_env(ordinal, addresses),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.root.glob(f"gen{self.generation}-*.log")))
+
+    def wait_exit(self, timeout: float = 90) -> list[int]:
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+        return [proc.returncode for proc in self.procs.values()]
+
+    def stop(self) -> list[int]:
+        """What deleting the pods does: SIGTERM to each container's main process (PID 1 only), then wait."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        return self.wait_exit()
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            kill_group(proc)
+
+
+class Enriched:
+    """The model's count of reviews enriched, sampled every 0.1 s, to size each stop's allowance."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), int(bedrock_stats(self.pipeline)["reviews"])))
+            self._stop.wait(0.1)
+
+    def now(self) -> int:
+        return int(bedrock_stats(self.pipeline)["reviews"])
+
+    def within(self, seconds: float) -> int:
+        """Reviews enriched in the last `seconds`."""
+        now = time.monotonic()
+        current = self.now()
+        earlier = [count for at, count in self.samples if at <= now - seconds]
+        return current - (earlier[-1] if earlier else 0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
+    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    assert faulty.stack.kinesis is not None
+    s3_url = faulty.stack.kinesis.url  # moto's server answers every service
+    bucket = f"recovery-{uuid.uuid4().hex[:8]}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name=FAKE_AWS["AWS_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    template = {
+        **{k: str(v) for k, v in recovery_env(f"s3://{bucket}/{APP}", PARTITIONS, "unused").items()},
+        "RECOVERY_SNAPSHOT_INTERVAL_S": str(SNAPSHOT_S),
+        "RECOVERY_RETAIN_S": "30",
+        "RECOVERY_ALIGN_WAIT_S": "5",
+        "AWS_ENDPOINT_URL_S3": s3_url,
+        "KINESIS_STOP_AT_END": "false",
+        "BYTEWAX_WORKERS_PER_PROCESS": "1",
+        "BEDROCK_MAX_CONCURRENCY": "4",
+    }
+    faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=20)
+    enriched = Enriched(faulty)
+    produced: set[str] = set()
+    allowance: list[int] = []
+    events: list[str] = []
+    seed = 100
+
+    def produce(count: int) -> None:
+        nonlocal seed
+        seed += 1
+        faulty.produce(count, seed=seed)
+        produced.update(synthetic_ids(count, seed))
+
+    def settle(cluster: Cluster, what: str) -> None:
+        def done() -> bool:
+            assert all(p.poll() is None for p in cluster.procs.values()), f"a pod ended: {cluster.logs()[-4000:]}"
+            return faulty.count() >= len(produced)
+
+        faulty.wait_for(done, timeout=180, what=what)
+        time.sleep(3 * SNAPSHOT_S)  # the last results are acknowledged and snapshotted, then backed up
+
+    def stop(cluster: Cluster) -> None:
+        allowance.append(enriched.within(2 * SNAPSHOT_S))
+        codes = cluster.stop()
+        events.append(f"stop{cluster.replicas}:{codes}:sent={enriched.now()}/{len(produced)}")
+
+    generation = 0
+
+    def new_cluster(replicas: int, **changes: str) -> Cluster:
+        nonlocal generation
+        generation += 1
+        cluster = Cluster(faulty, tmp_path, replicas, {**template, **changes}, generation)
+        cluster.init()
+        cluster.start()
+        return cluster
+
+    clusters: list[Cluster] = []
+    try:
+        for replicas in (1, 2):
+            cluster = new_cluster(replicas)
+            clusters.append(cluster)
+            produce(PER_PHASE)
+            settle(cluster, f"{len(produced)} indexed on {replicas} pods")
+            stop(cluster)
+
+        # 4 pods; one is SIGKILLed mid-run: its peers lose their cluster and end, every container restarts in
+        # place (same directories, no init container), and the run goes on.
+        cluster = new_cluster(4)
+        clusters.append(cluster)
+        faulty.bedrock_config(latency_mean_ms=80, latency_distribution="exponential", seed=21)
+        before = faulty.count()
+        produce(3 * PER_PHASE)
+        faulty.wait_for(lambda: faulty.count() >= before + PER_PHASE, timeout=180, what="a third of the backlog")
+        allowance.append(enriched.within(2 * SNAPSHOT_S))
+        kill_group(cluster.procs[1])
+        codes = cluster.wait_exit(timeout=60)
+        events.append(f"kill1of4:{codes}:sent={enriched.now()}/{len(produced)}")
+        faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=22)
+        cluster.start()
+        settle(cluster, f"{len(produced)} indexed after the kill")
+        stop(cluster)
+
+        for replicas, changes in ((3, {}), (3, {"BEDROCK_MAX_CONCURRENCY": "8"}), (1, {})):
+            cluster = new_cluster(replicas, **changes)
+            clusters.append(cluster)
+            produce(PER_PHASE)
+            settle(cluster, f"{len(produced)} indexed on {replicas} pods {changes}")
+            stop(cluster)
+    finally:
+        enriched.close()
+        for cluster in clusters:
+            cluster.kill_all()
+
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("*.log")))
+    sent = enriched.now()
+    extra = sent - len(produced)
+    summary = (
+        f"phases=1,2,4(kill),3,3(setting),1 produced={len(produced)} enriched={sent} extra={extra} "
+        f"allowance={sum(allowance)} per_stop={allowance} events={events}"
+    )
+    check_accounting(faulty, produced, "day2", record_property, summary)
+    assert logs.count("recovery.created") == 1, "the partition set is created once, by pod 0 of the first start"
+    assert "recovery.aligned" in logs and "recovery.final_backup" in logs
+    assert "cut_to_start" not in logs, "no start may fall back to the stream's beginning"
+    # Nothing beyond what the stops and the kill left in flight or un-snapshotted was enriched again: a shard
+    # re-read from its start would add a whole phase (60 or more).
+    assert 0 <= extra <= sum(allowance), summary
