@@ -1,6 +1,14 @@
 """EKS cluster (pulumi-eks): private API endpoint (public only to the operator's CIDRs), a managed node
-group in the private subnets, the EBS CSI driver (for the dataflow's recovery volumes), a gp3 StorageClass,
-and the control-plane log group with a retention.
+group in the private subnets, managed CoreDNS and kube-proxy add-ons at the version EKS recommends for the
+cluster's Kubernetes version, and the control-plane log group with a retention.
+
+No volumes: the dataflow's recovery state lives in S3 (infra/recovery_store.py), so pods are not pinned to a
+zone and the node group's Auto Scaling group replaces a lost node in any healthy zone.
+
+Add-ons: with no default node group pulumi-eks installs a *self-managed* CoreDNS, which EKS never upgrades;
+after a control-plane upgrade it falls behind. Here both are EKS add-ons whose version is looked up for the
+configured Kubernetes version (`aws.eks.get_addon_version`, the default one), so changing
+reviewstream:kubernetesVersion moves them with it.
 
 Nodes use the EKS-created cluster security group (`skip_default_security_groups`), which is what the
 OpenSearch security group admits.
@@ -16,15 +24,14 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from infra.iam import AWS_MANAGED, build_irsa_role, service_trust_policy, to_json
+from infra.iam import AWS_MANAGED, service_trust_policy, to_json
 
-STORAGE_CLASS = "gp3-encrypted"
 NODE_POLICIES = (
     f"{AWS_MANAGED}/AmazonEKSWorkerNodePolicy",
     f"{AWS_MANAGED}/AmazonEKS_CNI_Policy",
     f"{AWS_MANAGED}/AmazonEC2ContainerRegistryPullOnly",
 )
-EBS_CSI_POLICY = f"{AWS_MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
+MANAGED_ADDONS = ("coredns", "kube-proxy")
 
 
 @dataclass
@@ -35,8 +42,8 @@ class Cluster:
     oidc_issuer: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     provider: k8s.Provider
-    storage_class: str
     node_group: eks.ManagedNodeGroup
+    addons: list[aws.eks.Addon]
 
 
 def build_cluster(
@@ -88,6 +95,9 @@ def build_cluster(
         skip_default_security_groups=True,
         encryption_config_key_arn=secrets_key.arn,
         enabled_cluster_log_types=["api", "audit", "authenticator"],
+        # Ours below, as EKS add-ons with a version (pulumi-eks would install a self-managed CoreDNS).
+        coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+        kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=False),
         tags=tags,
         opts=pulumi.ResourceOptions(depends_on=[log_group]),
     )
@@ -103,36 +113,22 @@ def build_cluster(
         enable_imd_sv2=True,
         tags=tags,
     )
-    ebs_role = build_irsa_role(
-        f"{name}-ebs-csi",
-        cluster.oidc_provider_arn,
-        cluster.oidc_issuer,
-        "kube-system",
-        "ebs-csi-controller-sa",
-        tags,
-        managed_policy_arns=[EBS_CSI_POLICY],
-    )
-    aws.eks.Addon(
-        f"{name}-ebs-csi",
-        cluster_name=cluster_name,
-        addon_name="aws-ebs-csi-driver",
-        service_account_role_arn=ebs_role.arn,
-        resolve_conflicts_on_create="OVERWRITE",
-        resolve_conflicts_on_update="OVERWRITE",
-        tags=tags,
-        opts=pulumi.ResourceOptions(depends_on=[cluster, node_group]),  # its pods need nodes to turn ACTIVE
-    )
+    addons = [
+        aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=cluster_name,
+            addon_name=addon,
+            addon_version=aws.eks.get_addon_version_output(
+                addon_name=addon, kubernetes_version=kubernetes_version, most_recent=False
+            ).version,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=pulumi.ResourceOptions(depends_on=[cluster, node_group]),  # CoreDNS needs nodes to turn ACTIVE
+        )
+        for addon in MANAGED_ADDONS
+    ]
     provider = k8s.Provider(f"{name}-k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
-    k8s.storage.v1.StorageClass(
-        f"{name}-gp3",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=STORAGE_CLASS),
-        provisioner="ebs.csi.aws.com",
-        parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
-        volume_binding_mode="WaitForFirstConsumer",  # volume lands in the AZ the pod is scheduled to
-        reclaim_policy="Retain",  # recovery state outlives an accidental StatefulSet deletion
-        allow_volume_expansion=True,
-        opts=pulumi.ResourceOptions(provider=provider),
-    )
     return Cluster(
         name=cluster_name,
         kubeconfig=pulumi.Output.secret(cluster.kubeconfig_json),
@@ -140,6 +136,6 @@ def build_cluster(
         oidc_issuer=cluster.oidc_issuer,
         security_group_id=cluster.cluster_security_group_id,
         provider=provider,
-        storage_class=STORAGE_CLASS,
         node_group=node_group,
+        addons=addons,
     )

@@ -59,7 +59,6 @@ class StackConfig:
     dataflow_replicas: int = 2
     dataflow_workers_per_process: int = 2
     recovery_partitions: int = 4
-    recovery_volume_size_gb: int = 5
     kinesis_start_position: str = "TRIM_HORIZON"
     image_tag: str = "0.1.0"
     namespace: str = "reviewstream"
@@ -140,7 +139,6 @@ def load() -> StackConfig:
         dataflow_replicas=cfg.get_int("dataflowReplicas") or d.dataflow_replicas,
         dataflow_workers_per_process=cfg.get_int("dataflowWorkersPerProcess") or d.dataflow_workers_per_process,
         recovery_partitions=cfg.get_int("recoveryPartitions") or d.recovery_partitions,
-        recovery_volume_size_gb=cfg.get_int("recoveryVolumeSizeGb") or d.recovery_volume_size_gb,
         kinesis_start_position=cfg.get("kinesisStartPosition") or d.kinesis_start_position,
         image_tag=cfg.get("imageTag") or d.image_tag,
         bastion_instance_type=cfg.get("bastionInstanceType") or d.bastion_instance_type,

@@ -146,8 +146,29 @@ def service_trust_policy(service: str) -> dict:
     }
 
 
-def dataflow_policy(stream_arn: str, key_arn: str, model_statements: Sequence[dict], domain_arn: str) -> dict:
-    """What the dataflow does: read the stream, decrypt its records, call the model, write to the domain."""
+def recovery_statements(bucket_arn: str, prefix: str) -> list[dict]:
+    """The recovery store: read and write the partitions under the StatefulSet's prefix. ListBucket on the
+    (dedicated) bucket so that a missing object answers 404, not 403: the first start tells "no set yet"."""
+    return [
+        {
+            "Sid": "RecoveryPartitions",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": f"{bucket_arn}/{prefix}/*",
+        },
+        {"Sid": "RecoveryBucket", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
+    ]
+
+
+def dataflow_policy(
+    stream_arn: str,
+    key_arn: str,
+    model_statements: Sequence[dict],
+    domain_arn: str,
+    recovery: Sequence[dict] = (),
+) -> dict:
+    """What the dataflow does: read the stream, decrypt its records, call the model, write to the domain, keep
+    its recovery partitions in the store."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -167,6 +188,7 @@ def dataflow_policy(stream_arn: str, key_arn: str, model_statements: Sequence[di
                 "Action": ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"],
                 "Resource": f"{domain_arn}/*",
             },
+            *recovery,
         ],
     }
 
@@ -222,8 +244,14 @@ def attach_dataflow_policy(
     key_arn: pulumi.Input[str],
     model_statements: Sequence[dict],
     domain_arn: pulumi.Input[str],
+    recovery_bucket_arn: pulumi.Input[str],
+    recovery_prefix: str,
 ) -> aws.iam.RolePolicy:
-    doc = pulumi.Output.all(stream_arn, key_arn, domain_arn).apply(
-        lambda a: to_json(dataflow_policy(a[0], a[1], model_statements, a[2]))
+    """The policy the pods run with; the StatefulSet depends on it, so no pod starts with a model id (or a store)
+    that the role does not allow yet."""
+    doc = pulumi.Output.all(stream_arn, key_arn, domain_arn, recovery_bucket_arn).apply(
+        lambda a: to_json(
+            dataflow_policy(a[0], a[1], model_statements, a[2], recovery_statements(a[3], recovery_prefix))
+        )
     )
     return aws.iam.RolePolicy(name, role=role_name, policy=doc)

@@ -3,7 +3,8 @@
 Order matters where one concern names another's output, and where the deploy must wait for a step:
 the IRSA roles exist before the domain (its access policy and master user name them); the dataflow's
 permissions are attached after the domain exists (they name its ARN); the access-mapping Job runs after
-the domain's access policy and the nodes exist, and the dataflow's StatefulSet only after the Job completed.
+the domain's access policy and the nodes exist, and the dataflow's StatefulSet only after the Job completed,
+after the role's policy (a new model id is allowed before any pod asks for it) and after the recovery bucket.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from infra.cluster import Cluster, build_cluster
 from infra.config import StackConfig
 from infra.iam import attach_dataflow_policy, bedrock_statements, build_irsa_role, operator_policy, to_json
 from infra.network import Network, build_network
+from infra.recovery_store import PREFIX as RECOVERY_PREFIX
+from infra.recovery_store import RecoveryStore, build_recovery_store
 from infra.registry import Registry, build_registry
 from infra.search import Search, build_search, build_search_security_group, build_service_linked_role
 from infra.stream import Stream, build_stream
@@ -32,6 +35,7 @@ class Program:
     network: Network
     stream: Stream
     registry: Registry
+    recovery: RecoveryStore
     cluster: Cluster
     search: Search
     bastion: Bastion
@@ -71,6 +75,7 @@ class Program:
             "searchAdminRoleArn": self.admin_role_arn,
             "namespace": self.workload.namespace,
             "zoneIds": self.network.zone_ids,
+            "recoveryStoreUrl": self.recovery.url,
         }
 
 
@@ -80,7 +85,8 @@ def build(cfg: StackConfig) -> Program:
 
     network = build_network(name, cfg.region, cfg.vpc_cidr, tags, cfg.availability_zone_ids)
     stream = build_stream(name, cfg.stream_capacity_mode, cfg.stream_shard_count, cfg.stream_retention_hours, tags)
-    registry = build_registry(name, tags)
+    registry = build_registry(name, tags, cfg.image_tag)
+    recovery = build_recovery_store(name, tags)
     bastion_role = build_bastion_role(name, tags)
     bastion_sg = build_bastion_security_group(name, network.vpc_id, network.vpc_cidr, network.s3_prefix_list_id, tags)
     cluster = build_cluster(
@@ -115,8 +121,15 @@ def build(cfg: StackConfig) -> Program:
         tags=tags,
     )
     model_statements = bedrock_statements(cfg.bedrock_model_id, cfg.region, account_id, cfg.bedrock_model_regions)
-    attach_dataflow_policy(
-        f"{name}-dataflow", dataflow_role.name, stream.arn, stream.key_arn, model_statements, search.domain_arn
+    dataflow_policy = attach_dataflow_policy(
+        f"{name}-dataflow",
+        dataflow_role.name,
+        stream.arn,
+        stream.key_arn,
+        model_statements,
+        search.domain_arn,
+        recovery.arn,
+        RECOVERY_PREFIX,
     )
     bastion = build_bastion(
         name,
@@ -163,8 +176,7 @@ def build(cfg: StackConfig) -> Program:
         replicas=cfg.dataflow_replicas,
         workers_per_process=cfg.dataflow_workers_per_process,
         recovery_partitions=cfg.recovery_partitions,
-        recovery_volume_size_gb=cfg.recovery_volume_size_gb,
-        storage_class=cluster.storage_class,
+        recovery_store_url=recovery.url,
         settings=DataflowSettings(
             region=cfg.region,
             stream_name=stream.name,
@@ -178,13 +190,14 @@ def build(cfg: StackConfig) -> Program:
             index=cfg.opensearch_index,
             dlq_index=cfg.opensearch_dlq_index,
         ),
-        depends_on=[access.job],
+        depends_on=[access.job, dataflow_policy, *recovery.ready],
     )
     return Program(
         config=cfg,
         network=network,
         stream=stream,
         registry=registry,
+        recovery=recovery,
         cluster=cluster,
         search=search,
         bastion=bastion,

@@ -1,4 +1,10 @@
-"""ECR repository for the dataflow image: immutable tags, scan on push, KMS encryption, bounded history."""
+"""ECR repository for the dataflow image: immutable tags, scan on push, KMS encryption, bounded history.
+
+The history rule counts every image, so on its own it would expire the deployed one once 20 newer images
+were pushed (a busy CI), and the next pod start would fail to pull. ECR never lets a lower-priority rule
+expire an image that a higher-priority rule's tag selection matched, so rule 1 selects the deployed tag and
+keeps it (more than one image with one immutable tag cannot exist).
+"""
 
 from __future__ import annotations
 
@@ -10,27 +16,46 @@ import pulumi_aws as aws
 
 KEEP_IMAGES = 20
 
-LIFECYCLE_POLICY = {
-    "rules": [
-        {
-            "rulePriority": 1,
-            "description": "Expire untagged images after 7 days",
-            "selection": {
-                "tagStatus": "untagged",
-                "countType": "sinceImagePushed",
-                "countUnit": "days",
-                "countNumber": 7,
+
+def lifecycle_policy(deployed_tag: str) -> dict:
+    """The repository's lifecycle rules; `deployed_tag` (reviewstream:imageTag) is never expired."""
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"Keep the deployed image ({deployed_tag})",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPatternList": [deployed_tag],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
             },
-            "action": {"type": "expire"},
+            *[{**rule, "rulePriority": rule["rulePriority"] + 1} for rule in HISTORY_RULES],
+        ]
+    }
+
+
+HISTORY_RULES = [
+    {
+        "rulePriority": 1,
+        "description": "Expire untagged images after 7 days",
+        "selection": {
+            "tagStatus": "untagged",
+            "countType": "sinceImagePushed",
+            "countUnit": "days",
+            "countNumber": 7,
         },
-        {
-            "rulePriority": 2,
-            "description": f"Keep the last {KEEP_IMAGES} images",
-            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES},
-            "action": {"type": "expire"},
-        },
-    ]
-}
+        "action": {"type": "expire"},
+    },
+    {
+        "rulePriority": 2,
+        "description": f"Keep the last {KEEP_IMAGES} images",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES},
+        "action": {"type": "expire"},
+    },
+]
 
 
 @dataclass
@@ -39,7 +64,7 @@ class Registry:
     repository_arn: pulumi.Output[str]
 
 
-def build_registry(name: str, tags: dict[str, str]) -> Registry:
+def build_registry(name: str, tags: dict[str, str], deployed_tag: str) -> Registry:
     repo = aws.ecr.Repository(
         f"{name}-dataflow",
         name=f"{name}/dataflow",
@@ -49,5 +74,5 @@ def build_registry(name: str, tags: dict[str, str]) -> Registry:
         force_delete=False,
         tags=tags,
     )
-    aws.ecr.LifecyclePolicy(f"{name}-dataflow", repository=repo.name, policy=json.dumps(LIFECYCLE_POLICY))
+    aws.ecr.LifecyclePolicy(f"{name}-dataflow", repository=repo.name, policy=json.dumps(lifecycle_policy(deployed_tag)))
     return Registry(repository_url=repo.repository_url, repository_arn=repo.arn)

@@ -1,9 +1,16 @@
 """The dataflow on Kubernetes: restricted namespace, IRSA service account, headless Service, StatefulSet, PDB.
 
 One Bytewax process per pod. The image's entrypoint derives the process id from the pod ordinal and the
-peer addresses from BYTEWAX_REPLICAS and the headless Service DNS, so scaling is one number. Each pod
-keeps its recovery partitions on its own volume (a volumeClaimTemplate); together the pods hold the full
-set, which is what Bytewax needs to resume.
+peer addresses from BYTEWAX_REPLICAS and the headless Service DNS. Recovery state follows the cluster: the
+partitions' durable copy is in S3 (infra/recovery_store.py), each pod's init container fetches the partitions
+its ordinal owns for the current size into an emptyDir, and the main process stores them after every snapshot
+(dataflow/recovery). So no state is pinned to a pod, a volume or a zone, and scaling is one number.
+
+Day 2: a Bytewax cluster runs one dataflow on every process, so a new pod template must never meet the old
+one. The StatefulSet's update strategy is OnDelete (the controller never rolls pods one by one), and Pulumi
+replaces the whole StatefulSet whenever its spec changes (image, setting, replicas): the old pods stop and
+store their state, then the new ones start together. Readiness is the heartbeat: every worker polled its
+source in the last minute, which happens only once the cluster formed and recovery loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ HEARTBEAT_FILE = "/tmp/heartbeat"
 # Longer than any legitimate pause of a worker's loop (a sink backoff, a Bedrock timeout, the access
 # grace period at start); shorter than a human would take to notice.
 HEARTBEAT_MAX_AGE_S = 300
+READY_MAX_AGE_S = 60  # ready: every worker polled its source within a minute (the cluster formed and runs)
 STARTUP_PROBES = 40  # x 30 s: 20 minutes for the first beat
+RECOVERY_SIZE_LIMIT = "1Gi"  # the partitions' working copy (an emptyDir): a few MB per partition
+ZONE_KEY = "topology.kubernetes.io/zone"
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "reviewstream"}
 
 
@@ -57,29 +67,19 @@ def recovery_directory(name: str) -> str:
     return f"{RECOVERY_MOUNT}/{name}"
 
 
-def init_recovery_script(directory: str, partitions: int) -> str:
-    """Create the recovery partitions once, keeping on this pod those with index % replicas == ordinal.
+# The init container: this pod's partitions for the current cluster size, from the recovery store.
+INIT_COMMAND = ["python", "-m", "dataflow.recovery", "restore"]
 
-    `python -m bytewax.recovery` fails on a directory that already holds partitions, and a restarted pod
-    must keep its state, so a marker file records that this volume was initialised.
-    """
-    return f"""set -eu
-dir={directory}
-if [ -f "$dir/.initialized" ]; then echo "recovery partitions already present in $dir"; exit 0; fi
-ordinal="${{HOSTNAME##*-}}"
-replicas="${{BYTEWAX_REPLICAS:-1}}"
-staging="$(mktemp -d {RECOVERY_MOUNT}/.staging.XXXXXX)"
-python -m bytewax.recovery "$staging" {partitions}
-mkdir -p "$dir"
-i=0
-while [ "$i" -lt {partitions} ]; do
-  if [ $((i % replicas)) -eq "$ordinal" ]; then mv "$staging/part-$i.sqlite3" "$dir/"; fi
-  i=$((i + 1))
-done
-rm -rf "$staging"
-touch "$dir/.initialized"
-echo "created partitions of {partitions} for ordinal $ordinal in $dir"
-"""
+
+def recovery_env(store_url: pulumi.Input[str], partitions: int, directory: str) -> dict[str, pulumi.Input[str]]:
+    """What dataflow/recovery reads (dataflow/settings.py RecoverySettings), for the init and main containers."""
+    return {
+        "RECOVERY_STORE_URL": store_url,
+        "RECOVERY_DIR": directory,
+        "RECOVERY_PARTITIONS": str(partitions),
+        "RECOVERY_SNAPSHOT_INTERVAL_S": str(SNAPSHOT_INTERVAL_S),
+        "RECOVERY_RETAIN_S": str(BACKUP_INTERVAL_S),
+    }
 
 
 def dataflow_env(s: DataflowSettings, workers_per_process: int, replicas: int, service: str) -> list[dict]:
@@ -124,6 +124,20 @@ def pod_security_context() -> dict:
     }
 
 
+def spread_constraints() -> list[dict]:
+    """Pods spread over zones, then nodes; preferred, not required: with no state pinned to a zone, a pod whose
+    zone is gone or full must still start elsewhere."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": LABELS},
+        }
+        for key in (ZONE_KEY, "kubernetes.io/hostname")
+    ]
+
+
 def liveness_command(max_age_s: int = HEARTBEAT_MAX_AGE_S) -> list[str]:
     """Exec probe: fails when some worker has not polled its source for `max_age_s` (a stuck worker)."""
     return ["python", "-m", "dataflow.heartbeat", HEARTBEAT_FILE, str(max_age_s)]
@@ -165,12 +179,12 @@ def build_workload(
     replicas: int,
     workers_per_process: int,
     recovery_partitions: int,
-    recovery_volume_size_gb: int,
-    storage_class: str,
+    recovery_store_url: pulumi.Input[str],
     settings: DataflowSettings,
     depends_on: list[pulumi.Resource],
 ) -> Workload:
-    """`depends_on`: what must be done before any pod starts (the OpenSearch access mapping Job)."""
+    """`depends_on`: what must be done before any pod starts (the OpenSearch access mapping Job, the role's
+    policy, the recovery bucket)."""
     labels = LABELS
     ns_opts = pulumi.ResourceOptions(provider=provider, depends_on=[namespace])
     k8s.core.v1.ServiceAccount(
@@ -202,16 +216,36 @@ def build_workload(
     directory = recovery_directory(APP)
     security = container_security_context()
     mounts = [{"name": "recovery", "mountPath": RECOVERY_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}]
-    env = dataflow_env(settings, workers_per_process, replicas, APP)
-    probe = {"tcpSocket": {"port": "metrics"}}
+    store_env = [
+        {"name": k, "value": v} for k, v in recovery_env(recovery_store_url, recovery_partitions, directory).items()
+    ]
+    env = [*dataflow_env(settings, workers_per_process, replicas, APP), *store_env]
+    init_env = [
+        *store_env,
+        {"name": "AWS_REGION", "value": settings.region},
+        {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
+        {"name": "BYTEWAX_REPLICAS", "value": str(replicas)},
+        {"name": "BYTEWAX_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "HOME", "value": "/tmp"},
+    ]
     liveness = {"exec": {"command": liveness_command()}}
+    readiness = {"exec": {"command": liveness_command(READY_MAX_AGE_S)}}
     k8s.apps.v1.StatefulSet(
         f"{name}-dataflow",
-        metadata={"name": APP, "namespace": namespace_name, "labels": labels},
+        metadata={
+            "name": APP,
+            "namespace": namespace_name,
+            "labels": labels,
+            # Pulumi's delete waits until the pods are gone, so new pods never meet old ones.
+            "annotations": {"pulumi.com/deletionPropagationPolicy": "foreground"},
+        },
         spec={
             "serviceName": APP,
             "replicas": replicas,
             "podManagementPolicy": "Parallel",  # every process must be up for the cluster to start
+            # Never a rolling update: old and new pods would form one cluster; a template change replaces the
+            # StatefulSet instead (opts below), and `kubectl delete pods -l ...` restarts all pods at once.
+            "updateStrategy": {"type": "OnDelete"},
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {
@@ -227,12 +261,13 @@ def build_workload(
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 60,
                     "securityContext": pod_security_context(),
+                    "topologySpreadConstraints": spread_constraints(),
                     "initContainers": [
                         {
                             "name": "init-recovery",
                             "image": image,
-                            "command": ["sh", "-c", init_recovery_script(directory, recovery_partitions)],
-                            "env": [{"name": "BYTEWAX_REPLICAS", "value": str(replicas)}],
+                            "command": INIT_COMMAND,
+                            "env": init_env,
                             "securityContext": security,
                             "volumeMounts": mounts,
                             "resources": {
@@ -245,15 +280,8 @@ def build_workload(
                         {
                             "name": "dataflow",
                             "image": image,
+                            # The recovery supervisor appends -r/-s/-b from RECOVERY_* (dataflow/settings.py).
                             "command": ["/app/entrypoint.sh"],
-                            "args": [
-                                "-r",
-                                directory,
-                                "-s",
-                                str(SNAPSHOT_INTERVAL_S),
-                                "-b",
-                                str(BACKUP_INTERVAL_S),
-                            ],
                             "env": env,
                             "ports": [
                                 {"name": "bytewax", "containerPort": BYTEWAX_PORT},
@@ -278,26 +306,34 @@ def build_workload(
                                 "timeoutSeconds": 10,
                                 "failureThreshold": 3,
                             },
-                            "readinessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 10},
+                            # Ready: the cluster formed, recovery loaded and every worker polls its source. A
+                            # restarted container starts without a beat (the supervisor removes the file).
+                            "readinessProbe": {
+                                **readiness,
+                                "periodSeconds": 10,
+                                "timeoutSeconds": 10,
+                                "failureThreshold": 3,
+                            },
                             "securityContext": security,
                             "volumeMounts": mounts,
                         }
                     ],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                        # A working copy: it outlives a container restart, the store holds the rest.
+                        {"name": "recovery", "emptyDir": {"sizeLimit": RECOVERY_SIZE_LIMIT}},
+                    ],
                 },
             },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "recovery", "labels": labels},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": storage_class,
-                        "resources": {"requests": {"storage": f"{recovery_volume_size_gb}Gi"}},
-                    },
-                }
-            ],
         },
-        opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespace, service, *depends_on]),
+        opts=pulumi.ResourceOptions(
+            provider=provider,
+            depends_on=[namespace, service, *depends_on],
+            # Any change of the spec (template or replicas) replaces the StatefulSet: delete first (the old pods
+            # stop and store their partitions; foreground deletion waits for them), then create the new one.
+            replace_on_changes=["spec"],
+            delete_before_replace=True,
+        ),
     )
     k8s.policy.v1.PodDisruptionBudget(
         f"{name}-pdb",

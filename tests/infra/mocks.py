@@ -45,6 +45,8 @@ class Options:
 
     dependencies: frozenset[str]
     ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
 
 
 # Zone ids as a real us-east-1 account may map them: the first name is the zone EKS control planes refuse.
@@ -92,6 +94,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "arn": "arn:aws:ssm:us-east-1::parameter/x",
                 "id": args.args.get("name"),
             }, []
+        if args.token == "aws:eks/getAddonVersion:getAddonVersion":
+            # Like DescribeAddonVersions: the default version of the add-on for that Kubernetes version.
+            k8s = args.args["kubernetesVersion"]
+            version = {"coredns": f"v1.12.1-eksbuild.{k8s}", "kube-proxy": f"v{k8s}.0-eksbuild.1"}[
+                args.args["addonName"]
+            ]
+            return {**args.args, "version": version, "id": args.args["addonName"]}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
@@ -126,6 +135,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.update(name=physical, arn=f"arn:aws:iam::{ACCOUNT}:role/{physical}")
         elif typ == "aws:kinesis/stream:Stream":
             state.update(arn=f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{physical}")
+        elif typ == "aws:s3/bucket:Bucket":
+            rid = f"{state.get('bucketPrefix', name)}abc123"
+            state.update(bucket=rid, arn=f"arn:aws:s3:::{rid}")
         elif typ == "aws:ecr/repository:Repository":
             state.update(repositoryUrl=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}")
         elif typ == "aws:opensearch/domain:Domain":
@@ -162,7 +174,12 @@ class NoResourceRefsMonitor(MockMonitor):
         deps = set(request.dependencies)
         for prop in request.propertyDependencies.values():
             deps.update(prop.urns)
-        self.mocks.options[(request.type, request.name)] = Options(frozenset(deps), tuple(request.ignoreChanges))
+        self.mocks.options[(request.type, request.name)] = Options(
+            frozenset(deps),
+            tuple(request.ignoreChanges),
+            tuple(request.replaceOnChanges),
+            bool(request.deleteBeforeReplace),
+        )
         return super().RegisterResource(request)
 
     def GetDeploymentInfo(self, request):

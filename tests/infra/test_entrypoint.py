@@ -69,3 +69,20 @@ def test_dockerfile_runs_as_non_root_with_runtime_package_only() -> None:
     assert "USER 10001:10001" in text
     assert "pip install .\n" in text
     assert 'ENTRYPOINT ["/app/entrypoint.sh"]' in text
+
+
+def test_preset_addresses_and_the_recovery_supervisor(tmp_path: Path) -> None:
+    """The pods' life played on one machine sets BYTEWAX_ADDRESSES; a recovery store runs the supervisor."""
+    env = {
+        "BYTEWAX_REPLICAS": "2",
+        "BYTEWAX_POD_NAME": "reviewstream-dataflow-1",
+        "BYTEWAX_SERVICE": "svc",
+        "BYTEWAX_ADDRESSES": "127.0.0.1:1;127.0.0.1:2",
+        "RECOVERY_STORE_URL": "s3://bucket/prefix",
+    }
+    out = run_entrypoint(tmp_path, env)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "ARGS -m dataflow.recovery run -- python -m bytewax.run dataflow.flow -w 1 -i 1 -a 127.0.0.1:1;127.0.0.1:2\n"
+        in out.stdout
+    )

@@ -49,6 +49,7 @@ def test_dataflow_policy_grants_exactly_what_the_dataflow_uses(stack) -> None:
     by_sid = {st["Sid"]: st for st in statements(dataflow_doc(mocks))}
     assert set(by_sid) == {
         "ReadStream", "DecryptStream", "InvokeProfile", "InvokeProfileModel", "ReadModelLifecycle", "WriteSearch",
+        "RecoveryPartitions", "RecoveryBucket",
     }  # fmt: skip
     assert by_sid["ReadStream"]["Resource"] == STREAM_ARN
     assert set(as_list(by_sid["ReadStream"]["Action"])) == set(KINESIS_READ_ACTIONS)
@@ -69,6 +70,12 @@ def test_dataflow_policy_grants_exactly_what_the_dataflow_uses(stack) -> None:
     assert by_sid["WriteSearch"]["Resource"] == f"{DOMAIN_ARN}/*"
     assert all(a.startswith("es:ESHttp") for a in by_sid["WriteSearch"]["Action"])
     assert all(st["Effect"] == "Allow" for st in by_sid.values())
+    bucket = "arn:aws:s3:::reviewstream-dev-recovery-abc123"
+    assert by_sid["RecoveryPartitions"]["Resource"] == f"{bucket}/reviewstream-dataflow/*"
+    assert sorted(by_sid["RecoveryPartitions"]["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert by_sid["RecoveryBucket"] == {
+        "Sid": "RecoveryBucket", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+    }  # fmt: skip
 
 
 def test_irsa_trust_names_the_service_account_and_audience(stack) -> None:
@@ -83,15 +90,6 @@ def test_irsa_trust_names_the_service_account_and_audience(stack) -> None:
             f"{OIDC_ISSUER}:aud": "sts.amazonaws.com",
         }
     }
-
-
-def test_ebs_csi_trust_names_its_controller(stack) -> None:
-    _, mocks = stack
-    role = mocks.named("aws:iam/role:Role", "reviewstream-dev-ebs-csi").inputs
-    (st,) = statements(json.loads(role["assumeRolePolicy"]))
-    assert st["Condition"]["StringEquals"][f"{OIDC_ISSUER}:sub"] == (
-        "system:serviceaccount:kube-system:ebs-csi-controller-sa"
-    )
 
 
 def test_domain_access_policy_names_only_dataflow_bastion_and_admin(stack) -> None:

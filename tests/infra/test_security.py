@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra import program
@@ -147,12 +149,43 @@ def test_eks_cluster_is_private_with_oidc_and_api_auth(stack) -> None:
     assert nodes["instanceTypes"] == ["t3.large"]
     assert len(nodes["subnetIds"]) == 2
     assert nodes["enableIMDSv2"] is True
-    addon = mocks.one("aws:eks/addon:Addon").inputs
-    assert addon["addonName"] == "aws-ebs-csi-driver"
-    assert addon["serviceAccountRoleArn"] == "arn:aws:iam::123456789012:role/reviewstream-dev-ebs-csi"
-    sc = mocks.one("kubernetes:storage.k8s.io/v1:StorageClass").inputs
-    assert sc["provisioner"] == "ebs.csi.aws.com"
-    assert sc["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    assert not mocks.of_type("kubernetes:storage.k8s.io/v1:StorageClass")  # no volumes: state is in S3
+
+
+@pytest.mark.parametrize("version", ["1.34", "1.35"])
+def test_coredns_and_kube_proxy_are_eks_addons_that_follow_the_kubernetes_version(
+    mocks: RecordingMocks, version: str
+) -> None:
+    """pulumi-eks would install a self-managed CoreDNS (no default node group), which EKS never upgrades."""
+    run(lambda: program.build(StackConfig(kubernetes_version=version)))
+    cluster = mocks.one("eks:index:Cluster").inputs
+    assert cluster["corednsAddonOptions"]["enabled"] is False
+    assert cluster["kubeProxyAddonOptions"]["enabled"] is False
+    addons = {a.inputs["addonName"]: a.inputs for a in mocks.of_type("aws:eks/addon:Addon")}
+    assert set(addons) == {"coredns", "kube-proxy"}
+    assert addons["coredns"]["addonVersion"] == f"v1.12.1-eksbuild.{version}"
+    assert addons["kube-proxy"]["addonVersion"] == f"v{version}.0-eksbuild.1"
+    assert mocks.depends_on(
+        "aws:eks/addon:Addon", "reviewstream-dev-coredns", "eks:index:ManagedNodeGroup", "reviewstream-dev-nodes"
+    )
+
+
+def test_recovery_bucket_is_private_versioned_encrypted_and_tls_only(stack) -> None:
+    _, mocks = stack
+    block = mocks.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    assert mocks.one("aws:s3/bucketVersioning:BucketVersioning").inputs["versioningConfiguration"] == {
+        "status": "Enabled"
+    }
+    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    policy = json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    (deny,) = policy["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (rule,) = mocks.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
 
 
 def test_public_endpoint_only_with_named_cidrs(mocks: RecordingMocks) -> None:

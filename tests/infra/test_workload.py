@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +10,18 @@ import kubernetes_validate
 import pytest
 
 from dataflow import heartbeat
-from dataflow.settings import load_settings
+from dataflow.settings import load_recovery_settings, load_settings
 from infra.versions import DEFAULT_VERSION
-from infra.workload import APP, HEARTBEAT_FILE, METRICS_PORT, RECOVERY_MOUNT, init_recovery_script, liveness_command
+from infra.workload import (
+    APP,
+    HEARTBEAT_FILE,
+    INIT_COMMAND,
+    METRICS_PORT,
+    READY_MAX_AGE_S,
+    RECOVERY_MOUNT,
+    ZONE_KEY,
+    liveness_command,
+)
 from tests.infra.mocks import ACCOUNT
 
 K8S_VERSION = DEFAULT_VERSION
@@ -49,14 +57,15 @@ def test_statefulset_runs_the_dataflow_with_recovery(stack) -> None:
     (container,) = spec["template"]["spec"]["containers"]
     assert container["image"] == IMAGE
     assert container["command"] == ["/app/entrypoint.sh"]
-    args = container["args"]
-    assert args[args.index("-r") + 1] == f"{RECOVERY_MOUNT}/{APP}"
-    assert args[args.index("-s") + 1] == "30"
-    assert args[args.index("-b") + 1] == "300"
+    assert "args" not in container  # the recovery supervisor appends -r/-s/-b from RECOVERY_*
+    recovery = load_recovery_settings({**env_of(container), "BYTEWAX_POD_NAME": f"{APP}-1"})
+    assert recovery.bytewax_args() == ["-r", f"{RECOVERY_MOUNT}/{APP}", "-s", "30", "-b", "300"]
+    assert recovery.store_url.startswith("s3://") and recovery.store_url.endswith(f"/{APP}")
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
-    assert container["readinessProbe"]["tcpSocket"]["port"] in ("metrics", METRICS_PORT)
+    # Ready means the cluster formed and every worker polls its source, not that a port opened at import.
+    assert container["readinessProbe"]["exec"]["command"] == liveness_command(READY_MAX_AGE_S)
     assert container["livenessProbe"]["exec"]["command"] == liveness_command()
     startup = container["startupProbe"]
     assert startup["exec"]["command"] == liveness_command()
@@ -113,19 +122,54 @@ def test_security_context_is_restricted(stack) -> None:
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_recovery_volume_and_init_container(stack) -> None:
+def test_recovery_lives_in_the_store_not_on_a_zonal_volume(stack) -> None:
     _, mocks = stack
     spec = statefulset(mocks)["spec"]
-    (claim,) = spec["volumeClaimTemplates"]
-    assert claim["metadata"]["name"] == "recovery"
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert claim["spec"]["storageClassName"] == "gp3-encrypted"
-    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    (init,) = spec["template"]["spec"]["initContainers"]
-    assert init["image"] == IMAGE
-    script = init["command"][-1]
-    assert 'python -m bytewax.recovery "$staging" 4' in script
-    assert ".initialized" in script
+    assert "volumeClaimTemplates" not in spec  # nothing pins a pod to a zone
+    pod = spec["template"]["spec"]
+    assert {"name": "recovery", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == IMAGE and init["command"] == INIT_COMMAND
+    env = env_of(init)
+    from_field = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in init["env"] if "valueFrom" in e}
+    assert from_field == {"BYTEWAX_POD_NAME": "metadata.name"}
+    settings = load_recovery_settings({**{k: v for k, v in env.items() if v}, "BYTEWAX_POD_NAME": f"{APP}-1"})
+    assert (settings.partitions, settings.replicas, settings.ordinal) == (4, 2, 1)
+    assert settings.directory == f"{RECOVERY_MOUNT}/{APP}"
+    (container,) = pod["containers"]
+    main = env_of(container)
+    assert {k: main[k] for k in env if k.startswith("RECOVERY_")} == {
+        k: v for k, v in env.items() if k.startswith("RECOVERY_")
+    }
+
+
+def test_a_template_change_replaces_every_pod_at_once(stack) -> None:
+    """No rolling update mixes two templates in one Bytewax cluster: OnDelete, and Pulumi replaces the
+    StatefulSet (delete first, waiting for its pods) whenever its spec changes, replicas included."""
+    _, mocks = stack
+    sts = statefulset(mocks)
+    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    opts = mocks.options[("kubernetes:apps/v1:StatefulSet", "reviewstream-dev-dataflow")]
+    assert opts.replace_on_changes == ("spec",) and opts.delete_before_replace
+    assert sts["metadata"]["annotations"]["pulumi.com/deletionPropagationPolicy"] == "foreground"
+
+
+def test_the_statefulset_waits_for_its_permissions_and_its_store(stack) -> None:
+    _, mocks = stack
+    sts = ("kubernetes:apps/v1:StatefulSet", "reviewstream-dev-dataflow")
+    assert mocks.depends_on(*sts, "aws:iam/rolePolicy:RolePolicy", "reviewstream-dev-dataflow")
+    assert mocks.depends_on(*sts, "aws:s3/bucketVersioning:BucketVersioning", "reviewstream-dev-recovery")
+    assert mocks.depends_on(*sts, "kubernetes:batch/v1:Job", "reviewstream-dev-access-mapping")
+
+
+def test_pods_spread_over_zones_and_nodes_without_requiring_it(stack) -> None:
+    _, mocks = stack
+    spread = statefulset(mocks)["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == [ZONE_KEY, "kubernetes.io/hostname"]
+    assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" and c["maxSkew"] == 1 for c in spread)
+    assert all(
+        c["labelSelector"]["matchLabels"] == statefulset(mocks)["spec"]["selector"]["matchLabels"] for c in spread
+    )
 
 
 def test_headless_service_and_pdb(stack) -> None:
@@ -143,7 +187,7 @@ def test_kubernetes_objects_validate_against_the_schema(stack) -> None:
     _, mocks = stack
     objects = [r for r in mocks.resources if r.typ.startswith("kubernetes:")]
     assert {r.inputs["kind"] for r in objects} >= {
-        "Namespace", "ServiceAccount", "Service", "StatefulSet", "PodDisruptionBudget", "StorageClass",
+        "Namespace", "ServiceAccount", "Service", "StatefulSet", "PodDisruptionBudget",
     }  # fmt: skip
     for obj in objects:
         kubernetes_validate.validate(obj.inputs, K8S_VERSION, strict=True)
@@ -155,29 +199,6 @@ def test_schema_validation_catches_a_broken_statefulset(stack) -> None:
     broken = {**broken, "spec": {**broken["spec"], "replicas": "two"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
-
-
-@pytest.mark.parametrize("replicas", [1, 2, 3])
-def test_init_script_spreads_partitions_once(tmp_path: Path, replicas: int) -> None:
-    """Run the real init script with the real `python -m bytewax.recovery`, once per pod, twice each."""
-    partitions = 4
-    found: dict[int, set[str]] = {}
-    for ordinal in range(replicas):
-        mount = tmp_path / f"pod-{ordinal}"
-        mount.mkdir()
-        script = init_recovery_script(f"{RECOVERY_MOUNT}/{APP}", partitions).replace(RECOVERY_MOUNT, str(mount))
-        env = {
-            **os.environ,
-            "HOSTNAME": f"{APP}-{ordinal}",
-            "BYTEWAX_REPLICAS": str(replicas),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        }
-        for _ in range(2):  # a restarted pod keeps its partitions
-            subprocess.run(["sh", "-c", script], env=env, check=True, capture_output=True, timeout=60)
-        found[ordinal] = {p.name for p in (mount / APP).glob("part-*.sqlite3")}
-    union = set().union(*found.values())
-    assert union == {f"part-{i}.sqlite3" for i in range(partitions)}
-    assert sum(len(v) for v in found.values()) == partitions
 
 
 def test_liveness_command_fails_on_stale_or_missing_and_passes_on_fresh(tmp_path: Path) -> None:
