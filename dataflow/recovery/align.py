@@ -1,8 +1,9 @@
 """What the main process does before it starts the dataflow: publish, wait briefly for the peers, cut.
 
 1. Publish this pod's copies (a restarted container kept its directory: they may be newer than the store's).
-2. Wait, at most `wait_s`, until every stored copy is as-of at least this pod's own view of the set's epoch:
-   the peers restart at the same moment and publish theirs; the later the agreed epoch, the less is re-read.
+2. Wait, at most `wait_s`, until every stored copy is as-of at least this pod's own view of the set's epoch,
+   publishing again on each look: the peers restart at the same moment and publish theirs; the later the
+   agreed epoch, the less is re-read.
 3. Cut this pod's partitions to the earliest as-of epoch of the set (cut.py).
 """
 
@@ -34,10 +35,12 @@ def align(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Alignment:
-    backup.run_once()
     files = own_files(backup.directory)
     started = clock()
     while True:
+        # Publish again on every look: a peer's copies just stored raise this pod's view of the set's epoch,
+        # and its own copies' as-of with it; the peers do the same, so the views meet.
+        backup.run_once()
         own = {i: read_info(p) for i, p in files.items()}
         stored = backup.store.copies(backup.count)
         mine = backup.as_of(own, stored)

@@ -3,7 +3,8 @@
 Each pod is one process tree started by deploy/entrypoint.sh, after its init container's command
 (infra.workload.INIT_COMMAND), with its own directory standing for its emptyDir; the recovery store is moto's
 S3 (the local Kinesis server answers S3 as well). The cluster lives through 1 -> 2 -> 4 (one pod SIGKILLed
-mid-run, restarted in place) -> 3 -> 3 with a changed setting (every pod replaced) -> 1, with reviews produced
+mid-run, restarted in place; then one lost with its directory, replaced by a new pod) -> 3 -> 3 with a changed
+setting (every pod replaced) -> 1, with reviews produced
 in every phase. A change of the pod template replaces every pod at once (the StatefulSet's OnDelete strategy
 and Pulumi's replacement, see infra/workload.py): the old pods stop (SIGTERM), then the new ones start on new
 directories.
@@ -16,6 +17,7 @@ the pods enriched in the last two snapshot intervals before each stop: no shard 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,10 +72,10 @@ class Cluster:
             "PYTHONPATH": str(ROOT),
         }
 
-    def init(self) -> None:
-        """Every pod's init container, in parallel (podManagementPolicy: Parallel)."""
+    def init(self, only: tuple[int, ...] | None = None) -> None:
+        """Every pod's init container, in parallel (podManagementPolicy: Parallel), or those of new pods."""
         procs = []
-        for ordinal in range(self.replicas):
+        for ordinal in only if only is not None else range(self.replicas):
             log = open(self.root / f"gen{self.generation}-init{ordinal}.log", "wb")  # noqa: SIM115
             env = self.pod_env(ordinal, "")
             procs.append((subprocess.Popen(INIT_COMMAND, env=env, cwd=ROOT, stdout=log, stderr=log), log))
@@ -231,9 +233,22 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
         kill_group(cluster.procs[1])
         codes = cluster.wait_exit(timeout=60)
         events.append(f"kill1of4:{codes}:sent={enriched.now()}/{len(produced)}")
+        cluster.start()
+        faulty.wait_for(lambda: faulty.count() >= len(produced), timeout=180, what="the backlog after the kill")
+        # Pod 2 is lost with its node: a new pod 2 starts on an empty directory (its init container fetches its
+        # partitions from the store, a little older than its peers' own copies), the peers restart in place.
+        before = faulty.count()
+        produce(2 * PER_PHASE)
+        faulty.wait_for(lambda: faulty.count() >= before + PER_PHASE // 2, timeout=180, what="a part of the backlog")
+        allowance.append(enriched.within(2 * SNAPSHOT_S))
+        kill_group(cluster.procs[2])
+        shutil.rmtree(tmp_path / f"gen{cluster.generation}-pod2")
+        codes = cluster.wait_exit(timeout=60)
+        events.append(f"lose2of4:{codes}:sent={enriched.now()}/{len(produced)}")
+        cluster.init(only=(2,))
         faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=22)
         cluster.start()
-        settle(cluster, f"{len(produced)} indexed after the kill")
+        settle(cluster, f"{len(produced)} indexed after the loss of a pod")
         stop(cluster)
 
         for replicas, changes in ((3, {}), (3, {"BEDROCK_MAX_CONCURRENCY": "8"}), (1, {})):
@@ -251,7 +266,7 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
     sent = enriched.now()
     extra = sent - len(produced)
     summary = (
-        f"phases=1,2,4(kill),3,3(setting),1 produced={len(produced)} enriched={sent} extra={extra} "
+        f"phases=1,2,4(kill,lose),3,3(setting),1 produced={len(produced)} enriched={sent} extra={extra} "
         f"allowance={sum(allowance)} per_stop={allowance} events={events}"
     )
     check_accounting(faulty, produced, "day2", record_property, summary)
