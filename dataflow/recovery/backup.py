@@ -1,4 +1,4 @@
-"""Refresh the store's copy of each partition this pod holds, after every snapshot interval and at exit.
+"""Refresh the store's copy of each partition this pod holds, soon after each snapshot and at exit.
 
 Each pass reads what the store says of the whole set's progress (HEADs), adds the progress rows of this pod's
 own files, and takes the lower bound of the epoch the cluster completed (frontier.py) *before* copying: every
@@ -46,6 +46,25 @@ class Backup:
     uploaded: dict[int, tuple[str, int]] = field(default_factory=dict)  # partition -> (digest, as-of) stored
     uploads: int = 0
     failures: int = 0
+    _seen: tuple[tuple[str, int, int], ...] = ()
+
+    def _stat(self) -> tuple[tuple[str, int, int], ...]:
+        seen = []
+        for path in sorted(self.directory.glob("part-*.sqlite3*")):
+            if path.name.endswith("-shm"):
+                continue  # SQLite's shared index: readers write it too
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            seen.append((path.name, st.st_mtime_ns, st.st_size))
+        return tuple(seen)
+
+    def changed(self) -> bool:
+        """Whether a partition file (or its WAL) changed since the last pass: a few stat calls, so the loop can
+        look often and copy only after Bytewax wrote a snapshot (a copy trailing its snapshot by a whole
+        interval would add that interval to what a lost pod's replacement re-reads)."""
+        return self._stat() != self._seen
 
     def as_of(self, own: dict[int, PartitionInfo], stored: dict[int, StoredCopy]) -> int:
         """The set's completed epoch as far as this pod can tell: the store's rows for others, its own rows."""
@@ -80,4 +99,5 @@ class Backup:
             finally:
                 copy.unlink(missing_ok=True)
         self.uploads += uploaded
+        self._seen = self._stat()  # what the pass itself touched (a checkpoint on close) is not a snapshot
         return uploaded

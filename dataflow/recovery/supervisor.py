@@ -1,5 +1,6 @@
-"""The container's main process: run the dataflow, back its partitions up after each snapshot interval and
-once more when it exits, and hand Kubernetes' stop signal on as an interrupt.
+"""The container's main process: run the dataflow, back its partitions up soon after each snapshot (and at
+least once per snapshot interval, so idle partitions' as-of moves with the set's) and once more when it exits,
+and hand Kubernetes' stop signal on as an interrupt.
 
 Why a supervisor rather than `exec`: as PID 1 the Python dataflow ignored SIGTERM (a PID 1 without a handler
 does), so every stop waited out the grace period and ended in SIGKILL; and the last state must reach the store
@@ -13,6 +14,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -48,10 +50,15 @@ def supervise(
     signal.signal(signal.SIGINT, interrupt)
     done = threading.Event()
 
+    look_s = min(1.0, interval_s / 4)
+
     def loop() -> None:
         assert backup is not None
-        while not done.wait(interval_s):
-            backup.run_once()
+        last = time.monotonic()
+        while not done.wait(look_s):
+            if backup.changed() or time.monotonic() - last >= interval_s:
+                backup.run_once()
+                last = time.monotonic()
 
     thread = threading.Thread(target=loop, name="recovery-backup", daemon=True) if backup else None
     if thread:

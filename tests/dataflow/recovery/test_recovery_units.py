@@ -137,12 +137,15 @@ def test_backup_stores_as_of_and_align_cuts_to_the_oldest_copy(tmp_path: Path, s
     b1 = Backup(pod1, store, 4)
     assert b1.run_once() == 2 and store.copy(1).as_of == UNKNOWN
     b0 = Backup(pod0, store, 4)
+    assert b0.changed(), "the first look sees the files"
     assert b0.run_once() == 2 and store.copy(0).as_of == 6  # pod 0 knows worker 1 from the store's rows
+    assert not b0.changed(), "copying is not writing: the loop waits for the next snapshot"
     assert b0.run_once() == 0  # nothing changed: nothing stored
     assert b1.run_once() == 2 and store.copy(1).as_of == 6  # ... and stores them again once the epoch is known
     # Worker 0 moved on to 12 in pod 0's file; pod 1's copies are only as-of 6: pod 0 cuts its rows to 6.
     with closing(sqlite3.connect(pod0 / file_name(0))) as conn, conn:
         conn.execute("UPDATE fronts SET worker_frontier = 12 WHERE worker_index = 0")
+    assert b0.changed(), "a snapshot written is seen at the next look"
     result = align(b0, wait_s=0.0)
     assert result.epoch == 6 and result.moved == [0]
     assert read_info(pod0 / file_name(0)).rows.fronts == ((0, 0, 6),)
