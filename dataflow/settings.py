@@ -311,10 +311,16 @@ def load_recovery_settings(env: Mapping[str, str] | None = None) -> RecoverySett
         ordinal = int(suffix)
     if ordinal >= replicas:
         raise SettingsError(f"BYTEWAX_POD_NAME: ordinal {ordinal} of {pod!r} is not below BYTEWAX_REPLICAS={replicas}")
+    partitions = _int(env, "RECOVERY_PARTITIONS", 8, 1, 4096)
+    if replicas > partitions:
+        raise SettingsError(
+            f"BYTEWAX_REPLICAS={replicas} exceeds RECOVERY_PARTITIONS={partitions}: a pod beyond the partitions "
+            "would hold no state; run at most as many pods as partitions"
+        )
     return RecoverySettings(
         store_url=url.rstrip("/"),
         directory=directory,
-        partitions=_int(env, "RECOVERY_PARTITIONS", 8, 1, 4096),
+        partitions=partitions,
         replicas=replicas,
         ordinal=ordinal,
         snapshot_interval_s=_float(env, "RECOVERY_SNAPSHOT_INTERVAL_S", RecoverySettings.snapshot_interval_s, 0.2),

@@ -58,7 +58,7 @@ class StackConfig:
     node_desired_size: int = 2
     dataflow_replicas: int = 2
     dataflow_workers_per_process: int = 2
-    recovery_partitions: int = 4
+    recovery_partitions: int = 8  # fixed at the first deploy: the largest dataflowReplicas it allows
     kinesis_start_position: str = "TRIM_HORIZON"
     image_tag: str = "0.1.0"
     namespace: str = "reviewstream"
@@ -82,6 +82,12 @@ class StackConfig:
             raise ValueError("eksNodeMinSize <= eksNodeDesiredSize <= eksNodeMaxSize must hold")
         if self.dataflow_replicas < 1 or self.dataflow_workers_per_process < 1:
             raise ValueError("dataflowReplicas and dataflowWorkersPerProcess must be >= 1")
+        if self.dataflow_replicas > self.recovery_partitions:
+            raise ValueError(
+                f"dataflowReplicas={self.dataflow_replicas} exceeds recoveryPartitions={self.recovery_partitions}: "
+                "a pod beyond the partitions would hold no state; the partition count is fixed at the first "
+                'deploy (docs/DEPLOY.md "Operating it"), so choose it for the largest cluster you expect'
+            )
         if self.opensearch_instance_count < 1:
             raise ValueError("opensearchInstanceCount must be >= 1")
         if self.opensearch_instance_count > 1 and self.opensearch_instance_count % ZONE_COUNT:

@@ -76,6 +76,7 @@ class Program:
             "namespace": self.workload.namespace,
             "zoneIds": self.network.zone_ids,
             "recoveryStoreUrl": self.recovery.url,
+            "recoveryStoreBucket": self.recovery.bucket,
         }
 
 

@@ -86,6 +86,7 @@ def test_config_overrides_are_read(mocks) -> None:
         {"stream_capacity_mode": "SERVERLESS"},
         {"node_min_size": 3, "node_desired_size": 2},
         {"dataflow_replicas": 0},
+        {"dataflow_replicas": 5, "recovery_partitions": 4},  # a fifth pod would own no partition
         {"opensearch_instance_count": 3},  # two zones: one would hold two of three nodes
         {"opensearch_instance_count": 5},
         {"availability_zone_ids": ("use1-az1",)},

@@ -134,7 +134,7 @@ def test_recovery_lives_in_the_store_not_on_a_zonal_volume(stack) -> None:
     from_field = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in init["env"] if "valueFrom" in e}
     assert from_field == {"BYTEWAX_POD_NAME": "metadata.name"}
     settings = load_recovery_settings({**{k: v for k, v in env.items() if v}, "BYTEWAX_POD_NAME": f"{APP}-1"})
-    assert (settings.partitions, settings.replicas, settings.ordinal) == (4, 2, 1)
+    assert (settings.partitions, settings.replicas, settings.ordinal) == (8, 2, 1)
     assert settings.directory == f"{RECOVERY_MOUNT}/{APP}"
     (container,) = pod["containers"]
     main = env_of(container)

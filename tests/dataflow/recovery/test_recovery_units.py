@@ -167,3 +167,5 @@ def test_recovery_settings_from_the_pod(tmp_path: Path) -> None:
         load_recovery_settings({**env, "BYTEWAX_REPLICAS": "2"})
     with pytest.raises(SettingsError, match="RECOVERY_STORE_URL"):
         load_recovery_settings({**env, "RECOVERY_STORE_URL": "/var/recovery"})
+    with pytest.raises(SettingsError, match="exceeds RECOVERY_PARTITIONS=2"):
+        load_recovery_settings({**env, "RECOVERY_PARTITIONS": "2"})
