@@ -17,6 +17,7 @@ BASE = MODEL_ID.split(".", 1)[1]
 @pytest.fixture()
 def settings(bedrock_url: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", bedrock_url)
+    monkeypatch.setenv("BEDROCK_MODEL_ID", MODEL_ID)  # the child process reads the environment, as the flow does
     credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
@@ -42,6 +43,29 @@ def test_a_legacy_model_is_one_warning_naming_the_setting(
     (line,) = lines(caplog)
     assert "status=LEGACY" in line and "end_of_life=2027-01-01" in line and "set BEDROCK_MODEL_ID" in line
     assert [r.levelno for r in caplog.records if r.name == "dataflow.enrich.lifecycle"] == [logging.WARNING]
+
+
+def test_the_flow_runs_it_as_a_child_process_with_its_own_environment(settings, bedrock_url: str) -> None:
+    """Off the flow's interpreter: building botocore's client in a thread held up the flow's start."""
+    import os
+
+    from dataflow.enrich.lifecycle import check_in_background
+
+    admin(bedrock_url, "/_admin/config", {"legacy_model_ids": [BASE]})
+    read, write = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write, 2)  # the child writes its log line to the flow's stderr
+    try:
+        child = check_in_background(settings)
+    finally:
+        os.dup2(saved, 2)
+        os.close(write)
+    assert child is not None and child.wait(timeout=60) == 1
+    with os.fdopen(read) as err:
+        logged = err.read()
+    assert "event=bedrock.model_lifecycle" in logged and "status=LEGACY" in logged, logged
+    assert child.pid != os.getpid()
+    assert check_in_background(load_settings({"BEDROCK_CHECK_LIFECYCLE": "false"})) is None
 
 
 def test_a_missing_permission_is_a_warning_and_the_flow_goes_on(
