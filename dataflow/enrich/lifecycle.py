@@ -23,7 +23,8 @@ from botocore.config import Config
 from dataflow.logging_setup import configure_logging
 from dataflow.settings import Settings, SettingsError, load_settings
 
-log = logging.getLogger(__name__)
+MODULE = "dataflow.enrich.lifecycle"  # also its logger, when it runs as `python -m` (then __name__ is __main__)
+log = logging.getLogger(MODULE)
 
 PROFILE_PREFIXES = ("us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "global.")
 Status = Literal["ACTIVE", "LEGACY", "unknown", "unchecked"]
@@ -92,7 +93,7 @@ def check_in_background(settings: Settings) -> subprocess.Popen | None:
     if not settings.bedrock_check_lifecycle:
         return None
     try:
-        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.DEVNULL)
+        child = subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.DEVNULL)
     except OSError as exc:
         log.warning("bedrock.model_lifecycle status=unknown error=%s (the check could not start)", exc)
         return None

@@ -63,7 +63,8 @@ def test_the_flow_runs_it_as_a_child_process_with_its_own_environment(settings, 
     assert child is not None and child.wait(timeout=60) == 1
     with os.fdopen(read) as err:
         logged = err.read()
-    assert "event=bedrock.model_lifecycle" in logged and "status=LEGACY" in logged, logged
+    assert "logger=dataflow.enrich.lifecycle event=bedrock.model_lifecycle" in logged, logged
+    assert "status=LEGACY" in logged
     assert child.pid != os.getpid()
     assert check_in_background(load_settings({"BEDROCK_CHECK_LIFECYCLE": "false"})) is None
 
