@@ -141,12 +141,11 @@ class Cluster:
 
 
 class Progress:
-    """The model's count of reviews enriched, sampled every 0.2 s.
+    """The model's count of reviews enriched, sampled every 0.2 s, to size what a restart may enrich again.
 
-    What a restart may enrich again: Bytewax resumes from the last epoch the whole cluster completed, and an
-    epoch is complete only once every review read in it is indexed; so what is read again is at most what was
-    read since the epoch, one snapshot interval long, in which the oldest review still unindexed at the kill
-    was read, which is after it was produced."""
+    Bytewax resumes from the last epoch the whole cluster completed, and an epoch is complete only once every
+    review read in it is indexed; so what is read again began a few intervals before the oldest review still
+    unindexed at the kill was read, which is after it was produced (the test's `allowance_now` counts them)."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -214,9 +213,10 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
             mine = seed
         at = time.monotonic()
         faulty.produce(count, seed=mine)
+        ids = synthetic_ids(count, mine)
         with lock:
-            batches.append((at, synthetic_ids(count, mine)))
-            produced.update(synthetic_ids(count, mine))
+            batches.append((at, ids))
+            produced.update(ids)
 
     def produce_steadily(count: int, batch: int = 10) -> threading.Thread:
         """Reviews arriving while the cluster runs (and while it restarts), not one burst read in one epoch."""
