@@ -30,7 +30,7 @@ from moto.kinesis import models
 from moto.kinesis.exceptions import InvalidArgumentError
 from moto.utilities.utils import md5_hash
 
-from devstack import kinesis_strict
+from devstack import kinesis_strict  # refuses, at import, a moto release it was not tested with (MOTO_TESTED)
 
 
 def _open_shard_for_key(self: models.Stream, partition_key: str, explicit_hash_key: str) -> models.Shard | None:
@@ -122,9 +122,8 @@ def serve(host: str, port: int, port_file: str | None) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    server = make_server(
-        host, port, DomainDispatcherApplication(create_backend_app), threaded=True, request_handler=MotoRequestHandler
-    )
+    app = kinesis_strict.AdminActions(DomainDispatcherApplication(create_backend_app))
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     bound = int(server.server_address[1])
     if port_file:
         tmp = f"{port_file}.tmp"

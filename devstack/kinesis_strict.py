@@ -10,7 +10,10 @@
   at times on a caught-up stream.
 - ListShards pages at `list_shards_page` (MaxResults default) and continues on NextToken alone, as in Kinesis.
 - Admin actions (X-Amz-Target `Kinesis_20131202.DevstackTrimShard` / `DevstackExpireShard`, see `trim_shard`
-  and `expire_shard`) stand in for retention: trimming a shard's oldest records, expiring a closed shard.
+  and `expire_shard`) stand in for retention: trimming a shard's oldest records, expiring a closed shard. They are
+  answered by a WSGI layer in front of moto's app (`AdminActions`), not registered on moto's response class.
+
+moto's private Kinesis classes are patched here: the import refuses a moto release outside MOTO_TESTED.
 """
 
 from __future__ import annotations
@@ -18,15 +21,25 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import threading
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from moto.core.responses import ActionResult
-from moto.kinesis import models, responses
-from moto.kinesis.exceptions import InvalidArgumentError, ResourceNotFoundError
-from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator
+from dataflow.compat import require
+
+# moto's private Kinesis classes are patched here and in devstack.kinesis_server: the releases this was tested with.
+MOTO_TESTED = ("5.2.5", "5.2.6")
+require("moto", *MOTO_TESTED, what="devstack's strict local Kinesis")
+
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.kinesis import models, responses  # noqa: E402
+from moto.kinesis.exceptions import InvalidArgumentError, ResourceNotFoundError  # noqa: E402
+from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator  # noqa: E402
 
 TARGET_PREFIX = "Kinesis_20131202."
 
@@ -61,6 +74,14 @@ def _first_empty(stream: str, shard_id: str, position: int) -> bool:
         return True
 
 
+def millis_between(later: datetime | float, earlier: datetime | float) -> int:
+    """Milliseconds from `earlier` to `later`: moto's `Record.created_at` is a float of seconds up to 5.2.5 and a
+    datetime from 5.2.6 on."""
+    delta = later - earlier  # type: ignore[operator]
+    seconds = delta.total_seconds() if hasattr(delta, "total_seconds") else float(delta)
+    return int(seconds * 1000)
+
+
 def _get_records(
     self: models.KinesisBackend, stream_arn: str | None, shard_iterator: str, limit: int | None
 ) -> tuple[str | None, list[models.Record], int]:
@@ -82,7 +103,7 @@ def _get_records(
     following = next((seq for seq in shard.records if seq > last), None)
     if following is not None:
         tip = shard.records[next(reversed(shard.records))]
-        lag = int((tip.created_at - shard.records[following].created_at) * 1000)
+        lag = millis_between(tip.created_at, shard.records[following].created_at)
         lag = max(1, lag) if shard.is_open else 0
     elif shard.is_open and KNOBS.idle_lag_ms and call % 2 == 1:
         lag = random.randint(1, KNOBS.idle_lag_ms)
@@ -130,38 +151,61 @@ def _list_shards_response(self: responses.KinesisResponse) -> ActionResult:
     return ActionResult(body)
 
 
-def _stream_and_shard(self: responses.KinesisResponse) -> tuple[models.Stream, models.Shard]:
-    stream = self.kinesis_backend.describe_stream(stream_arn=None, stream_name=self._get_param("StreamName"))
-    shard_id = self._get_param("ShardId")
+def _stream_and_shard(backend: models.KinesisBackend, body: dict[str, Any]) -> tuple[models.Stream, models.Shard]:
+    stream = backend.describe_stream(stream_arn=None, stream_name=body.get("StreamName"))
+    shard_id = body.get("ShardId")
     if shard_id not in stream.shards:
         raise ResourceNotFoundError(f"Shard {shard_id} in stream {stream.stream_name} does not exist")
     return stream, stream.shards[shard_id]
 
 
-def _devstack_trim_shard(self: responses.KinesisResponse) -> ActionResult:
+def _devstack_trim_shard(backend: models.KinesisBackend, body: dict[str, Any]) -> None:
     """Retention: drop the shard's records up to and including sequence number `UpTo`."""
-    _, shard = _stream_and_shard(self)
-    up_to = int(self._get_param("UpTo"))
+    _, shard = _stream_and_shard(backend, body)
+    up_to = int(body["UpTo"])
     for seq in [s for s in shard.records if s <= up_to]:
         del shard.records[seq]
-    return "{}"  # type: ignore[return-value]  # not a botocore operation: no shape to serialise
 
 
-def _devstack_expire_shard(self: responses.KinesisResponse) -> ActionResult:
+def _devstack_expire_shard(backend: models.KinesisBackend, body: dict[str, Any]) -> None:
     """Retention: a closed shard whose records all expired leaves the listing."""
-    stream, shard = _stream_and_shard(self)
+    stream, shard = _stream_and_shard(backend, body)
     if shard.is_open:
         raise InvalidArgumentError(f"Shard {shard.shard_id} is open; only a closed shard expires")
     del stream.shards[shard.shard_id]
-    return "{}"  # type: ignore[return-value]  # not a botocore operation: no shape to serialise
+
+
+ADMIN_ACTIONS = {"DevstackTrimShard": _devstack_trim_shard, "DevstackExpireShard": _devstack_expire_shard}
+
+
+class AdminActions:
+    """WSGI in front of moto's app: the admin targets, which moto (routing by Kinesis's own service model since
+    5.2.6) would answer 404. Everything else goes to moto unchanged."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        action = environ.get("HTTP_X_AMZ_TARGET", "").removeprefix(TARGET_PREFIX)
+        if action not in ADMIN_ACTIONS:
+            return self.app(environ, start_response)
+        body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+        scope = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        backend = models.kinesis_backends[DEFAULT_ACCOUNT_ID][scope[1] if scope else "us-east-1"]
+        try:
+            ADMIN_ACTIONS[action](backend, body)
+            status, answer = "200 OK", {}
+        except (InvalidArgumentError, ResourceNotFoundError, KeyError, ValueError) as err:
+            status, answer = "400 Bad Request", {"__type": type(err).__name__, "message": str(err)}
+        payload = json.dumps(answer).encode()
+        start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))])
+        return [payload]
 
 
 def patch_moto() -> None:
     models.KinesisBackend.get_records = _get_records  # type: ignore[method-assign,assignment]
     responses.KinesisResponse.get_records = _get_records_response  # type: ignore[method-assign]
     responses.KinesisResponse.list_shards = _list_shards_response  # type: ignore[method-assign]
-    responses.KinesisResponse.devstack_trim_shard = _devstack_trim_shard  # type: ignore[attr-defined]
-    responses.KinesisResponse.devstack_expire_shard = _devstack_expire_shard  # type: ignore[attr-defined]
 
 
 def _admin(url: str, action: str, body: dict[str, Any]) -> None:

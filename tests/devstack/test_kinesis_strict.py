@@ -3,13 +3,15 @@ reader sees at a closed shard's end, mid-shard and at the tip, and how ListShard
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack.kinesis_strict import expire_shard, trim_shard
+from dataflow.compat import OVERRIDE, UntestedVersion, require, within
+from devstack.kinesis_strict import MOTO_TESTED, expire_shard, millis_between, trim_shard
 from devstack.processes import LOOPBACK
 
 
@@ -102,3 +104,40 @@ def test_trim_and_expire(client, kinesis_server, stream_name) -> None:
     expire_shard(kinesis_server.url, stream_name, shard["ShardId"])
     listed = {s["ShardId"] for s in client.list_shards(StreamName=stream_name)["Shards"]}
     assert shard["ShardId"] not in listed and len(listed) == 2
+
+
+def test_a_page_that_leaves_records_behind_reports_lag_and_goes_on(client, stream_name) -> None:
+    """moto 5.2.6 made `Record.created_at` a datetime: the lag arithmetic answered HTTP 500 on such a page."""
+    make(client, stream_name, 1, 10)
+    shard = only_shard(client, stream_name)["ShardId"]
+    got = pages(client, stream_name, shard, 3, 8)
+    first = next(p for p in got if p["Records"])
+    assert first["MillisBehindLatest"] >= 1 and first["NextShardIterator"]
+    assert sum(len(p["Records"]) for p in got) == 10
+
+
+@pytest.mark.parametrize(
+    ("later", "earlier"),
+    [
+        (1_700_000_000.250, 1_700_000_000.0),  # moto <= 5.2.5: seconds as a float
+        (datetime(2026, 12, 6, 0, 0, 0, 250_000), datetime(2026, 12, 6)),  # moto >= 5.2.6: a datetime
+    ],
+)
+def test_lag_arithmetic_takes_both_timestamp_shapes(later, earlier) -> None:
+    assert millis_between(later, earlier) == 250
+
+
+def test_the_guard_names_the_tested_moto_releases_and_the_fix(monkeypatch) -> None:
+    monkeypatch.delenv(OVERRIDE, raising=False)
+    with pytest.raises(UntestedVersion) as refused:
+        require("moto", *MOTO_TESTED, what="devstack's strict local Kinesis", installed="5.3.0")
+    line = str(refused.value)
+    assert "\n" not in line and MOTO_TESTED[0] in line and MOTO_TESTED[1] in line and "make venv" in line
+    assert require("moto", *MOTO_TESTED, what="x", installed=MOTO_TESTED[1]) == MOTO_TESTED[1]
+    monkeypatch.setenv(OVERRIDE, "1")
+    assert require("moto", *MOTO_TESTED, what="x", installed="5.3.0") == "5.3.0"  # test-latest: a warning
+
+
+def test_versions_compare_release_by_release() -> None:
+    assert within("5.2.10", "5.2.5", "5.2.10") and not within("5.2.10", "5.2.5", "5.2.6")
+    assert within("5.2.6.dev3", "5.2.5", "5.2.6") and not within("5.3", "5.2.5", "5.2.6")
