@@ -3,8 +3,9 @@
 Each such place names the releases it was tested with and calls `require` at import, so a new release of that
 project fails with one line naming the fix instead of a wrong answer or a traceback deep inside it. The places
 (docs/DESIGN.md "Leaning on other projects' internals" lists them):
-- `devstack.kinesis_strict`, `devstack.kinesis_server`: moto's Kinesis models and responses, patched;
-- `dataflow.recovery.partition_file`: Bytewax's recovery SQLite schema, read and cut.
+- `devstack.kinesis_strict` (and so `devstack.kinesis_server`): moto's Kinesis models and responses, patched;
+- `dataflow.recovery`: Bytewax's recovery SQLite schema, read and cut;
+- `tests/infra/mocks.py`: Pulumi's mock monitor, subclassed, and its protobuf module.
 
 `REVIEWSTREAM_UNTESTED_DEPS=1` turns the refusal into a warning: `make test-latest` sets it, so that a run on the
 newest releases tests what they really do.

@@ -13,3 +13,9 @@ under the current cluster size (`layout.py`):
 
 Settings: dataflow/settings.py `RecoverySettings`. Trade-offs: docs/DEPLOY.md "Operating it".
 """
+
+from dataflow.compat import require
+
+# The store reads and cuts Bytewax's recovery SQLite schema (partition_file.py, cut.py): its internals.
+BYTEWAX_TESTED = ("0.21.1", "0.21.1")
+require("bytewax", *BYTEWAX_TESTED, what="the recovery store (it reads and cuts Bytewax's recovery schema)")

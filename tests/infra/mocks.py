@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.proto import resource_pb2
+
+from dataflow.compat import require
+
+# NoResourceRefsMonitor subclasses Pulumi's mock monitor and reads its protobuf module: Pulumi's internals.
+PULUMI_TESTED = ("3.272.0", "3.272.0")
+require("pulumi", *PULUMI_TESTED, what="the infra tests' mock monitor (pulumi.runtime.mocks, resource_pb2)")
+
+from pulumi.runtime.mocks import MockMonitor  # noqa: E402
+from pulumi.runtime.proto import resource_pb2  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

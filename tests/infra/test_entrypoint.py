@@ -67,7 +67,8 @@ def test_dockerfile_runs_as_non_root_with_runtime_package_only() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.count("FROM python:3.12-slim") == 2
     assert "USER 10001:10001" in text
-    assert "pip install .\n" in text
+    assert "pip install --require-hashes --no-deps -r requirements/runtime.txt\n" in text
+    assert "pip install --no-deps .\n" in text
     assert 'ENTRYPOINT ["/app/entrypoint.sh"]' in text
 
 
