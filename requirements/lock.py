@@ -70,11 +70,12 @@ def write(upgrade: bool) -> int:
     return 0
 
 
-def pins(text: str) -> dict[str, str]:
-    """name -> version for every `name==version` line of a lock or a `pip freeze` (markers ignored)."""
-    found: dict[str, str] = {}
+def pins(text: str) -> dict[str, set[str]]:
+    """name -> versions of every `name==version` line of a lock or a `pip freeze` (a universal lock may pin a name
+    twice, under markers for different Pythons or platforms)."""
+    found: dict[str, set[str]] = {}
     for match in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, re.MULTILINE):
-        found[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+        found.setdefault(re.sub(r"[-_.]+", "-", match[1]).lower(), set()).add(match[2])
     return found
 
 
@@ -84,13 +85,13 @@ def drift(python: str) -> int:
         [str(UV), "pip", "freeze", "--python", python], check=True, capture_output=True, text=True
     ).stdout
     locked, latest = pins(LOCK.read_text()), pins(frozen)
-    changed = sorted(name for name in latest.keys() & locked.keys() if latest[name] != locked[name])
-    added = sorted(latest.keys() - locked.keys() - {"reviewstream"})
+    changed = sorted(name for name in latest.keys() & locked.keys() if not latest[name] <= locked[name])
+    added = sorted(latest.keys() - locked.keys() - {"reviewstream", "pip"})  # pip: the venv's own seed
     print(f"drift: {len(changed)} packages newer or other than the lock, {len(added)} not in it")
     for name in changed:
-        print(f"  {name}: lock {locked[name]} -> latest {latest[name]}")
+        print(f"  {name}: lock {' | '.join(sorted(locked[name]))} -> latest {' | '.join(sorted(latest[name]))}")
     for name in added:
-        print(f"  {name}: not locked -> {latest[name]}")
+        print(f"  {name}: not locked -> {' | '.join(sorted(latest[name]))}")
     return 0
 
 
