@@ -23,9 +23,11 @@ import orjson
 from opensearchpy import OpenSearch
 
 from devstack.cli import command
+from devstack.live import page
+from devstack.live.server import LiveServer
 from devstack.processes import ServiceError, free_port
 from devstack.progress import Progress, Snapshot, fetch_metrics
-from devstack.report import build_report, render_html
+from devstack.report import build_report
 from devstack.stack import LocalStack, StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +75,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="llama.cpp threads (default: every core; the dataflow costs ~1.5%% of a core per worker while it waits)",
     )
     p.add_argument("--html", type=Path, default=Path("out/report.html"))
+    p.add_argument("--live-port", type=int, default=0, help="the live page's port (0: any free one)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds the dataflow may take")
     p.add_argument("--logs", type=Path, default=Path(".devstack/demo-logs"))
 
@@ -176,16 +179,21 @@ def demo(args: argparse.Namespace) -> int:
         ):
             if value:
                 env[name] = str(value)
-        sent = _produce(env, reviews, args.lengths, args.logs)
-        bad = _put_malformed(env)
-        print(f"plus {bad} records that test the dead-letter path (malformed or hostile)", flush=True)
-        elapsed = _run_dataflow(env, sent + bad, args.workers, args.timeout, args.logs, args.progress_every)
-        client = OpenSearch(hosts=[env["OPENSEARCH_URL"]], timeout=30)
-        report = build_report(client, reviews_in=sent + bad, elapsed_s=elapsed)
-        print()
-        print(report.text())
+        title = f"reviewstream demo ({args.backend} backend)"
+        metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
+        with LiveServer(env["OPENSEARCH_URL"], metrics_url, title=title, port=args.live_port) as live:
+            print(f"live page           {live.url}   (updates every {live.every_s:.0f} s while the demo runs)")
+            sent = _produce(env, reviews, args.lengths, args.logs)
+            bad = _put_malformed(env)
+            print(f"plus {bad} records that test the dead-letter path (malformed or hostile)", flush=True)
+            elapsed = _run_dataflow(env, sent + bad, args.workers, args.timeout, args.logs, args.progress_every)
+            client = OpenSearch(hosts=[env["OPENSEARCH_URL"]], timeout=30)
+            report = build_report(client, reviews_in=sent + bad, elapsed_s=elapsed)
+            print()
+            print(report.text())
+            final = live.look_now()  # the flow has exited: the indices' last word, with the history of the run
         args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(render_html(report, f"reviewstream demo ({args.backend} backend)"))
+        args.html.write_text(page.page(final, title, refresh_ms=None, text=report.text()))
         print(f"html report         {args.html}")
         print(f"logs                {args.logs}/")
     print("local stack stopped")

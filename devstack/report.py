@@ -1,18 +1,18 @@
 """What the pipeline produced, read back from OpenSearch: a text summary and a self-contained HTML page.
 
 Used by the demo and by `python -m devstack report` against a running stack (or any OpenSearch: the
-report reads only the two indices).
+report reads only the two indices). The HTML page is the live page's rendering (`devstack.live.page`), as a
+snapshot with this text on top.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import statistics
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from opensearchpy import OpenSearch, helpers
 
 from dataflow.enrich.pricing import cost_usd, price_per_mtok
 from devstack.cli import command
+from devstack.live import page
+from devstack.live.state import look
 
 PROCESSED_FIELDS = [
     "review_id",
@@ -69,9 +71,6 @@ class Report:
     output_tokens: int
     model_ids: Counter[str]
     elapsed_s: float | None
-    timeline: list[tuple[str, str]] = field(default_factory=list)  # (date_time, sentiment)
-    latest: list[dict[str, Any]] = field(default_factory=list)
-    dead_examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def dead(self) -> int:
@@ -148,7 +147,6 @@ def build_report(
     dlq_index: str = "processed_reviews_dlq",
     reviews_in: int | None = None,
     elapsed_s: float | None = None,
-    latest: int = 20,
 ) -> Report:
     for name in (index, dlq_index):
         if client.indices.exists(index=name):
@@ -169,83 +167,9 @@ def build_report(
         arrived, processed = _parse_time(doc.get("arrived_at")), _parse_time(doc.get("processed_at"))
         if arrived and processed:
             report.end_to_end_s.append((processed - arrived).total_seconds())
-        if doc.get("date_time"):
-            report.timeline.append((doc["date_time"], sentiment))
-    docs.sort(key=lambda d: d.get("processed_at") or "", reverse=True)
-    report.latest = docs[:latest]
     for doc in _scan(client, dlq_index):
         report.dead_by_reason[(str(doc.get("stage", "?")), str(doc.get("error_type", "?")))] += 1
-        if len(report.dead_examples) < latest:
-            report.dead_examples.append(doc)
     return report
-
-
-def _svg_timeline(timeline: list[tuple[str, str]], width: int = 760, height: int = 220) -> str:
-    """Stacked bars of positive/negative reviews per period of `date_time` (month, or day for short spans)."""
-    if not timeline:
-        return "<p>No reviews yet.</p>"
-    stamps = sorted(t for t, _ in timeline)
-    span_days = ((_parse_time(stamps[-1]) or datetime.min) - (_parse_time(stamps[0]) or datetime.min)).days
-    cut = 10 if span_days <= 62 else 7  # YYYY-MM-DD or YYYY-MM
-    buckets: dict[str, Counter[str]] = {}
-    for stamp, sentiment in timeline:
-        buckets.setdefault(stamp[:cut], Counter())[sentiment] += 1
-    keys = sorted(buckets)
-    top = max(sum(c.values()) for c in buckets.values())
-    bar_w = max(2.0, (width - 60) / len(keys))
-    parts = [f'<svg viewBox="0 0 {width} {height + 40}" width="100%" role="img" aria-label="sentiment over time">']
-    for i, key in enumerate(keys):
-        x = 50 + i * bar_w
-        y = float(height)
-        for sentiment, colour in (("negative", "#d9534f"), ("positive", "#5cb85c")):
-            h = buckets[key][sentiment] / top * (height - 10)
-            y -= h
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.85:.1f}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{html.escape(key)}: {buckets[key][sentiment]} {sentiment}</title></rect>"
-            )
-        if len(keys) <= 24 or i % max(1, len(keys) // 12) == 0:
-            parts.append(
-                f'<text x="{x:.1f}" y="{height + 15}" font-size="9" transform="rotate(30 {x:.1f},{height + 15})">'
-                f"{html.escape(key)}</text>"
-            )
-    parts.append(f'<text x="5" y="15" font-size="10">{top}</text><text x="5" y="{height}" font-size="10">0</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def render_html(report: Report, title: str = "reviewstream report") -> str:
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td>{esc(str(d.get('processed_at', '')))}</td><td>{esc(str(d.get('review_id', '')))}</td>"
-        f"<td class='{esc(str(d.get('sentiment', '')))}'>{esc(str(d.get('sentiment', '')))}</td>"
-        f"<td>{esc(str(d.get('label', '')))}</td><td>{esc(str(d.get('summary', '')))}</td></tr>"
-        for d in report.latest
-    )
-    dead_rows = "".join(
-        f"<tr><td>{esc(stage)}</td><td>{esc(reason)}</td><td>{count}</td></tr>"
-        for (stage, reason), count in sorted(report.dead_by_reason.items())
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; }}
-th {{ background: #f4f4f4; text-align: left; }} .positive {{ color: #2e7d32; }} .negative {{ color: #c62828; }}
-pre {{ background: #f8f8f8; padding: 1rem; }}
-</style></head><body>
-<h1>{esc(title)}</h1>
-<pre>{esc(report.text())}</pre>
-<h2>Sentiment over time</h2>
-<p>Reviews per period of their <code>date_time</code>: <span class="positive">positive</span> and
-<span class="negative">negative</span>.</p>
-{_svg_timeline(report.timeline)}
-<h2>Latest summaries</h2>
-<table><tr><th>processed at</th><th>review</th><th>sentiment</th><th>label</th><th>summary</th></tr>{rows}</table>
-<h2>Dead letters by reason</h2>
-<table><tr><th>stage</th><th>error type</th><th>count</th></tr>{dead_rows or "<tr><td colspan=3>none</td></tr>"}</table>
-</body></html>
-"""
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -279,9 +203,11 @@ def report_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    report = build_report(OpenSearch(hosts=[url], timeout=30), args.index, args.dlq_index)
+    client = OpenSearch(hosts=[url], timeout=30)
+    report = build_report(client, args.index, args.dlq_index)
     print(report.text())
     args.html.parent.mkdir(parents=True, exist_ok=True)
-    args.html.write_text(render_html(report))
+    state = look(client, args.index, args.dlq_index, metrics=None)
+    args.html.write_text(page.page(state, "reviewstream report", refresh_ms=None, text=report.text()))
     print(f"html report          {args.html}")
     return 0

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -20,11 +21,11 @@ import orjson
 from devstack.bedrock import DEFAULT_MODEL_ID
 from devstack.bedrock.options import add_knob_arguments, knob_argv, knobs_from_args
 from devstack.cli import command
-from devstack.processes import ServiceError, http_ok
+from devstack.processes import ServiceError, http_ok, spawn_reporting_url
 from devstack.stack import LocalStack, StackConfig
 
 STATE_DIR = ".devstack"
-HEALTH_PATHS = {"kinesis": "/moto-api/", "opensearch": "/", "bedrock": "/ping"}
+HEALTH_PATHS = {"kinesis": "/moto-api/", "opensearch": "/", "bedrock": "/ping", "live": "/state.json"}
 
 
 def _dir(args: argparse.Namespace) -> Path:
@@ -111,8 +112,19 @@ def up(args: argparse.Namespace) -> int:
     )
     stack = LocalStack(config).start()  # stops what it started and raises on any failure
     env = stack.env()
+    try:  # the live page watches the indices and a flow on the default metrics port (METRICS_PORT 9108)
+        live = spawn_reporting_url(
+            "live page",
+            [sys.executable, "-m", "devstack.live.server", "--opensearch-url", env["OPENSEARCH_URL"]],
+            health_path="/state.json",
+            log_path=(base / "logs" / "live.log"),
+        )
+    except BaseException:
+        stack.stop()
+        raise
     services = {}
-    for name, proc in (("kinesis", stack.kinesis), ("opensearch", stack.opensearch), ("bedrock", stack.bedrock)):
+    procs = (("kinesis", stack.kinesis), ("opensearch", stack.opensearch), ("bedrock", stack.bedrock), ("live", live))
+    for name, proc in procs:
         assert proc is not None
         services[name] = {
             "pid": proc.pid,
@@ -135,6 +147,7 @@ def up(args: argparse.Namespace) -> int:
     for name, svc in services.items():
         print(f"{name:<11} pid {svc['pid']:<7} {svc['url']}")
     print(f"stream {args.stream!r} ({args.shards} shards) is ACTIVE; backend {args.backend}")
+    print(f"live page   {services['live']['url']}/   (reads OpenSearch and the flow's metrics on :9108)")
     print(f"source {base / 'env'}   # then run the producer and the dataflow")
     return 0
 
