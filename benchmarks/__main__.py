@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import quota, scenarios, waiting
+from benchmarks import outage, quota, scenarios, waiting
 from benchmarks.harness import Bench
 
 T = TypeVar("T")
@@ -226,6 +226,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
         "",
     ]
     out += quota_noise_section(results)
+    out += outage.section(results.get("outage"))
     return "\n".join(out)
 
 
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_tpm",
+        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_tpm outage",
     )
     args = p.parse_args(argv)
     args.repeat = 1 if args.quick else 3
@@ -294,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "single_slot": lambda b: median_of(args.repeat, lambda: waiting.single_slot(b)),
         "quota_noise": lambda b: median_of(args.repeat, lambda: quota.rpm_bound(b, args.quota_seconds + 30, 90)),
         "quota_tpm": lambda b: median_of(args.repeat, lambda: quota.tpm_bound(b, args.quota_seconds + 30, 90)),
+        "outage": lambda b: median_of(args.repeat, lambda: outage.read_outage(b)),
     }
     # Results accumulate in a JSON file, so `--only` can re-run part of the suite and still write the page.
     saved = args.logs.parent / "bench-results.json"

@@ -117,12 +117,12 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
                 raise RuntimeError(
                     f"Kinesis stream {self._stream!r} not found (KINESIS_STREAM_NAME); create it first"
                 ) from err
-            self._discovery_failed(now, code, err)
+            self._discovery_failed(self._now(), code, err)
             return
         except BotoCoreError as err:
             if first:
                 raise RuntimeError(f"cannot reach Kinesis to list shards of {self._stream!r}: {err}") from err
-            self._discovery_failed(now, type(err).__name__, err)
+            self._discovery_failed(self._now(), type(err).__name__, err)
             return
         self._discovery_failures = 0
         self._discovered_once = True
@@ -189,9 +189,11 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             self._positions[shard_id] = position
         return args
 
-    def _read_failed(self, reader: ShardReader, now: datetime, code: str) -> None:
+    def _read_failed(self, reader: ShardReader, code: str) -> None:
+        """The backoff counts from the failure, not from the start of the batch: a slow failed call (a timeout)
+        would otherwise leave a retry time already past, and Bytewax calls again at once."""
         metrics.KINESIS_ERRORS.labels(code).inc()
-        delay = reader.failed(now)  # the iterator is re-acquired from the checkpoint
+        delay = reader.failed(self._now())  # the iterator is re-acquired from the checkpoint
         level = logging.INFO if code == "ExpiredIteratorException" else logging.WARNING
         log.log(level, "kinesis.read_failed shard=%s error=%s retry_in_s=%.2f", reader.shard_id, code, delay)
 
@@ -203,10 +205,10 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
             if code == "ResourceNotFoundException" and reader.shard_id not in self._listing:
                 self._readers.pop(reader.shard_id, None)  # trimmed away: nothing left to read
                 return []
-            self._read_failed(reader, now, code)
+            self._read_failed(reader, code)
             return []
         except BotoCoreError as err:
-            self._read_failed(reader, now, type(err).__name__)
+            self._read_failed(reader, type(err).__name__)
             return []
         if page.records:
             self._positions[reader.shard_id] = f"seq:{page.records[-1].sequence_number}"
@@ -245,7 +247,12 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._heartbeat.beat()  # liveness: this worker still polls its source (no-op without HEARTBEAT_FILE)
         if self._finished:
             raise StopIteration
-        now = self._last_batch_at = self._now()
+        try:
+            return self._read_batch(self._now())
+        finally:
+            self._last_batch_at = self._now()  # when it ended: `next_awake` counts its waits from there
+
+    def _read_batch(self, now: datetime) -> list[KinesisRecord]:
         if now >= self._next_discovery:
             self._discover()
         batch: list[KinesisRecord] = []

@@ -29,9 +29,15 @@ def part_name(index: int) -> str:
 
 
 def kinesis_client(settings: Settings) -> Any:
-    """A boto3 Kinesis client; AWS_ENDPOINT_URL_KINESIS points it at a local emulator."""
+    """A boto3 Kinesis client; AWS_ENDPOINT_URL_KINESIS points it at a local emulator.
+
+    botocore's own retries are off (one HTTP request per call): they sleep inside `next_batch`, and a worker
+    that sleeps there holds back the epoch of every worker, whose sources then spin in Bytewax's scheduler until
+    it returns (a GetRecords outage: 3-5 s per call, one worker at 100% of a core meanwhile). The partition
+    retries instead, after a backoff it sleeps through `next_awake` (reader.py).
+    """
     config = Config(
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=4,
