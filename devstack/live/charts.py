@@ -36,10 +36,11 @@ def _frame(title: str, x_label: str, y_label: str, y_top: float, legend: list[tu
         label = f"{value:.0f}" if y_top >= 10 else f"{value:.2g}"
         parts.append(f'<text x="{LEFT - 4}" y="{y + 4:.0f}" font-size="10" text-anchor="end">{label}</text>')
         parts.append(f'<line x1="{LEFT}" y1="{y:.0f}" x2="{W - 10}" y2="{y:.0f}" stroke="#eee"/>')
-    for i, (name, colour) in enumerate(legend):
-        x = W - 10 - 110 * (len(legend) - i)
-        parts.append(f'<rect x="{x}" y="5" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 14}" y="14" font-size="11">{esc(name)}</text>')
+    x = W - 10 - sum(24 + 6.5 * len(name) for name, _ in legend)  # legends right-aligned, each as wide as its text
+    for name, colour in legend:
+        parts.append(f'<rect x="{x:.0f}" y="5" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 14:.0f}" y="14" font-size="11">{esc(name)}</text>')
+        x += 24 + 6.5 * len(name)
     return parts
 
 

@@ -111,6 +111,7 @@ def page(state: LiveState, title: str, refresh_ms: int | None = 3000, text: str 
     report = f"<pre>{esc(text)}</pre>" if text else ""
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        '<link rel="icon" href="data:,">'  # no favicon request, so no 404 in the console
         f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1><p id='stamp'>{stamp}</p>{report}"
         f'<div id="live">{fragment(state)}</div>{script}</body></html>'
     )

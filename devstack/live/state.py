@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError, TransportError
+from opensearchpy.exceptions import TransportError
 
 from devstack.live.flow_metrics import FlowMetrics
 
@@ -77,9 +77,10 @@ def _histogram(client: OpenSearch, index: str, field_name: str) -> list[tuple[st
 
 def read_indices(client: OpenSearch, index: str, dlq_index: str, state: LiveState) -> None:
     """Fill `state` from the indices; an index that does not exist yet counts as empty."""
-    try:
-        client.indices.refresh(index=f"{index},{dlq_index}", ignore_unavailable=True)
-        state.indexed = int(client.count(index=index)["count"])
+    client.indices.refresh(index=f"{index},{dlq_index}", ignore_unavailable=True)
+    indexed, dead = _count(client, index), _count(client, dlq_index)
+    if indexed is not None:
+        state.indexed = indexed
         state.by_review_date = _histogram(client, index, "date_time")
         state.by_arrival = _histogram(client, index, "processed_at")
         hits = client.search(
@@ -91,10 +92,8 @@ def read_indices(client: OpenSearch, index: str, dlq_index: str, state: LiveStat
             },
         )["hits"]["hits"]
         state.latest = [h["_source"] for h in hits]
-    except NotFoundError:
-        pass
-    try:
-        state.dead = int(client.count(index=dlq_index)["count"])
+    if dead is not None:
+        state.dead = dead
         body = {
             "size": 0,
             "aggs": {
@@ -108,8 +107,12 @@ def read_indices(client: OpenSearch, index: str, dlq_index: str, state: LiveStat
         state.dead_by_reason = sorted(
             (stage["key"], kind["key"], int(kind["doc_count"])) for stage in aggs for kind in stage["type"]["buckets"]
         )
-    except NotFoundError:
-        pass
+
+
+def _count(client: OpenSearch, index: str) -> int | None:
+    """The index's document count, or None while it does not exist (asked so that a 404 is not logged)."""
+    body = client.count(index=index, ignore=404)
+    return int(body["count"]) if "count" in body else None
 
 
 class History:
