@@ -37,6 +37,7 @@ MANAGED_ADDONS = ("coredns", "kube-proxy")
 @dataclass
 class Cluster:
     name: str
+    kubernetes_version: str
     kubeconfig: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
@@ -131,6 +132,7 @@ def build_cluster(
     provider = k8s.Provider(f"{name}-k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
     return Cluster(
         name=cluster_name,
+        kubernetes_version=kubernetes_version,
         kubeconfig=pulumi.Output.secret(cluster.kubeconfig_json),
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,

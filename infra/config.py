@@ -22,6 +22,35 @@ PUBLIC_ACCESS_HINT = (
 
 
 @dataclass(frozen=True)
+class AlarmThresholds:
+    """When an alarm fires (docs/DEPLOY.md "Watching it" says what each means). Stack keys: `alarm<Name>`."""
+
+    consumer_lag_s: int = 600  # Kinesis iterator age / a shard's MillisBehindLatest: 10 minutes behind
+    no_index_minutes: int = 15  # records read but no document indexed for this long
+    dead_letter_ratio: float = 0.05  # dead letters per record read, over 10 minutes
+    bedrock_throttled_ratio: float = 0.25  # throttled (or unavailable) share of Bedrock requests, 10 minutes
+    bedrock_error_ratio: float = 0.05  # failed share (timeout, transient, request, config), 10 minutes
+    opensearch_free_storage_percent: int = 20  # of one node's volume
+    opensearch_jvm_pressure_percent: int = 85
+    pod_restarts: int = 3  # container restarts in the namespace within 15 minutes
+    backup_age_s: int = 900  # a recovery partition's copy in S3 older than this
+    epoch_age_s: int = 300  # the last completed epoch (checkpoint) older than this (10 snapshot intervals)
+
+    def __post_init__(self) -> None:
+        for ratio in (self.dead_letter_ratio, self.bedrock_throttled_ratio, self.bedrock_error_ratio):
+            if not 0 < ratio < 1:
+                raise ValueError("alarm ratios (alarmDeadLetterRatio, alarmBedrock*Ratio) must be between 0 and 1")
+        if not 0 < self.opensearch_free_storage_percent < 100 or not 0 < self.opensearch_jvm_pressure_percent <= 100:
+            raise ValueError("alarmOpensearchFreeStoragePercent and alarmOpensearchJvmPressurePercent are percents")
+
+
+# Stack key of each threshold, e.g. alarmConsumerLagS.
+ALARM_KEYS = {
+    name: "alarm" + "".join(p.title() for p in name.split("_")) for name in AlarmThresholds.__dataclass_fields__
+}
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything the program can be told; defaults are the documented dev sizes."""
 
@@ -66,6 +95,12 @@ class StackConfig:
     opensearch_index: str = "processed_reviews"
     opensearch_dlq_index: str = "processed_reviews_dlq"
     bastion_instance_type: str = "t3.micro"
+    # Watching it (infra/observability.py, infra/alarms.py): container logs kept this long; alarms mailed here.
+    container_log_retention_days: int = 14
+    alarm_email: str = ""
+    # EKS in API mode: AMP creates the scraper's access entry itself; true = the stack creates it instead.
+    prometheus_scraper_access_entry: bool = False
+    alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
     tags: dict[str, str] = field(default_factory=dict)
 
     def check_cluster_access(self) -> None:
@@ -148,9 +183,24 @@ def load() -> StackConfig:
         kinesis_start_position=cfg.get("kinesisStartPosition") or d.kinesis_start_position,
         image_tag=cfg.get("imageTag") or d.image_tag,
         bastion_instance_type=cfg.get("bastionInstanceType") or d.bastion_instance_type,
+        container_log_retention_days=cfg.get_int("containerLogRetentionDays") or d.container_log_retention_days,
+        alarm_email=cfg.get("alarmEmail") or d.alarm_email,
+        prometheus_scraper_access_entry=_bool(cfg.get_bool("prometheusScraperAccessEntry"), False),
+        alarms=_alarms(cfg),
     )
     loaded.check_cluster_access()
     return loaded
+
+
+def _alarms(cfg: pulumi.Config) -> AlarmThresholds:
+    """Each threshold from its `alarm<Name>` key, typed like its default."""
+    d = AlarmThresholds()
+    values: dict[str, int | float] = {}
+    for name, key in ALARM_KEYS.items():
+        default = getattr(d, name)
+        read = cfg.get_float(key) if isinstance(default, float) else cfg.get_int(key)
+        values[name] = default if read is None else read
+    return AlarmThresholds(**values)  # type: ignore[arg-type]
 
 
 def _bool(value: bool | None, default: bool) -> bool:

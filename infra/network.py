@@ -17,7 +17,8 @@ from infra.config import ZONE_COUNT
 
 # Interface endpoints: the dataflow (kinesis, bedrock, sts for IRSA), image pulls (ecr), the node
 # bootstrap, VPC CNI and EBS CSI driver (ec2), and the SSM agent on the bastion (ssm*, ec2messages).
-# No `logs`: nothing in the VPC ships to CloudWatch Logs (EKS control-plane logs are sent by AWS).
+# `logs` and `monitoring`: the CloudWatch add-on's Fluent Bit and agent ship container logs and Container
+# Insights from the nodes (infra/observability.py). AMP's managed collector writes from AWS's side: no endpoint.
 INTERFACE_ENDPOINT_SERVICES: tuple[str, ...] = (
     "kinesis-streams",
     "bedrock-runtime",
@@ -28,6 +29,8 @@ INTERFACE_ENDPOINT_SERVICES: tuple[str, ...] = (
     "ssmmessages",
     "ec2messages",
     "ec2",
+    "logs",
+    "monitoring",
 )
 AZ_COUNT = ZONE_COUNT
 # Zone ids where EKS cannot place a control plane (EKS user guide, cluster VPC considerations; CreateCluster

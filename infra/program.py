@@ -16,11 +16,14 @@ import pulumi_aws as aws
 
 from infra import bastion as bastion_mod
 from infra.access import ADMIN_SERVICE_ACCOUNT, AccessMapping, build_access_mapping
+from infra.alarms import Alarms, build_alarms
 from infra.bastion import Bastion, build_bastion, build_bastion_role, build_bastion_security_group
 from infra.cluster import Cluster, build_cluster
 from infra.config import StackConfig
+from infra.dashboard import build_dashboard
 from infra.iam import attach_dataflow_policy, bedrock_statements, build_irsa_role, operator_policy, to_json
 from infra.network import Network, build_network
+from infra.observability import Observability, build_observability
 from infra.recovery_store import PREFIX as RECOVERY_PREFIX
 from infra.recovery_store import RecoveryStore, build_recovery_store
 from infra.registry import Registry, build_registry
@@ -41,6 +44,9 @@ class Program:
     bastion: Bastion
     access: AccessMapping
     workload: Workload
+    observability: Observability
+    alarms: Alarms
+    dashboard: aws.cloudwatch.Dashboard
     dataflow_role_arn: pulumi.Output[str]
     admin_role_arn: pulumi.Output[str]
     operator_policy_arn: pulumi.Output[str]
@@ -77,6 +83,14 @@ class Program:
             "zoneIds": self.network.zone_ids,
             "recoveryStoreUrl": self.recovery.url,
             "recoveryStoreBucket": self.recovery.bucket,
+            "prometheusWorkspaceId": self.observability.workspace_id,
+            "prometheusEndpoint": self.observability.prometheus_endpoint,
+            "alarmTopicArn": self.alarms.topic_arn,
+            "dashboardUrl": self.dashboard.dashboard_name.apply(
+                lambda d: (
+                    f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards/dashboard/{d}"
+                )
+            ),
         }
 
 
@@ -193,6 +207,45 @@ def build(cfg: StackConfig) -> Program:
         ),
         depends_on=[access.job, dataflow_policy, *recovery.ready],
     )
+    observability = build_observability(
+        name,
+        cluster=cluster,
+        region=cfg.region,
+        account_id=account_id,
+        subnet_ids=network.private_subnet_ids,
+        namespace=cfg.namespace,
+        log_retention_days=cfg.container_log_retention_days,
+        scraper_access_entry=cfg.prometheus_scraper_access_entry,
+        tags=tags,
+    )
+    alarms = build_alarms(
+        name,
+        thresholds=cfg.alarms,
+        region=cfg.region,
+        account_id=account_id,
+        email=cfg.alarm_email,
+        workspace_id=observability.workspace_id,
+        workspace_arn=observability.workspace_arn,
+        stream_name=stream.name,
+        domain_name=search.domain_name,
+        opensearch_instance_count=cfg.opensearch_instance_count,
+        opensearch_volume_size_gb=cfg.opensearch_volume_size_gb,
+        cluster_name=cluster.name,
+        namespace=cfg.namespace,
+        tags=tags,
+    )
+    dashboard = build_dashboard(
+        name,
+        region=cfg.region,
+        account_id=account_id,
+        stream_name=stream.name,
+        domain_name=search.domain_name,
+        model_id=cfg.bedrock_model_id,
+        cluster_name=cluster.name,
+        namespace=cfg.namespace,
+        alarm_arns=[a.arn for a in alarms.alarms.values()],
+        prometheus_endpoint=observability.prometheus_endpoint,
+    )
     return Program(
         config=cfg,
         network=network,
@@ -204,6 +257,9 @@ def build(cfg: StackConfig) -> Program:
         bastion=bastion,
         access=access,
         workload=workload,
+        observability=observability,
+        alarms=alarms,
+        dashboard=dashboard,
         dataflow_role_arn=dataflow_role.arn,
         admin_role_arn=admin_role.arn,
         operator_policy_arn=operator.arn,

@@ -104,9 +104,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:eks/getAddonVersion:getAddonVersion":
             # Like DescribeAddonVersions: the default version of the add-on for that Kubernetes version.
             k8s = args.args["kubernetesVersion"]
-            version = {"coredns": f"v1.12.1-eksbuild.{k8s}", "kube-proxy": f"v{k8s}.0-eksbuild.1"}[
-                args.args["addonName"]
-            ]
+            version = {
+                "coredns": f"v1.12.1-eksbuild.{k8s}",
+                "kube-proxy": f"v{k8s}.0-eksbuild.1",
+                "amazon-cloudwatch-observability": f"v4.4.0-eksbuild.{k8s}",
+            }[args.args["addonName"]]
             return {**args.args, "version": version, "id": args.args["addonName"]}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
@@ -154,6 +156,22 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 endpoint=f"vpc-{domain}-abc123.{REGION}.es.amazonaws.com",
                 dashboardEndpoint=f"vpc-{domain}-abc123.{REGION}.es.amazonaws.com/_dashboards",
             )
+        elif typ == "aws:amp/workspace:Workspace":
+            rid = "ws-0123abcd-4567-89ef-0123-456789abcdef"
+            state.update(
+                arn=f"arn:aws:aps:{REGION}:{ACCOUNT}:workspace/{rid}",
+                prometheusEndpoint=f"https://aps-workspaces.{REGION}.amazonaws.com/workspaces/{rid}/",
+            )
+        elif typ == "aws:amp/scraper:Scraper":
+            # Like DescribeScraper: the collector's service-linked role, with its service-role path.
+            state.update(
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/scraper.aps.amazonaws.com/"
+                "AWSServiceRoleForAmazonPrometheusScraper_1234abcd-56ef-7"
+            )
+        elif typ == "aws:sns/topic:Topic":
+            state.update(arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}")
+        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            state.update(arn=f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{physical}")
         elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             state.update(prefixListId="pl-63a5400a")
         elif typ == "aws:ec2/instance:Instance":

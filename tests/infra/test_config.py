@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infra import config
-from infra.config import StackConfig
+from infra.config import ALARM_KEYS, AlarmThresholds, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +37,30 @@ def test_dev_stack_file_sets_every_knob(mocks) -> None:
     assert (cfg.project, cfg.stack) == ("reviewstream", "dev")
     assert cfg.kubernetes_version == str(stack_file["reviewstream:kubernetesVersion"])
     assert cfg.control_plane_log_retention_days == stack_file["reviewstream:controlPlaneLogRetentionDays"]
+    assert cfg.container_log_retention_days == stack_file["reviewstream:containerLogRetentionDays"]
+    assert (cfg.alarm_email, cfg.prometheus_scraper_access_entry) == ("", False)
+    # Every alarm threshold is listed, with its default.
+    for name, key in ALARM_KEYS.items():
+        assert stack_file[f"reviewstream:{key}"] == getattr(AlarmThresholds(), name) == getattr(cfg.alarms, name)
+
+
+def test_alarm_thresholds_are_read(mocks) -> None:
+    _set_config(
+        {
+            "reviewstream:clusterPublicAccessCidrs": ["203.0.113.7/32"],
+            "reviewstream:alarmConsumerLagS": 120,
+            "reviewstream:alarmDeadLetterRatio": 0.2,
+            "reviewstream:alarmEmail": "oncall@example.com",
+            "reviewstream:prometheusScraperAccessEntry": True,
+        }
+    )
+    try:
+        cfg = config.load()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert (cfg.alarms.consumer_lag_s, cfg.alarms.dead_letter_ratio) == (120, 0.2)
+    assert cfg.alarms.pod_restarts == AlarmThresholds().pod_restarts
+    assert (cfg.alarm_email, cfg.prometheus_scraper_access_entry) == ("oncall@example.com", True)
 
 
 def test_no_way_to_the_kubernetes_api_fails_at_load_with_the_fix(mocks) -> None:
@@ -97,6 +121,14 @@ def test_bad_config_fails_at_load(kwargs: dict) -> None:
         StackConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs", [{"dead_letter_ratio": 1.5}, {"bedrock_error_ratio": 0}, {"opensearch_free_storage_percent": 100}]
+)
+def test_bad_alarm_thresholds_fail_at_load(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        AlarmThresholds(**kwargs)
+
+
 def test_main_exports_the_documented_outputs(mocks) -> None:
     import runpy
 
@@ -114,7 +146,7 @@ def test_main_exports_the_documented_outputs(mocks) -> None:
     assert set(exported) >= {
         "streamName", "opensearchEndpoint", "dashboardsUrl", "bastionInstanceId", "portForwardCommand",
         "dashboardsTunnelCommand", "dashboardsTunnelParameters", "ecrRepositoryUrl", "clusterName", "kubeconfig",
-        "region", "operatorPolicyArn",
+        "region", "operatorPolicyArn", "prometheusWorkspaceId", "prometheusEndpoint", "alarmTopicArn", "dashboardUrl",
     }  # fmt: skip
 
 

@@ -117,7 +117,8 @@ def test_network_is_private_with_endpoints(stack) -> None:
         "kinesis-streams", "bedrock-runtime", "ecr.api", "ecr.dkr", "sts", "ssm", "ssmmessages", "ec2messages",
     }  # fmt: skip
     assert required <= set(INTERFACE_ENDPOINT_SERVICES)
-    assert "logs" not in INTERFACE_ENDPOINT_SERVICES  # nothing in the VPC ships to CloudWatch Logs
+    # The CloudWatch add-on ships container logs and Container Insights from the nodes (infra/observability.py).
+    assert {"logs", "monitoring"} <= set(INTERFACE_ENDPOINT_SERVICES)
     for service in INTERFACE_ENDPOINT_SERVICES:
         endpoint = endpoints[f"com.amazonaws.us-east-1.{service}"]
         assert endpoint["vpcEndpointType"] == "Interface"
@@ -162,7 +163,9 @@ def test_coredns_and_kube_proxy_are_eks_addons_that_follow_the_kubernetes_versio
     assert cluster["corednsAddonOptions"]["enabled"] is False
     assert cluster["kubeProxyAddonOptions"]["enabled"] is False
     addons = {a.inputs["addonName"]: a.inputs for a in mocks.of_type("aws:eks/addon:Addon")}
-    assert set(addons) == {"coredns", "kube-proxy"}
+    # The CloudWatch add-on (container logs, Container Insights: infra/observability.py) follows it too.
+    assert set(addons) == {"coredns", "kube-proxy", "amazon-cloudwatch-observability"}
+    assert addons["amazon-cloudwatch-observability"]["addonVersion"] == f"v4.4.0-eksbuild.{version}"
     assert addons["coredns"]["addonVersion"] == f"v1.12.1-eksbuild.{version}"
     assert addons["kube-proxy"]["addonVersion"] == f"v{version}.0-eksbuild.1"
     assert mocks.depends_on(
