@@ -97,6 +97,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._discovered_once = False
         self._finished = False
         self._last_batch_at = now()
+        self._snapshotted = False  # called next in the next epoch: Bytewax calls that only once this one completed
         ledger.register(self._stream, index)
         for shard_id, pos in self._positions.items():
             if pos == END:
@@ -248,6 +249,9 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._heartbeat.beat()  # liveness: this worker still polls its source (no-op without HEARTBEAT_FILE)
         if self._finished:
             raise StopIteration
+        if self._snapshotted:
+            metrics.EPOCHS.completed()  # the epoch of the last snapshot is complete everywhere (metrics.EpochClock)
+            self._snapshotted = False
         try:
             return self._read_batch(self._now())
         finally:
@@ -307,6 +311,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         return min(times)
 
     def snapshot(self) -> ShardPositions:
+        self._snapshotted = True
         state = dict(self._positions)
         if self._job_start is not None and self._start.kind == "LATEST":
             state[JOB_START] = f"ts:{self._job_start.isoformat()}"

@@ -318,3 +318,22 @@ def test_a_partition_without_a_shard_still_wakes_every_epoch(client, factory, st
     buffers.register(1, 4)
     buffers.set(1, 4)
     assert max(waits_after_batches(held, clock, 10)) == pytest.approx(EPOCH_WAKE_S)
+
+
+def test_the_first_call_after_a_snapshot_marks_an_epoch_completed(client, factory, stream_name, monkeypatch) -> None:
+    """Bytewax calls a partition in epoch e + 1 only once the whole dataflow finished epoch e (its probe)."""
+    from dataflow import metrics
+
+    now = [0.0]
+    epochs = metrics.EpochClock(clock=lambda: now[0])
+    monkeypatch.setattr(metrics, "EPOCHS", epochs)
+    create(client, stream_name, 1)
+    part = KinesisPartition(factory(), cfg(stream_name, KINESIS_PARTITIONS=1), 0, None, ledger=DrainLedger())
+    now[0] = 5
+    part.next_batch()
+    assert epochs.age_s() == 5  # no snapshot yet: no epoch ended here
+    part.snapshot()
+    part.next_batch()
+    now[0] = 6
+    part.next_batch()
+    assert epochs.age_s() == 1  # marked by the first call after the snapshot, not again by the next
