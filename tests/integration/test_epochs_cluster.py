@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import urllib3
 
 from devstack.processes import free_port
 from devstack.stack import create_stream
@@ -40,6 +41,13 @@ def epochs(recovery: Path) -> tuple[int, int]:
             fronts += [row[0] for row in conn.execute("SELECT worker_frontier FROM fronts")]
             snaps += [row[0] for row in conn.execute("SELECT MAX(snap_epoch) FROM snaps") if row[0] is not None]
     return min(fronts, default=0), max(snaps, default=0)
+
+
+def epoch_age(port: int) -> float:
+    """reviewstream_epoch_completed_age_seconds as the process serves it."""
+    text = urllib3.PoolManager().request("GET", f"http://127.0.0.1:{port}/metrics", timeout=5).data.decode()
+    line = next(line for line in text.splitlines() if line.startswith("reviewstream_epoch_completed_age_seconds "))
+    return float(line.split()[1])
 
 
 @pytest.mark.parametrize("shards", [4, 1], ids=["4-shards", "1-shard"])
@@ -78,7 +86,13 @@ def test_epochs_close_at_the_snapshot_interval_in_2x2(pipeline: Pipeline, tmp_pa
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    procs = [pipe.start_flow(*args, "-i", str(i), log=logs[i], extra_env=env) for i in range(2)]
+    metrics_port = free_port()
+    procs = [
+        pipe.start_flow(
+            *args, "-i", str(i), log=logs[i], extra_env={**env, "METRICS_PORT": str(metrics_port if i == 0 else 0)}
+        )
+        for i in range(2)
+    ]
     samples: list[tuple[float, int, int, int]] = []
     try:
 
@@ -92,12 +106,13 @@ def test_epochs_close_at_the_snapshot_interval_in_2x2(pipeline: Pipeline, tmp_pa
             assert all(proc.poll() is None for proc in procs), "a dataflow process ended"
             time.sleep(2)
             samples.append((round(time.monotonic() - started, 1), *epochs(recovery), pipe.count()))
+        age = epoch_age(metrics_port)
     finally:
         for proc in (*procs, producer):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    print(f"shards={shards} samples(t, frontier, newest_snap, indexed)={samples}")
+    print(f"shards={shards} samples(t, frontier, newest_snap, indexed)={samples} epoch_age_s={age}")
     elapsed, frontier, newest, indexed = samples[-1]
     _, first_frontier, first_newest, first_indexed_count = samples[0]
     # One epoch per snapshot interval; half of that leaves a generous slack for a loaded machine.
@@ -105,3 +120,4 @@ def test_epochs_close_at_the_snapshot_interval_in_2x2(pipeline: Pipeline, tmp_pa
     assert frontier - first_frontier >= expected, samples
     assert newest - first_newest >= expected, samples
     assert indexed > first_indexed_count, "reviews kept arriving and being indexed"
+    assert age < 4 * SNAPSHOT_S, f"process 0 says the last epoch completed {age} s ago"
