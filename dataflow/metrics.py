@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -48,6 +50,37 @@ END_TO_END = Histogram(
     "Kinesis arrival to indexed",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+
+
+class EpochClock:
+    """When this process last saw the cluster complete an epoch (so a checkpoint), for an alert on its age.
+
+    Bytewax calls a source partition's `next_batch` in epoch e + 1 only once the whole dataflow, every worker of
+    every process, has finished epoch e (its probe sits after the recovery writes, or after the sinks without
+    recovery): so the first call after a partition's snapshot marks an epoch completed (`completed`). Before the
+    first one, the age counts from the start: a cluster that never completes an epoch shows a growing age (a
+    stalled frontier re-reads everything since its start on a restart)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def completed(self) -> None:
+        with self._lock:
+            self._last = self._clock()
+
+    def age_s(self) -> float:
+        with self._lock:
+            return max(0.0, self._clock() - self._last)
+
+
+EPOCHS = EpochClock()
+EPOCH_AGE = Gauge(
+    "reviewstream_epoch_completed_age_seconds",
+    "Seconds since the cluster last completed an epoch (hence a checkpoint), or since the start before the first",
+)
+EPOCH_AGE.set_function(EPOCHS.age_s)
 
 
 def drop_shard(shard_id: str) -> None:

@@ -11,7 +11,7 @@
 - paces GetRecords to at most 5 calls/s/shard through `next_awake` (it never sleeps in `next_batch`), slows
   a caught-up shard down to one call per KINESIS_IDLE_POLL_MAX_S (AWS's advice for idle shards), and
   while the enrichment buffers are full and none of their reviews completes, backs its re-poll off from
-  20 ms to KINESIS_BACKPRESSURE_MAX_WAIT_S;
+  20 ms to KINESIS_BACKPRESSURE_MAX_WAIT_S; it never sleeps longer than EPOCH_WAKE_S (see next_awake);
 - on a read error, re-reads from the checkpoint after a backoff (reader.py);
 - with KINESIS_STOP_AT_END, ends once every shard read by this process is drained or caught up with the
   tip (partitions of one process stop together, so a shard born of a late reshard is not orphaned).
@@ -42,6 +42,7 @@ from dataflow.settings import Settings
 log = logging.getLogger(__name__)
 
 END = "end"
+EPOCH_WAKE_S = 1.0  # the longest a partition sleeps: Bytewax's snapshot interval (-s) is at least 1 s
 JOB_START = "@start"  # snapshot key (not a shard id): when this partition's job first started, for LATEST
 ShardPositions = dict[str, str]  # shard id -> "seq:<n>" | "ts:<iso>" | "end"; JOB_START -> "ts:<iso>"
 
@@ -96,6 +97,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._discovered_once = False
         self._finished = False
         self._last_batch_at = now()
+        self._snapshotted = False  # called next in the next epoch: Bytewax calls that only once this one completed
         ledger.register(self._stream, index)
         for shard_id, pos in self._positions.items():
             if pos == END:
@@ -247,6 +249,9 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._heartbeat.beat()  # liveness: this worker still polls its source (no-op without HEARTBEAT_FILE)
         if self._finished:
             raise StopIteration
+        if self._snapshotted:
+            metrics.EPOCHS.completed()  # the epoch of the last snapshot is complete everywhere (metrics.EpochClock)
+            self._snapshotted = False
         try:
             return self._read_batch(self._now())
         finally:
@@ -290,10 +295,14 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         return batch
 
     def next_awake(self) -> datetime | None:
+        """At most EPOCH_WAKE_S away: Bytewax ends a partition's epoch only when it activates this worker's source
+        (at its partitions' earliest next_awake), and an epoch closes once every worker passed it. A worker whose
+        partitions own no shard slept until the next listing (30 s) and held every checkpoint of the cluster."""
         now = self._last_batch_at  # relative to the last batch: the same answer however often it is asked
+        times = [now + timedelta(seconds=EPOCH_WAKE_S)]
         if self._hold.held:
-            return now + timedelta(seconds=self._hold.wait_s)
-        times = [r.next_poll for r in self._readers.values()]
+            return min(*times, now + timedelta(seconds=self._hold.wait_s))
+        times += [r.next_poll for r in self._readers.values()]
         times.append(self._next_discovery)
         if self._stop_at_end and self._all_caught_up():
             # Nothing left here, but the process ends only when every partition is caught up: look again
@@ -302,6 +311,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         return min(times)
 
     def snapshot(self) -> ShardPositions:
+        self._snapshotted = True
         state = dict(self._positions)
         if self._job_start is not None and self._start.kind == "LATEST":
             state[JOB_START] = f"ts:{self._job_start.isoformat()}"

@@ -35,6 +35,7 @@ import boto3
 import pytest
 
 from devstack.stack import FAKE_AWS
+from infra.config import StackConfig as InfraConfig
 from infra.workload import APP, INIT_COMMAND, recovery_env
 from tests.faults.accounting import bedrock_stats, check_accounting, kill_group, synthetic_ids
 from tests.plugins.stack import ROOT, Pipeline
@@ -45,6 +46,9 @@ ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 PARTITIONS = 6  # more than the largest cluster, so that every pod of 4 holds some
 SNAPSHOT_S = 1.0
 PER_PHASE = 60
+# 1 worker per pod never saw a worker whose source partitions own no shard; the deployment runs 2 (infra/config.py),
+# and 4 pods x 2 workers over the stream's 4 shards leave some workers without one.
+WORKERS = sorted({1, InfraConfig.dataflow_workers_per_process})
 
 
 def listen_port() -> int:
@@ -172,8 +176,9 @@ class Progress:
         self._thread.join()
 
 
+@pytest.mark.parametrize("workers", WORKERS, ids=[f"{w}-workers-per-pod" for w in WORKERS])
 def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
-    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None]
+    faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None], workers: int
 ) -> None:
     assert faulty.stack.kinesis is not None
     s3_url = faulty.stack.kinesis.url  # moto's server answers every service
@@ -192,7 +197,8 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
         "RECOVERY_ALIGN_WAIT_S": "5",
         "AWS_ENDPOINT_URL_S3": s3_url,
         "KINESIS_STOP_AT_END": "false",
-        "BYTEWAX_WORKERS_PER_PROCESS": "1",
+        "BYTEWAX_WORKERS_PER_PROCESS": str(workers),
+        "KINESIS_DISCOVERY_INTERVAL_S": "30",  # the deployment's (the test environment lists every second)
         "BEDROCK_MAX_CONCURRENCY": "4",
     }
     faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=20)
@@ -314,7 +320,8 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
     sent = enriched.now()
     extra = sent - len(produced)
     summary = (
-        f"phases=1,2,4(kill,lose),3,3(setting),1 produced={len(produced)} enriched={sent} extra={extra} "
+        f"workers={workers} phases=1,2,4(kill,lose),3,3(setting),1 produced={len(produced)} enriched={sent} "
+        f"extra={extra} requests_per_review={bedrock_stats(faulty)['requests'] / max(1, len(produced)):.2f} "
         f"re_read={re_read} allowance={allowance} events={events}"
     )
     check_accounting(faulty, produced, "day2", record_property, summary)

@@ -296,3 +296,44 @@ def test_a_full_process_still_reads_the_shards_another_process_enriches(client, 
     clock.now += timedelta(seconds=1)
     later = part.next_batch()
     assert {r.shard_id for r in later} == {remote} and len(later) == 10
+
+
+def test_a_partition_without_a_shard_still_wakes_every_epoch(client, factory, stream_name) -> None:
+    """Bytewax ends a source partition's epoch only when it wakes it: a worker whose partitions own no shard (more
+    workers than shards) slept until the next listing and held every checkpoint of the cluster (2 x 2 workers)."""
+    from dataflow.kinesis_source.partition import EPOCH_WAKE_S
+    from dataflow.kinesis_source.shards import shard_owner
+
+    create(client, stream_name, 1)
+    clock = Clock()
+    settings = cfg(stream_name, KINESIS_PARTITIONS=2, KINESIS_STOP_AT_END="false", KINESIS_DISCOVERY_INTERVAL_S=30)
+    empty = 1 - shard_owner(open_shards(client, stream_name)[0]["ShardId"], 2)
+    part = KinesisPartition(factory(), settings, empty, None, ledger=DrainLedger(), now=clock)
+    assert waits_after_batches(part, clock, 3) == pytest.approx([EPOCH_WAKE_S] * 3)
+    # Nor does a source held back by full buffers wait longer, whatever KINESIS_BACKPRESSURE_MAX_WAIT_S says.
+    put(client, stream_name, 0, 1)
+    slow = cfg(stream_name, KINESIS_PARTITIONS=1, KINESIS_BACKPRESSURE_MAX_WAIT_S=5)
+    buffers = BufferGauge()
+    held = KinesisPartition(factory(), slow, 0, None, ledger=DrainLedger(), buffers=buffers, now=clock)
+    buffers.register(1, 4)
+    buffers.set(1, 4)
+    assert max(waits_after_batches(held, clock, 10)) == pytest.approx(EPOCH_WAKE_S)
+
+
+def test_the_first_call_after_a_snapshot_marks_an_epoch_completed(client, factory, stream_name, monkeypatch) -> None:
+    """Bytewax calls a partition in epoch e + 1 only once the whole dataflow finished epoch e (its probe)."""
+    from dataflow import metrics
+
+    now = [0.0]
+    epochs = metrics.EpochClock(clock=lambda: now[0])
+    monkeypatch.setattr(metrics, "EPOCHS", epochs)
+    create(client, stream_name, 1)
+    part = KinesisPartition(factory(), cfg(stream_name, KINESIS_PARTITIONS=1), 0, None, ledger=DrainLedger())
+    now[0] = 5
+    part.next_batch()
+    assert epochs.age_s() == 5  # no snapshot yet: no epoch ended here
+    part.snapshot()
+    part.next_batch()
+    now[0] = 6
+    part.next_batch()
+    assert epochs.age_s() == 1  # marked by the first call after the snapshot, not again by the next
