@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # Metrics the rules use that other branches add to dataflow/metrics.py (not merged here yet).
 PENDING = {
     "reviewstream_recovery_backup_age_seconds": "recovery-store",
-    "reviewstream_epoch_completed_age_seconds": "epochs-2x2",
 }
 PROMETHEUS_LABELS = {"job", "instance", "namespace", "pod", "le"}
 PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
