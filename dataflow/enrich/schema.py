@@ -33,7 +33,8 @@ def answer_schema(count: int) -> dict:
     ids = [str(i) for i in range(1, count + 1)]
     return {
         "type": "object",
-        "properties": {ident: ENTRY for ident in ids},
+        "$defs": {"entry": ENTRY},  # one definition, referenced per id: the schema is input the model reads
+        "properties": {ident: {"$ref": "#/$defs/entry"} for ident in ids},
         "required": ids,
         "additionalProperties": False,
     }

@@ -76,7 +76,7 @@ def test_structured_request_shape() -> None:
     assert fmt["type"] == "json_schema" and fmt["structure"]["jsonSchema"]["name"] == "review_answers"
     schema = orjson.loads(fmt["structure"]["jsonSchema"]["schema"])  # a JSON string, as botocore's model says
     assert schema["required"] == ["1", "2"] and schema["additionalProperties"] is False
-    assert schema["properties"]["1"]["additionalProperties"] is False
+    assert schema["$defs"]["entry"]["additionalProperties"] is False and schema["properties"]["2"]["$ref"]
     plain = build_converse_request(f"us.{HAIKU}", ["good"], 100)
     assert "outputConfig" not in plain and "serviceTier" not in plain
     assert plain["messages"][-1] == {"role": "assistant", "content": [{"text": PREFILL}]}
