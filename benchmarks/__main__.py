@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from benchmarks import cost as cost_bench
 from benchmarks import outage, quota, scenarios, waiting
 from benchmarks.harness import Bench
 
@@ -174,23 +175,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
         "",
         "## Cost",
         "",
-        "Token counts of the local lexicon backend (an estimate of 4 characters per token, close to Claude's "
-        f"tokenizer on English text) priced at {scenarios.DEFAULT_MODEL_ID} on-demand prices "
-        f"(${scenarios.PRICE[0]}/M input, ${scenarios.PRICE[1]}/M output).",
-        "",
-        table(
-            ["reviews per request", "requests", "input tokens/review", "output tokens/review", "$ per 1,000 reviews"],
-            [
-                [
-                    r["reviews_per_request"],
-                    r["requests"],
-                    r["input_per_review"],
-                    r["output_per_review"],
-                    f"{r['cost_per_1000']:.3f}",
-                ]
-                for r in results["cost"]
-            ],
-        ),
+        cost_bench.render(results["cost"]),
         "",
         "## Waiting",
         "",
@@ -290,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": lambda b: median_of(args.repeat, lambda: scenarios.cpu_per_review(b, 3000)),
         "latency": lambda b: median_of(args.repeat, lambda: scenarios.added_latency(b)),
         "scaling": lambda b: median_of(args.repeat, lambda: scenarios.scaling(b, args.scaling_reviews)),
-        "cost": lambda b: median_of(args.repeat, lambda: scenarios.cost(b, 400)),
+        "cost": lambda b: cost_bench.cost(200),  # deterministic (lexicon backend): one run
         "idle_cpu": lambda b: median_of(args.repeat, lambda: waiting.idle_cpu(b)),
         "single_slot": lambda b: median_of(args.repeat, lambda: waiting.single_slot(b)),
         "quota_noise": lambda b: median_of(args.repeat, lambda: quota.rpm_bound(b, args.quota_seconds + 30, 90)),

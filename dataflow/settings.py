@@ -78,13 +78,15 @@ class Settings:
     bedrock_max_throttled_attempts: int = 30
     bedrock_adaptive: bool = True
     bedrock_check_lifecycle: bool = True  # GetFoundationModel at start: one line when the model is not ACTIVE
-    bedrock_reviews_per_request: int = 1
+    bedrock_reviews_per_request: int = 8  # BENCHMARKS.md, "Cost" and "Packing and answer quality"
     bedrock_max_tokens_per_review: int = 120
     bedrock_backoff_base_s: float = 0.5
     bedrock_backoff_max_s: float = 20.0
     bedrock_max_buffered: int = 0  # 0 = derived: 4 x concurrency x reviews per request
     bedrock_price_input_per_mtok: float | None = None
     bedrock_price_output_per_mtok: float | None = None
+    bedrock_service_tier: ServiceTier = "default"  # Converse serviceTier, when the model offers it (catalog.py)
+    bedrock_structured_output: StructuredOutput = "auto"  # auto: outputConfig where the model has it; off: never
     review_max_chars: int = 20_000
     opensearch_url: str = "http://127.0.0.1:9200"
     opensearch_auth: Auth = "none"
@@ -181,6 +183,18 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
+ServiceTier = Literal["priority", "default", "flex"]
+StructuredOutput = Literal["auto", "off"]
+SERVICE_TIERS = ("priority", "default", "flex")
+
+
+def _one_of(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _str(env, name, default).strip().lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `SettingsError` naming the first bad one."""
     env = os.environ if env is None else env
@@ -237,6 +251,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bedrock_max_buffered=_int(env, "BEDROCK_MAX_BUFFERED", 0, 0),
         bedrock_price_input_per_mtok=_opt_float(env, "BEDROCK_PRICE_INPUT_PER_MTOK"),
         bedrock_price_output_per_mtok=_opt_float(env, "BEDROCK_PRICE_OUTPUT_PER_MTOK"),
+        bedrock_service_tier=cast(ServiceTier, _one_of(env, "BEDROCK_SERVICE_TIER", "default", SERVICE_TIERS)),
+        bedrock_structured_output=cast(
+            StructuredOutput, _one_of(env, "BEDROCK_STRUCTURED_OUTPUT", "auto", ("auto", "off"))
+        ),
         review_max_chars=_int(env, "REVIEW_MAX_CHARS", Settings.review_max_chars, 1),
         opensearch_url=url.rstrip("/"),
         opensearch_auth=cast(Auth, auth),

@@ -17,6 +17,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from dataflow.enrich.catalog import Tier, card_for, tier_to_send
 from dataflow.enrich.errors import CallError, classify
 from dataflow.enrich.prompt import build_converse_request
 from dataflow.enrich.retry_policy import Job
@@ -37,16 +38,27 @@ def aiobotocore_client(settings: Settings) -> contextlib.AbstractAsyncContextMan
     return get_session().create_client("bedrock-runtime", region_name=settings.aws_region, config=config)
 
 
+def request_shape(settings: Settings) -> tuple[bool, Tier]:
+    """(structured output?, tier to ask for) for the configured model, from its row in the model table: an
+    unknown model, or BEDROCK_STRUCTURED_OUTPUT=off, gets the prompt-only path; a tier the model does not offer
+    is not sent (the default tier serves it; `enrich.request_shape` says so once at start)."""
+    structured = settings.bedrock_structured_output == "auto" and card_for(settings.bedrock_model_id).structured_output
+    return structured, tier_to_send(settings.bedrock_model_id, Tier(settings.bedrock_service_tier))
+
+
 async def converse(client: Any, settings: Settings, jobs: Sequence[Job]) -> dict[str, Any] | CallError:
     """One Converse request for `jobs` (several reviews, or one with the last error named and a warmer
     temperature): the response, or the failure classified (a timeout after BEDROCK_TIMEOUT_S included)."""
     lone = jobs[0] if len(jobs) == 1 else None
+    structured, tier = request_shape(settings)
     request = build_converse_request(
         settings.bedrock_model_id,
         [j.review.text for j in jobs],
         settings.bedrock_max_tokens_per_review,
         correction=lone.correction if lone else None,
         temperature=lone.temperature if lone else 0.0,
+        structured=structured,
+        service_tier=None if tier is Tier.DEFAULT else tier.value,
     )
     try:
         response: dict[str, Any] = await asyncio.wait_for(client.converse(**request), settings.bedrock_timeout_s)

@@ -22,7 +22,7 @@ from typing import Any
 
 from dataflow import metrics
 from dataflow.channels.backpressure import BufferGauge
-from dataflow.enrich.bedrock import ClientFactory, converse
+from dataflow.enrich.bedrock import ClientFactory, converse, request_shape
 from dataflow.enrich.concurrency.load import ProcessLoad
 from dataflow.enrich.concurrency.window import Window
 from dataflow.enrich.errors import CallError, ErrorKind
@@ -95,12 +95,18 @@ class EnrichEngine:
         if self._start_error is not None:
             self.buffers.unregister(id(self))  # never started: it must not hold back the source
             raise RuntimeError(f"cannot create the Bedrock client: {self._start_error}") from self._start_error
+        structured, tier = request_shape(settings)
         log.info(
-            "enrich.engine_started worker=%s window=%d max=%d buffered_max=%d",
+            "enrich.engine_started worker=%s window=%d max=%d buffered_max=%d structured_output=%s tier=%s%s",
             worker,
             self.window.current,
             settings.bedrock_max_concurrency,
             settings.max_buffered_reviews,
+            structured,
+            tier.value,
+            ""
+            if tier.value == settings.bedrock_service_tier
+            else f" (the model does not offer {settings.bedrock_service_tier})",
         )
 
     # -- thread-safe API for the Bytewax worker --------------------------------------------------------

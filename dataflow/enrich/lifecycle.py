@@ -20,6 +20,7 @@ from typing import Any, Literal
 import boto3
 from botocore.config import Config
 
+from dataflow.enrich.catalog import HAIKU_45, card_for
 from dataflow.logging_setup import configure_logging
 from dataflow.settings import Settings, SettingsError, load_settings
 
@@ -43,6 +44,11 @@ def foundation_model_id(model_id: str) -> str | None:
         if model_id.startswith(prefix):
             return model_id[len(prefix) :]
     return model_id
+
+
+def recommended_replacement(model_id: str) -> str:
+    """The model the table recommends instead of `model_id` (README's model table says why)."""
+    return card_for(model_id).replacement or HAIKU_45
 
 
 def bedrock_control_client(settings: Settings) -> Any:
@@ -77,10 +83,12 @@ def check_model_lifecycle(settings: Settings, client: Any | None = None) -> Stat
     end = lifecycle.get("endOfLifeTime")
     log.warning(
         "bedrock.model_lifecycle model=%s status=%s end_of_life=%s: requests fail after its end of life; set "
-        "BEDROCK_MODEL_ID to an ACTIVE model (aws bedrock list-foundation-models --by-provider anthropic)",
+        "BEDROCK_MODEL_ID to an ACTIVE model, recommended: %s (check its answers first: README, 'Choosing the "
+        "model')",
         base,
         status,
         end.isoformat() if hasattr(end, "isoformat") else end or "not announced",
+        recommended_replacement(settings.bedrock_model_id),
     )
     return "LEGACY" if status == "LEGACY" else "unknown"
 

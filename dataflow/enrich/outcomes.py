@@ -28,7 +28,7 @@ from dataflow.enrich.answers import read_response
 from dataflow.enrich.concurrency.limit import Outcome, Sample
 from dataflow.enrich.concurrency.window import Window
 from dataflow.enrich.errors import CallError, ErrorKind
-from dataflow.enrich.pricing import cost_usd, price_per_mtok
+from dataflow.enrich.pricing import cost_usd, price_per_mtok, served_tier
 from dataflow.enrich.retry_policy import Job, Step, decide
 from dataflow.records import DeadLetter, EnrichedReview
 from dataflow.settings import Settings
@@ -72,9 +72,6 @@ class RequestOutcomes:
         self._requeue_later = requeue_later
         self._complete = complete
         self._on_halt = on_halt
-        self._price = price_per_mtok(
-            settings.bedrock_model_id, settings.bedrock_price_input_per_mtok, settings.bedrock_price_output_per_mtok
-        )
         self._config_errors = 0
         self.halt_reason: str | None = None
 
@@ -136,7 +133,12 @@ class RequestOutcomes:
         )
         metrics.BEDROCK_TOKENS.labels("input").inc(reading.input_tokens)
         metrics.BEDROCK_TOKENS.labels("output").inc(reading.output_tokens)
-        metrics.BEDROCK_COST.inc(cost_usd(reading.input_tokens, reading.output_tokens, self._price))
+        s = self._settings
+        # Priced at the tier Bedrock says served the request (a flex request may be served in another tier).
+        price = price_per_mtok(
+            s.bedrock_model_id, s.bedrock_price_input_per_mtok, s.bedrock_price_output_per_mtok, served_tier(response)
+        )
+        metrics.BEDROCK_COST.inc(cost_usd(reading.input_tokens, reading.output_tokens, price))
         metrics.BEDROCK_REQUESTS.labels("answered" if reading.valid else "invalid").inc()
         packed = len(jobs) > 1
         for job, outcome in zip(jobs, reading.outcomes, strict=True):

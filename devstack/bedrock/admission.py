@@ -7,18 +7,54 @@ within the caller's timeout: with S slots and a measured service time T (an EWMA
 starts after about ceil(k / S) * T and ends T later, so at most S * (floor(timeout / T) - 1) may wait. Until
 the first request has been measured, one request may wait per slot. `max_queue` overrides the measured cap;
 `queue_timeout_s = 0` restores an unbounded queue.
+
+Waiting requests are served by service tier, then in arrival order: priority, then default, then flex (Bedrock
+serves flex after the other tiers under load), so a flex request waits as long as others keep arriving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 EWMA_ALPHA = 0.3
+TIER_RANK = {"reserved": 0, "priority": 0, "default": 1, "flex": 2}  # lower is served first
+
+
+class TierSlots:
+    """A semaphore whose waiters are woken by rank, then arrival (a heap of futures)."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, rank: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (rank, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # woken and cancelled at once: pass the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
 
 
 @dataclass
@@ -29,16 +65,16 @@ class Admission:
     in_service: int = 0
     queued: int = 0
     max_queued: int = 0
-    _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
+    _semaphore: TierSlots | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._semaphore = asyncio.Semaphore(self.slots) if self.slots else None
+        self._semaphore = TierSlots(self.slots) if self.slots else None
 
     def resize(self, slots: int) -> None:
         """Change the slot count; requests already waiting keep the old semaphore, new ones use the new one."""
         if slots != self.slots:
             self.slots = slots
-            self._semaphore = asyncio.Semaphore(slots) if slots else None
+            self._semaphore = TierSlots(slots) if slots else None
 
     def queue_limit(self, timeout_s: float, max_queue: int | None) -> int | None:
         """How many requests may wait for a slot now; None = no limit."""
@@ -62,14 +98,14 @@ class Admission:
         return would_wait <= limit
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one backend slot for the body; its duration feeds the service-time estimate."""
+    async def slot(self, tier: str = "default") -> AsyncIterator[None]:
+        """Hold one backend slot for the body (waiting behind better tiers); its duration feeds the estimate."""
         semaphore = self._semaphore
         if semaphore is not None:
             self.queued += 1
             self.max_queued = max(self.max_queued, self.queued)
             try:
-                await semaphore.acquire()
+                await semaphore.acquire(TIER_RANK.get(tier, 1))
             finally:
                 self.queued -= 1
         self.in_service += 1

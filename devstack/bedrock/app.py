@@ -56,6 +56,7 @@ class ServerState:
     admission: Admission = field(default_factory=Admission)
     faults: Faults | None = None
     resumed: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while the `paused` knob is on
+    compiled: dict[bytes, float] = field(default_factory=dict)  # schema -> when its grammar was compiled
 
     def __post_init__(self) -> None:
         self.faults = Faults(self.knobs)
@@ -88,6 +89,22 @@ def _admit(state: ServerState, request: ModelRequest, spec: ModelSpec) -> None:
         raise BedrockError(knobs.shed_with)
 
 
+SCHEMA_CACHE_S = 24 * 3600.0  # Bedrock keeps a compiled grammar for 24 hours
+
+
+async def _compile_schema(state: ServerState, request: ModelRequest) -> None:
+    """The first request with a schema not seen for 24 h waits `schema_compile_ms` (Bedrock compiles a grammar)."""
+    if request.schema is None or state.knobs.schema_compile_ms <= 0:
+        return
+    key = orjson.dumps(request.schema, option=orjson.OPT_SORT_KEYS)
+    now = time.monotonic()
+    if now - state.compiled.get(key, -SCHEMA_CACHE_S) < SCHEMA_CACHE_S:
+        return
+    state.compiled[key] = now
+    state.stats.schema_compiles += 1
+    await asyncio.sleep(state.knobs.schema_compile_ms / 1000)
+
+
 async def _run_model(state: ServerState, request: ModelRequest, spec: ModelSpec) -> ModelResult:
     """Quota, faults, queueing, generation and latency for one admitted request."""
     assert state.faults is not None
@@ -108,7 +125,8 @@ async def _run_model(state: ServerState, request: ModelRequest, spec: ModelSpec)
         if plan.kind in ("throttle", "error", "timeout"):
             assert plan.error_code is not None
             raise BedrockError(plan.error_code)
-        async with state.admission.slot():
+        await _compile_schema(state, request)
+        async with state.admission.slot(request.service_tier):
             result = await state.backend.generate(request)
             if plan.kind == "malformed":
                 ids = [ident for ident, _ in request.reviews()]
@@ -125,6 +143,7 @@ async def _run_model(state: ServerState, request: ModelRequest, spec: ModelSpec)
         state.stats.input_tokens += result.input_tokens
         state.stats.output_tokens += result.output_tokens
         state.stats.reviews += result.reviews
+        state.stats.by_tier[request.service_tier] += 1
         return result
     finally:
         state.quota.settle(reservation, settled or estimate_tokens(request.all_text()))
@@ -149,7 +168,7 @@ def _model_handler(
             result = await _run_model(state, request, spec)
             latency_ms = int((time.monotonic() - started) * 1000)
             response = (
-                converse_response(result, latency_ms)
+                converse_response(result, latency_ms, request.service_tier)
                 if operation == "converse"
                 else invoke_response(request, result, latency_ms)
             )

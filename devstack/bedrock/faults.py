@@ -55,6 +55,7 @@ class Knobs:
     context_tokens: int = 0  # the model's context window in (estimated) tokens; 0 = the model's own (200k)
     extra_model_ids: tuple[str, ...] = ()  # ids accepted besides the known Anthropic models and profiles
     legacy_model_ids: tuple[str, ...] = ()  # foundation-model ids GetFoundationModel reports as LEGACY
+    schema_compile_ms: float = 0.0  # first use of a structured-output schema waits this long (grammar compile)
     paused: bool = False  # requests that got a backend slot wait there until unpaused (tests: a stuck model)
     seed: int | None = None
 
@@ -80,6 +81,7 @@ class Knobs:
             "max_concurrency",
             "queue_timeout_s",
             "context_tokens",
+            "schema_compile_ms",
         ):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must not be negative")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dataflow.enrich.catalog import card_for
 from devstack.bedrock import DEFAULT_MODEL_ID
 from devstack.bedrock.errors import BedrockError
 
@@ -26,6 +27,15 @@ class ModelSpec:
     max_output_tokens: int = 64_000
     on_demand: bool = False  # the bare id may be invoked (older models); else only through a profile
     output_burndown: int = 1  # quota tokens one output token burns (Bedrock's "burndown rate")
+
+    # What the model accepts beyond plain Converse comes from the one model table (dataflow/enrich/catalog.py).
+    @property
+    def structured_output(self) -> bool:
+        return card_for(self.model_id).structured_output
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        return tuple(tier.value for tier in card_for(self.model_id).tiers)
 
 
 FOUNDATION_MODELS: dict[str, ModelSpec] = {
@@ -42,6 +52,9 @@ FOUNDATION_MODELS: dict[str, ModelSpec] = {
         ModelSpec("anthropic.claude-sonnet-4-5-20250929-v1:0", output_burndown=5),
         ModelSpec("anthropic.claude-opus-4-20250514-v1:0", output_burndown=5),
         ModelSpec("anthropic.claude-opus-4-1-20250805-v1:0", output_burndown=5),
+        ModelSpec("anthropic.claude-haiku-5-5", context_tokens=1_000_000, max_output_tokens=128_000, output_burndown=5),
+        ModelSpec("amazon.nova-micro-v1:0", context_tokens=128_000, max_output_tokens=10_000, on_demand=True),
+        ModelSpec("amazon.nova-lite-v1:0", context_tokens=300_000, max_output_tokens=10_000, on_demand=True),
     )
 }
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")

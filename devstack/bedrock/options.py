@@ -68,6 +68,12 @@ def add_knob_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="report this foundation-model id as LEGACY in GetFoundationModel (repeatable)",
     )
+    g.add_argument(
+        "--schema-compile-ms",
+        type=float,
+        default=0.0,
+        help="delay of the first request with a new structured-output schema (Bedrock compiles a grammar; cached 24 h)",
+    )
     g.add_argument("--seed", type=int, default=None)
 
 
@@ -95,6 +101,7 @@ KNOB_FLAGS = (
     "context_tokens",
     "extra_model_ids",
     "legacy_model_ids",
+    "schema_compile_ms",
     "seed",
 )
 

@@ -25,6 +25,8 @@ class Stats:
     in_flight: int = 0
     max_in_flight: int = 0
     shed: int = 0  # refused at once by load shedding (admission.py)
+    schema_compiles: int = 0  # structured-output schemas compiled (the first use of each, see app.py)
+    by_tier: Counter[str] = field(default_factory=Counter)  # answered requests by the tier that served them
     latency_ms_sum: float = 0.0
     latency_ms_max: float = 0.0
     started_at: float = field(default_factory=time.time)
@@ -63,6 +65,8 @@ class Stats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "shed": self.shed,
+            "schema_compiles": self.schema_compiles,
+            "by_tier": dict(self.by_tier),
             "latency_ms_sum": round(self.latency_ms_sum, 3),
             "latency_ms_max": round(self.latency_ms_max, 3),
             "latency_ms_avg": round(self.latency_ms_sum / self.requests, 3) if self.requests else 0.0,

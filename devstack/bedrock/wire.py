@@ -16,6 +16,7 @@ from aiohttp import web
 from devstack.bedrock.backends import Message, ModelRequest, ModelResult
 from devstack.bedrock.errors import BedrockError
 from devstack.bedrock.models import ModelSpec
+from devstack.bedrock.structured import parse_output_config, parse_service_tier
 
 CONVERSE_ALTERNATE = (
     "A conversation must alternate between user and assistant roles. Make sure the conversation alternates "
@@ -121,6 +122,8 @@ def parse_converse(model_id: str, body: dict, spec: ModelSpec) -> ModelRequest:
         messages=_messages(body.get("messages"), anthropic=False),
         max_tokens=_max_tokens(spec.max_output_tokens if max_tokens is None else max_tokens, spec, "maxTokens"),
         temperature=_temperature(config.get("temperature")),
+        schema=parse_output_config(body.get("outputConfig"), spec),
+        service_tier=parse_service_tier(body.get("serviceTier"), spec),
     )
 
 
@@ -151,7 +154,7 @@ def check_context(input_tokens: int, max_tokens: int, context_tokens: int) -> No
         )
 
 
-def converse_response(result: ModelResult, latency_ms: int) -> web.Response:
+def converse_response(result: ModelResult, latency_ms: int, service_tier: str = "default") -> web.Response:
     body = {
         "output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
         "stopReason": result.stop_reason,
@@ -161,6 +164,7 @@ def converse_response(result: ModelResult, latency_ms: int) -> web.Response:
             "totalTokens": result.input_tokens + result.output_tokens,
         },
         "metrics": {"latencyMs": latency_ms},
+        "serviceTier": {"type": service_tier},  # the tier that served it
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
+
 BACKENDS = ("lexicon", "llm")
 
 _REVIEW_BLOCK = re.compile(r'<review id="([^"<>]*)">(.*?)</review>', re.DOTALL)
@@ -33,6 +35,8 @@ class ModelRequest:
     messages: tuple[Message, ...]
     max_tokens: int
     temperature: float = 0.0
+    schema: dict | None = None  # Converse outputConfig's JSON schema (structured output), parsed
+    service_tier: str = "default"  # the tier asked for (Converse serviceTier)
 
     @property
     def prefill(self) -> str:
@@ -53,7 +57,10 @@ class ModelRequest:
         return blocks or [("1", text.strip())]
 
     def all_text(self) -> str:
-        return self.system + "".join(m.text for m in self.messages)
+        """What the model reads; a structured-output schema counted as input too (conservative: Bedrock's
+        billing of it is not documented on a page we could read)."""
+        schema = orjson.dumps(self.schema).decode() if self.schema is not None else ""
+        return self.system + "".join(m.text for m in self.messages) + schema
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,19 @@ class Backend(Protocol):
     async def generate(self, request: ModelRequest) -> ModelResult: ...
 
     async def close(self) -> None: ...
+
+
+def keyed_answer(request: ModelRequest) -> bool:
+    """Whether the request's schema asks for the answer keyed by review id (reviewstream's structured form)."""
+    schema = request.schema or {}
+    return bool(schema) and "results" not in (schema.get("properties") or {})
+
+
+def render_answer(results: list[dict], keyed: bool) -> str:
+    """`{"results": [{"id", "summary", "sentiment"}]}`, or keyed by id: `{"1": {"summary", "sentiment"}}`."""
+    if keyed:
+        return orjson.dumps({r["id"]: {"summary": r["summary"], "sentiment": r["sentiment"]} for r in results}).decode()
+    return orjson.dumps({"results": results}).decode()
 
 
 def backend_slots(backend: object) -> int:

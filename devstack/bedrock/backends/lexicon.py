@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import orjson
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from devstack.bedrock.backends import ModelRequest, ModelResult, estimate_tokens
+from devstack.bedrock.backends import ModelRequest, ModelResult, estimate_tokens, keyed_answer, render_answer
 
 MAX_SUMMARY_WORDS = 25
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
@@ -44,18 +43,18 @@ class LexiconBackend:
     name: str = "lexicon"
     analyzer: SentimentIntensityAnalyzer = field(default_factory=SentimentIntensityAnalyzer)
 
-    def answer(self, reviews: list[tuple[str, str]]) -> str:
+    def answer(self, reviews: list[tuple[str, str]], keyed: bool = False) -> str:
         results = []
         for ident, text in reviews:
             compound = self.analyzer.polarity_scores(text)["compound"]
             results.append(
                 {"id": ident, "summary": summarise(text), "sentiment": "positive" if compound >= 0 else "negative"}
             )
-        return orjson.dumps({"results": results}).decode()
+        return render_answer(results, keyed)
 
     async def generate(self, request: ModelRequest) -> ModelResult:
         reviews = request.reviews()
-        full = self.answer(reviews)
+        full = self.answer(reviews, keyed_answer(request))
         prefill = request.prefill
         # Claude continues a prefill; the canonical answer starts with "{", so a "{" prefill is a prefix.
         new_text = full[len(prefill) :] if prefill and full.startswith(prefill) else full

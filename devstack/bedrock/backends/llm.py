@@ -9,7 +9,12 @@ Two modes:
   threshold (not sampled), then the grammar writes a cue and the model a one-sentence summary. Long reviews
   keep their start and their end. See `llm_review` for the prompt and why (figures in BENCHMARKS.md).
 - `joint`: one generation for the whole request, from the request's own prompt, under a grammar for the
-  whole answer (faithful to the wire request; a 135M model tends to mix reviews up when given several).
+  whole answer (faithful to the wire request; a 135M model tends to mix reviews up when given several). With
+  structured output (`outputConfig`) the grammar is llama.cpp's translation of the request's own JSON schema,
+  as Bedrock constrains decoding by the schema; without it, the built-in `answer_grammar`.
+
+Either mode answers in the shape the request asks for: keyed by review id under a reviewstream schema,
+`{"results": [...]}` otherwise.
 
 llama.cpp calls block, so they run in threads; each holds a slot id from a pool of `parallel` (its slot count,
 decoded together by continuous batching), pinned with `id_slot` so a slot's cached prompt (the constant
@@ -29,7 +34,7 @@ from pathlib import Path
 
 import orjson
 
-from devstack.bedrock.backends import Message, ModelRequest, ModelResult
+from devstack.bedrock.backends import Message, ModelRequest, ModelResult, keyed_answer, render_answer
 from devstack.bedrock.backends.llm_review import (
     POSITIVE_SPELLINGS,
     SUMMARY_CUE,
@@ -177,8 +182,15 @@ class LlmBackend:
         self._server = xllamacpp.Server(params)
 
     def _complete(
-        self, slot: int, messages: list[dict], grammar: str, max_tokens: int, top: int = 0, bias: list | None = None
+        self,
+        slot: int,
+        messages: list[dict],
+        grammar: str | dict,
+        max_tokens: int,
+        top: int = 0,
+        bias: list | None = None,
     ) -> Completion:
+        """One llama.cpp chat completion; `grammar` is GBNF text or a JSON schema (llama.cpp compiles it)."""
         body: dict = {
             "messages": messages,
             "max_tokens": max_tokens,
@@ -187,7 +199,9 @@ class LlmBackend:
             "id_slot": slot,
             "cache_prompt": True,
         }
-        if grammar:
+        if isinstance(grammar, dict):
+            body["response_format"] = {"type": "json_schema", "json_schema": {"schema": grammar}}
+        elif grammar:
             body["grammar"] = grammar
         if bias:
             body["logit_bias"] = bias
@@ -237,8 +251,9 @@ class LlmBackend:
         if self.mode == "joint" or (len(reviews) == 1 and not request.last_user_text.count("<review ")):
             turns = [m for m in request.messages if not (m is request.messages[-1] and request.prefill)]
             async with self._slot() as slot:
+                constraint = request.schema if request.schema is not None else answer_grammar(ids)
                 done = await asyncio.to_thread(
-                    self._complete, slot, self._chat(request, turns), answer_grammar(ids), request.max_tokens
+                    self._complete, slot, self._chat(request, turns), constraint, request.max_tokens
                 )
             full, prompt_tokens, completion_tokens, truncated = (
                 done.text,
@@ -287,7 +302,7 @@ class LlmBackend:
                 break
             sentiment = score.sentiment(self.threshold)
             results.append({"id": ident, "summary": summary.text.strip(), "sentiment": sentiment})
-        text = _dump_answer(results)
+        text = render_answer(results, keyed=True) if keyed_answer(request) else _dump_answer(results)
         if truncated:
             text = text[: len(text) - 2]  # an unfinished answer, as a model cut off by max_tokens gives
         # The summary call's prompt holds the scoring prompt, so its count is what the model read for the review.
