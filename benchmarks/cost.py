@@ -51,7 +51,7 @@ def designs(new_default_pack: int) -> list[Design]:
         ),
         Design("today's defaults (1/request, prompt-only)", f"global.{HAIKU_45}", 1, False),
         Design(
-            f"new defaults ({new_default_pack}/request, structured output)",
+            f"defaults ({new_default_pack}/request, structured output where the model has it)",
             f"global.{HAIKU_45}",
             new_default_pack,
             True,
@@ -61,7 +61,7 @@ def designs(new_default_pack: int) -> list[Design]:
         Design("4/request, structured output", f"global.{HAIKU_45}", 4, True),
         Design("8/request, prompt-only", f"global.{HAIKU_45}", 8, False),
         Design("8/request, structured output", f"global.{HAIKU_45}", 8, True),
-        Design("new defaults through us. (data stays in the US)", f"us.{HAIKU_45}", new_default_pack, True),
+        Design("8/request, structured output, through us. (data stays in the US)", f"us.{HAIKU_45}", 8, True),
         Design("Nova Micro, 8/request, default tier", "amazon.nova-micro-v1:0", 8, False),
         Design("Nova Micro, 8/request, flex", "amazon.nova-micro-v1:0", 8, False, "flex"),
     ]

@@ -15,17 +15,12 @@ def test_defaults_are_documented_values() -> None:
     assert s.kinesis_stream_name == "reviews" and s.kinesis_start_position.kind == "TRIM_HORIZON"
     assert s.bedrock_model_id.startswith("us.anthropic.claude-haiku")
     assert (s.bedrock_reviews_per_request, s.bedrock_service_tier, s.bedrock_structured_output) == (
-        8,
+        1,
         "default",
         "auto",
     )
     assert s.opensearch_index == "processed_reviews" and s.opensearch_dlq_index == "processed_reviews_dlq"
     assert s.max_buffered_reviews == 4 * s.bedrock_max_concurrency * s.bedrock_reviews_per_request
-    assert (s.bedrock_reviews_per_request, s.bedrock_service_tier, s.bedrock_structured_output) == (
-        8,
-        "default",
-        "auto",
-    )
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def test_up_status_down(workdir: Path) -> None:
     assert up.returncode == 0, up.stderr
     env = _parse_env(workdir / ".devstack" / "env")
     state = orjson.loads((workdir / ".devstack" / "state.json").read_bytes())
-    assert set(state["services"]) == {"kinesis", "opensearch", "bedrock"}
+    assert set(state["services"]) == {"kinesis", "opensearch", "bedrock", "live"}
     for svc in state["services"].values():
         assert Path(svc["log"]).parent == workdir / ".devstack" / "logs"
     assert env["OPENSEARCH_AUTH"] == "none" and env["KINESIS_STREAM_NAME"] == "clicks"
@@ -79,7 +79,10 @@ def test_up_status_down(workdir: Path) -> None:
     assert knobs["latency_ms"] == 5 and knobs["rpm"] == 1000
 
     status = devstack(workdir, "status")
-    assert status.returncode == 0 and status.stdout.count(" up") == 3, status.stdout
+    assert status.returncode == 0 and status.stdout.count(" up") == 4, status.stdout
+    assert f"live page   {state['services']['live']['url']}/" in up.stdout
+    with urllib.request.urlopen(state["services"]["live"]["url"] + "/state.json") as resp:
+        assert orjson.loads(resp.read())["indexed"] == 0  # the page answers, reading the stack's OpenSearch
 
     again = devstack(workdir, "up")
     assert again.returncode == 1 and "already up" in again.stderr and "Traceback" not in again.stderr
