@@ -88,8 +88,11 @@ def test_invalid_answer_retry_names_the_error_and_warms_up() -> None:
     bedrock = FakeBedrock(behaviour=behaviour)
     original = bedrock.converse
 
+    def user_text(request: dict[str, Any]) -> str:
+        return str([m for m in request["messages"] if m["role"] == "user"][-1]["content"][0]["text"])
+
     async def converse(**kwargs: Any) -> dict[str, Any]:
-        last_prompt[0] = kwargs["messages"][2]["content"][0]["text"]
+        last_prompt[0] = user_text(kwargs)
         return await original(**kwargs)
 
     bedrock.converse = converse  # type: ignore[method-assign]
@@ -97,7 +100,7 @@ def test_invalid_answer_retry_names_the_error_and_warms_up() -> None:
     assert dead == [] and ids(results) == ["r1"] and results[0].attempts == 2
     first, second = bedrock.requests
     assert first["inferenceConfig"]["temperature"] == 0.0 and second["inferenceConfig"]["temperature"] > 0.0
-    assert "answer is not valid JSON" in second["messages"][2]["content"][0]["text"]
+    assert "answer is not valid JSON" in user_text(second)
 
 
 def test_the_same_invalid_answer_twice_stops_early() -> None:
