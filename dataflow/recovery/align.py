@@ -3,8 +3,10 @@
 1. Agree on this start's resume epoch R (resume.py: pod 0 decides, the others read it).
 2. A file whose store object is no longer the version this pod last fetched or wrote was replaced meanwhile (a
    replacement pod, an operator's restore): it is fetched again; the store wins.
-3. Cut every file this pod holds to R (cut.py); from now on each vouches for R, until the running execution
-   vouches for more (backup.py).
+3. Cut every file this pod holds to R (cut.py) and store it, tagged with this start (the claim): from now on
+   each copy vouches for R, until the running execution vouches for more (backup.py); the marker execution is
+   in the store before Bytewax runs; and a lost pod's process still running on a partitioned node is fenced
+   from the moment its replacement has started, not from its replacement's first snapshot.
 """
 
 from __future__ import annotations
@@ -54,13 +56,10 @@ def align(
         log.warning("recovery.refetched partitions=%s: replaced in the store since this pod held them", refetched)
     files = own_files(directory)
     held = {i: h for i, h in held.items() if i in files}
-    moved = []
-    for index, path in files.items():
-        if cut(path, resume.epoch, resume.marker):
-            moved.append(index)
-        held[index] = Held(etag=held[index].etag, as_of=resume.epoch, digest=held[index].digest)
-    held_state.save(directory, held)
+    moved = [index for index, path in files.items() if cut(path, resume.epoch, resume.marker)]
     backup.begin(resume, held)
+    for index, path in files.items():
+        backup.store_copy(index, path, resume.epoch, force=True)  # Fenced: another pod owns it now
     log.info(
         "recovery.aligned start=%d epoch=%d marker=%s own=%s cut=%s refetched=%s",
         resume.start,

@@ -143,29 +143,37 @@ class Backup:
         as_of = lower_bound(mine + theirs, execution=resume.running)
         uploaded, complete = 0, True
         for index, path in files.items():
-            copy = self.directory / f".backup-{index}.tmp"
             try:
-                consistent_copy(path, copy)
-                content = digest(copy)
                 before = self.held.get(index)
-                epoch = max(as_of, before.as_of if before else UNKNOWN)
-                if before is None or (content, epoch) != (before.digest, before.as_of):
-                    meta = StoredCopy(as_of=epoch, digest=content, rows=read_info(copy).rows, start=resume.start)
-                    stamp(copy, secrets.randbits(31))
-                    etag = self.store.upload(index, copy, meta, before.etag if before else None)
-                    self.held[index] = Held(etag=etag, as_of=epoch, digest=content)
-                    held_state.save(self.directory, self.held)
-                    uploaded += 1
+                uploaded += self.store_copy(index, path, max(as_of, before.as_of if before else UNKNOWN))
                 self.current[index] = self.clock()
             except ERRORS as err:
                 complete = False
                 self._failed(f"partition={index} error={err}")
-            finally:
-                copy.unlink(missing_ok=True)
         self.uploads += uploaded
         self.complete = complete
         self._seen = self._stat()  # what the pass itself touched (a checkpoint on close) is not a snapshot
         return uploaded
+
+    def store_copy(self, index: int, path: Path, as_of: int, force: bool = False) -> bool:
+        """Upload a consistent copy of `path` as-of `as_of` if it or its content changed (or `force`), with
+        `If-Match` on the version this pod holds; True if uploaded."""
+        assert self.resume is not None
+        copy = self.directory / f".backup-{index}.tmp"
+        try:
+            consistent_copy(path, copy)
+            content = digest(copy)
+            before = self.held.get(index)
+            if not force and before is not None and (content, as_of) == (before.digest, before.as_of):
+                return False
+            meta = StoredCopy(as_of=as_of, digest=content, rows=read_info(copy).rows, start=self.resume.start)
+            stamp(copy, secrets.randbits(31))
+            etag = self.store.upload(index, copy, meta, before.etag if before else None)
+            self.held[index] = Held(etag=etag, as_of=as_of, digest=content)
+            held_state.save(self.directory, self.held)
+            return True
+        finally:
+            copy.unlink(missing_ok=True)
 
     def _mark_current(self, files: dict[int, Path]) -> None:
         """Before the run writes anything, the store's copies hold all that this start's R needs."""

@@ -6,9 +6,10 @@ the newest execution the copies carry and the previous start's run, cut.py), and
 with the copies' versions they were computed from (the basis), as a conditional write keyed by the previous
 record: two pods 0 cannot both win. Every other pod waits for a record that describes the store as it finds
 it: each copy is the basis version, or a newer copy of a run before this start (a peer's final backup that
-landed late: it holds at least what the basis version held). A record of an earlier start is never taken for
-this one when that start's run wrote copies (they carry its number); if it wrote none, the two records say the
-same (backup.py checks, and adopts pod 0's, before it writes). A copy no run since the previous start wrote is
+landed late: it holds at least what the basis version held), or a peer's claim of it in this start (align.py:
+its cut copy, as-of R). A record of an earlier start is never taken for this one when that start's run wrote
+copies (they carry its number); if it wrote none, the two records agree on R (backup.py checks, and adopts pod
+0's, before it writes). A copy no run since the previous start wrote is
 of the lineage that start cut: it vouches for no more than that start's R (later snapshots were cut away).
 
 A set whose copies are all as-of UNKNOWN has never completed an epoch: it starts over (R = UNKNOWN). A set
@@ -56,7 +57,9 @@ class Resume:
             return False
         for i, copy in stored.items():
             etag, as_of = self.basis[i]
-            if copy.etag != etag and not (copy.start < self.start and copy.as_of >= as_of):
+            late = copy.start < self.start and copy.as_of >= as_of  # a final backup of the run before
+            claimed = copy.start == self.start and copy.as_of == self.epoch  # a peer's cut copy (align.py)
+            if copy.etag != etag and not late and not claimed:
                 return False
         return True
 
