@@ -10,7 +10,8 @@ landed late: it holds at least what the basis version held), or a peer's claim o
 its cut copy, as-of R). A record of an earlier start is never taken for this one when that start's run wrote
 copies (they carry its number); if it wrote none, the two records agree on R (backup.py checks, and adopts pod
 0's, before it writes). A copy no run since the previous start wrote is
-of the lineage that start cut: it vouches for no more than that start's R (later snapshots were cut away).
+of the lineage that start cut: it vouches for no more than the R of any start since (its later snapshots were
+cut away there); the record keeps each start's R (floors) for this.
 
 A set whose copies are all as-of UNKNOWN has never completed an epoch: it starts over (R = UNKNOWN). A set
 where some copies show progress and others none would resume those from KINESIS_START_POSITION: refused.
@@ -36,6 +37,7 @@ class Resume:
     epoch: int  # R: every partition is cut to it; UNKNOWN: the set starts over
     marker: int | None  # the marker execution (cut.py); Bytewax runs marker + 1
     basis: dict[int, tuple[str, int]] = field(default_factory=dict)  # partition -> (ETag, as-of) decided from
+    floors: dict[int, int] = field(default_factory=dict)  # start -> its R, for the last KEEP_STARTS starts
 
     @property
     def running(self) -> int:
@@ -44,12 +46,14 @@ class Resume:
 
     def as_json(self) -> dict:
         basis = {str(i): list(v) for i, v in sorted(self.basis.items())}
-        return {"start": self.start, "epoch": self.epoch, "marker": self.marker, "basis": basis}
+        floors = {str(k): v for k, v in sorted(self.floors.items())}
+        return {"start": self.start, "epoch": self.epoch, "marker": self.marker, "basis": basis, "floors": floors}
 
     @classmethod
     def from_json(cls, data: dict) -> Resume:
         basis = {int(i): (str(v[0]), int(v[1])) for i, v in data.get("basis", {}).items()}
-        return cls(start=int(data["start"]), epoch=int(data["epoch"]), marker=data.get("marker"), basis=basis)
+        floors = {int(k): int(v) for k, v in data.get("floors", {}).items()}
+        return cls(int(data["start"]), int(data["epoch"]), data.get("marker"), basis, floors)
 
     def describes(self, stored: dict[int, StoredCopy]) -> bool:
         """Whether this record was decided from these copies (or older versions of them, before this start)."""
@@ -64,11 +68,15 @@ class Resume:
         return True
 
 
+KEEP_STARTS = 1000  # a copy tagged before all of them is capped by all of them
+
+
 def effective_as_of(copy: StoredCopy, previous: Resume | None) -> int:
-    """A copy written before the previous start vouches for no more than that start's resume epoch."""
-    if previous is None or copy.start >= previous.start:
+    """A copy vouches for no more than the resume epoch of any start after the one that wrote it: each cut the
+    lineage there (an older version brought back by an operator, a pod that failed before its claim)."""
+    if previous is None:
         return copy.as_of
-    return min(copy.as_of, previous.epoch)
+    return min([copy.as_of, *(epoch for start, epoch in previous.floors.items() if start > copy.start)])
 
 
 def decide(stored: dict[int, StoredCopy], previous: Resume | None, store_url: str) -> Resume:
@@ -84,11 +92,19 @@ def decide(stored: dict[int, StoredCopy], previous: Resume | None, store_url: st
                 f"{progress} were: resuming would re-read their shards from KINESIS_START_POSITION; restore newer "
                 'versions of them (docs/DEPLOY.md "Restore a partition"), or start on a new prefix'
             )
-        return Resume(start=start, epoch=UNKNOWN, marker=None, basis=basis)
+        return Resume(
+            start=start, epoch=UNKNOWN, marker=None, basis=basis, floors=floors_after(previous, start, UNKNOWN)
+        )
     newest = newest_execution(c.rows for c in stored.values())
     if previous is not None:  # the previous start ran previous.running, whether or not its rows were stored
         newest = max(previous.running, -1 if newest is None else newest)
-    return Resume(start=start, epoch=epoch, marker=(-1 if newest is None else newest) + 1, basis=basis)
+    marker = (-1 if newest is None else newest) + 1
+    return Resume(start=start, epoch=epoch, marker=marker, basis=basis, floors=floors_after(previous, start, epoch))
+
+
+def floors_after(previous: Resume | None, start: int, epoch: int) -> dict[int, int]:
+    floors = {**(previous.floors if previous else {}), start: epoch}
+    return dict(sorted(floors.items())[-KEEP_STARTS:])
 
 
 def settled(

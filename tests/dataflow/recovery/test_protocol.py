@@ -120,6 +120,10 @@ class Protocol(RuleBasedStateMachine):
                     pods[o] = self.new_pod(o)
                     restore(self.settings(pods[o]), self.store, sleep=no_sleep)
             self.pods = pods
+            if peers_first:  # a pod's new process starts after its old one's last backup
+                for late in self.late:
+                    self.final(late)
+                self.late = []
             waiting = []
             for o in range(1, replicas) if peers_first else ():  # they look before pod 0 decided: they wait
                 try:
