@@ -58,10 +58,17 @@ def age_s(path: str, now: float | None = None) -> float | None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m dataflow.heartbeat FILE MAX_AGE_S", file=sys.stderr)
+    """`FILE MAX_AGE_S [BACKUP_MAX_AGE_S]`: with the third, `FILE.backup` (the recovery supervisor's: when the
+    least recently current partition's stored copy was last current) must be younger too, when it exists."""
+    if len(argv) not in (2, 3):
+        print("usage: python -m dataflow.heartbeat FILE MAX_AGE_S [BACKUP_MAX_AGE_S]", file=sys.stderr)
         return 2
     path, max_age = argv[0], float(argv[1])
+    if len(argv) == 3 and Path(f"{path}.backup").exists():
+        backup_age = age_s(f"{path}.backup")
+        if backup_age is None or backup_age > float(argv[2]):
+            print(f"heartbeat.backup_stale file={path}.backup age_s={backup_age} max_age_s={float(argv[2]):.0f}")
+            return 1
     age = age_s(path)
     if age is None:
         print(f"heartbeat.missing file={path}")

@@ -50,6 +50,13 @@ END_TO_END = Histogram(
     "Kinesis arrival to indexed",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+# Served by the recovery supervisor (its own process and port, RECOVERY_METRICS_PORT), not by the dataflow.
+RECOVERY_BACKUP_AGE = Gauge(
+    "reviewstream_recovery_backup_age_seconds",
+    "Seconds since this partition's copy in the recovery store was last current (readiness fails past a bound)",
+    ["partition"],
+)
+RECOVERY_BACKUP_FAILURES = Counter("reviewstream_recovery_backup_failures_total", "Recovery store backup errors")
 
 
 class EpochClock:

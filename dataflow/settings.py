@@ -289,9 +289,14 @@ class RecoverySettings:
     replicas: int
     ordinal: int
     snapshot_interval_s: float = 30.0  # Bytewax's -s, and the backup loop's period: a backup after each snapshot
-    retain_s: float = 300.0  # Bytewax's -b: snapshots kept this long, so copies stored apart still share an epoch
+    # Bytewax's -b: snapshots kept this long. A stored copy older than this cannot be resumed with the others
+    # (recovery.cut_too_far): it bounds how long backups may fail, so it is well above backup_max_age_s.
+    retain_s: float = 1800.0
     wait_s: float = 600.0  # how long a pod other than 0 waits for the first pod to create the set
-    align_wait_s: float = 10.0  # how long a starting pod waits for its peers to publish their partitions
+    align_wait_s: float = 120.0  # how long a pod other than 0 waits for pod 0's resume epoch (scheduling, pulls)
+    backup_max_age_s: float = 600.0  # readiness fails when a partition's stored copy was not current for this long
+    final_backup_s: float = 30.0  # how long the last backup is retried after the dataflow exits (< the grace period)
+    metrics_port: int = 9109  # the supervisor's /metrics (the backups' age); 0: off
     heartbeat_file: str | None = None
     log_level: str = "INFO"
 
@@ -345,6 +350,9 @@ def load_recovery_settings(env: Mapping[str, str] | None = None) -> RecoverySett
         retain_s=_float(env, "RECOVERY_RETAIN_S", RecoverySettings.retain_s, 0.0),
         wait_s=_float(env, "RECOVERY_WAIT_S", RecoverySettings.wait_s, 0.0),
         align_wait_s=_float(env, "RECOVERY_ALIGN_WAIT_S", RecoverySettings.align_wait_s, 0.0),
+        backup_max_age_s=_float(env, "RECOVERY_BACKUP_MAX_AGE_S", RecoverySettings.backup_max_age_s, 1.0),
+        final_backup_s=_float(env, "RECOVERY_FINAL_BACKUP_S", RecoverySettings.final_backup_s, 0.0),
+        metrics_port=_int(env, "RECOVERY_METRICS_PORT", RecoverySettings.metrics_port, 0, 65535),
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=_log_level(env),
     )

@@ -25,13 +25,15 @@ BYTEWAX_PORT = 2101
 METRICS_PORT = 9108
 RECOVERY_MOUNT = "/var/recovery"
 SNAPSHOT_INTERVAL_S = 30
-BACKUP_INTERVAL_S = 300
+BACKUP_INTERVAL_S = 1800  # Bytewax's -b: how stale a stored copy may get (failed backups) and still resume
 RUN_AS = 10001
 HEARTBEAT_FILE = "/tmp/heartbeat"
 # Longer than any legitimate pause of a worker's loop (a sink backoff, a Bedrock timeout, the access
 # grace period at start); shorter than a human would take to notice.
 HEARTBEAT_MAX_AGE_S = 300
 READY_MAX_AGE_S = 60  # ready: every worker polled its source within a minute (the cluster formed and runs)
+READY_BACKUP_MAX_AGE_S = 600  # ... and every partition's stored copy was current within 10 minutes (< -b)
+RECOVERY_METRICS_PORT = 9109  # the recovery supervisor's /metrics (the backups' age)
 STARTUP_PROBES = 40  # x 30 s: 20 minutes for the first beat
 RECOVERY_SIZE_LIMIT = "1Gi"  # the partitions' working copy (an emptyDir): a few MB per partition
 ZONE_KEY = "topology.kubernetes.io/zone"
@@ -79,6 +81,8 @@ def recovery_env(store_url: pulumi.Input[str], partitions: int, directory: str) 
         "RECOVERY_PARTITIONS": str(partitions),
         "RECOVERY_SNAPSHOT_INTERVAL_S": str(SNAPSHOT_INTERVAL_S),
         "RECOVERY_RETAIN_S": str(BACKUP_INTERVAL_S),
+        "RECOVERY_BACKUP_MAX_AGE_S": str(READY_BACKUP_MAX_AGE_S),
+        "RECOVERY_METRICS_PORT": str(RECOVERY_METRICS_PORT),
     }
 
 
@@ -229,7 +233,7 @@ def build_workload(
         {"name": "HOME", "value": "/tmp"},
     ]
     liveness = {"exec": {"command": liveness_command()}}
-    readiness = {"exec": {"command": liveness_command(READY_MAX_AGE_S)}}
+    readiness = {"exec": {"command": [*liveness_command(READY_MAX_AGE_S), str(READY_BACKUP_MAX_AGE_S)]}}
     k8s.apps.v1.StatefulSet(
         f"{name}-dataflow",
         metadata={
@@ -286,6 +290,7 @@ def build_workload(
                             "ports": [
                                 {"name": "bytewax", "containerPort": BYTEWAX_PORT},
                                 {"name": "metrics", "containerPort": METRICS_PORT},
+                                {"name": "recovery-metrics", "containerPort": RECOVERY_METRICS_PORT},
                             ],
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "1Gi"},

@@ -7,9 +7,13 @@ copy of the set lives in S3 (`store.py`), and each pod's directory is a working 
 under the current cluster size (`layout.py`):
 
 - in:  the pod's place (ordinal, replicas), RECOVERY_PARTITIONS, the store's copies and any local files;
-- out: a directory holding exactly this pod's partitions at their newest known progress (`restore.py`, run by
-  the init container), refreshed into the store after every snapshot and once more at exit (`backup.py`,
-  driven by `supervisor.py`, the container's main process).
+- out: a directory holding exactly this pod's partitions (`restore.py`, run by the init container), cut to the
+  one resume epoch pod 0 agreed for this start (`resume.py`, `align.py`, `cut.py`), refreshed into the store
+  after every snapshot and once more at exit (`backup.py`, driven by `supervisor.py`, the main process).
+
+Each stored copy's as-of epoch describes its content (only the running execution's rows vouch for more than
+the start's R), every write is conditional on the version this pod last fetched or wrote (a fence against a
+stale pod), and a start that would resume without state refuses with one line naming the fix.
 
 Settings: dataflow/settings.py `RecoverySettings`. Trade-offs: docs/DEPLOY.md "Operating it".
 """

@@ -2,7 +2,8 @@
 
 Both read RecoverySettings from the environment (dataflow/settings.py). A setting or layout problem ends with
 one line and exit code 2, so the pod stops in Init:Error/CrashLoopBackOff with the reason in its log, rather
-than starting from the stream's beginning.
+than starting from the stream's beginning. A write the store refused (another pod owns the objects) ends with
+one line and exit code 4; `run` also exits 3 when the dataflow's last state did not reach the store.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dataflow.logging_setup import configure_logging
+from dataflow.metrics import start_metrics_server
 from dataflow.recovery.align import align
 from dataflow.recovery.backup import Backup
 from dataflow.recovery.layout import LayoutError
 from dataflow.recovery.restore import restore
-from dataflow.recovery.store import Store
-from dataflow.recovery.supervisor import supervise
+from dataflow.recovery.store import Fenced, Store
+from dataflow.recovery.supervisor import Exit, supervise
 from dataflow.settings import SettingsError, load_recovery_settings
 
 log = logging.getLogger("dataflow.recovery")
@@ -53,16 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         if not child:
             parser.error("run needs a command after --")
         backup = Backup(Path(settings.directory), store, settings.partitions)
+        start_metrics_server(settings.metrics_port)
         return supervise(
             [*child, *settings.bytewax_args()],
             backup,
             settings.snapshot_interval_s,
             settings.heartbeat_file,
-            before_start=lambda: align(backup, settings.align_wait_s),
+            before_start=lambda: align(backup, settings.ordinal, settings.align_wait_s),
+            final_s=settings.final_backup_s,
         )
     except LayoutError as err:
         log.error("%s", err)
         return 2
+    except Fenced as err:
+        log.error("%s", err)
+        return Exit.FENCED
     except (BotoCoreError, ClientError) as err:
         log.error(
             "recovery.store_unreachable error=%s: check RECOVERY_STORE_URL, the bucket, and the dataflow role's "

@@ -1,10 +1,12 @@
-"""What the main process does before it starts the dataflow: publish, wait briefly for the peers, cut.
+"""What the main process does before it starts the dataflow: agree on R, make its files the store's, cut.
 
-1. Publish this pod's copies (a restarted container kept its directory: they may be newer than the store's).
-2. Wait, at most `wait_s`, until every stored copy is as-of at least this pod's own view of the set's epoch,
-   publishing again on each look: the peers restart at the same moment and publish theirs; the later the
-   agreed epoch, the less is re-read.
-3. Cut this pod's partitions to the earliest as-of epoch of the set (cut.py).
+1. Agree on this start's resume epoch R (resume.py: pod 0 decides, the others read it).
+2. A file whose store object is no longer the version this pod last fetched or wrote was replaced meanwhile (a
+   replacement pod, an operator's restore): it is fetched again; the store wins.
+3. Cut every file this pod holds to R (cut.py) and store it, tagged with this start (the claim): from now on
+   each copy vouches for R, until the running execution vouches for more (backup.py); the marker execution is
+   in the store before Bytewax runs; and a lost pod's process still running on a partitioned node is fenced
+   from the moment its replacement has started, not from its replacement's first snapshot.
 """
 
 from __future__ import annotations
@@ -14,50 +16,57 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dataflow.recovery import held as held_state
 from dataflow.recovery.backup import Backup, own_files
-from dataflow.recovery.cut import cut, cut_epoch
-from dataflow.recovery.frontier import UNKNOWN
-from dataflow.recovery.partition_file import read_info
+from dataflow.recovery.cut import cut
+from dataflow.recovery.held import Held
+from dataflow.recovery.restore import fetch
+from dataflow.recovery.resume import Resume, agree
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Alignment:
-    epoch: int
+    resume: Resume
     moved: list[int]
-    waited_s: float
+    refetched: list[int]
 
 
 def align(
     backup: Backup,
+    ordinal: int,
     wait_s: float,
+    settle_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Alignment:
-    files = own_files(backup.directory)
-    started = clock()
-    while True:
-        # Publish again on every look: a peer's copies just stored raise this pod's view of the set's epoch,
-        # and its own copies' as-of with it; the peers do the same, so the views meet.
-        backup.run_once()
-        own = {i: read_info(p) for i, p in files.items()}
-        stored = backup.store.copies(backup.count)
-        mine = backup.as_of(own, stored)
-        behind = sorted(i for i, c in stored.items() if i not in own and c.as_of < mine)
-        if not behind or clock() - started >= wait_s:
-            break
-        sleep(0.5)
-    epoch = cut_epoch({i: mine for i in own}, {i: c.as_of for i, c in stored.items()}, backup.count)
-    moved = [i for i, path in files.items() if cut(path, epoch)]
-    waited = clock() - started
-    if epoch == UNKNOWN and mine != UNKNOWN:
-        log.warning(
-            "recovery.cut_to_start partitions=%s were stored before any progress: the whole set resumes from "
-            "KINESIS_START_POSITION",
-            sorted(i for i, c in stored.items() if i not in own and c.as_of == UNKNOWN),
-        )
+    directory = backup.directory
+    resume = agree(backup.store, backup.count, ordinal, wait_s, settle_s, sleep, clock)
+    held = held_state.load(directory)
+    stored = backup.store.copies(backup.count)
+    refetched = []
+    for index in own_files(directory):
+        mine = held.get(index)
+        if mine is None or index not in stored or mine.etag != stored[index].etag:
+            copy = fetch(backup.store, directory, index, backup.count)
+            held[index] = Held(etag=copy.etag, as_of=copy.as_of, digest=copy.digest)
+            refetched.append(index)
+    if refetched:
+        log.warning("recovery.refetched partitions=%s: replaced in the store since this pod held them", refetched)
+    files = own_files(directory)
+    held = {i: h for i, h in held.items() if i in files}
+    moved = [index for index, path in files.items() if cut(path, resume.epoch, resume.marker)]
+    backup.begin(resume, held)
+    for index, path in files.items():
+        backup.store_copy(index, path, resume.epoch, force=True)  # Fenced: another pod owns it now
     log.info(
-        "recovery.aligned epoch=%d own=%s cut=%s behind=%s waited_s=%.1f", epoch, sorted(own), moved, behind, waited
+        "recovery.aligned start=%d epoch=%d marker=%s own=%s cut=%s refetched=%s",
+        resume.start,
+        resume.epoch,
+        resume.marker,
+        sorted(held),
+        moved,
+        refetched,
     )
-    return Alignment(epoch=epoch, moved=moved, waited_s=waited)
+    return Alignment(resume=resume, moved=moved, refetched=refetched)

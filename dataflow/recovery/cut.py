@@ -1,19 +1,14 @@
-"""Agree on one resume epoch before the dataflow starts, so that partitions stored at different moments resume
-as one consistent snapshot.
+"""Cut a partition to the start's agreed resume epoch R (resume.py), so the set resumes as one snapshot.
 
-Bytewax resumes from the *latest* frontier found in any partition (recovery.rs resume_from): right for the files
-a running cluster wrote (Timely writes an epoch's frontier only after every snapshot of it), wrong for copies
-stored a few seconds apart: the enrichment step's held reviews of a shard could come from an older copy than
-its position in the stream, and the reviews between the two would be lost. So every pod, at every start, cuts
-the progress rows of its own files back to the earliest as-of epoch of the set (backup.py: every snapshot
-before it is in the copy): its own view for the files it holds, the store's metadata for the others. A pod
-uses either the stored copy or a newer one of its own, so the store's as-of is a lower bound. Pods that read
-the store a moment apart may cut to different epochs; Bytewax takes the latest cut, still no later than any
-copy's real as-of, so every partition holds the snapshots it needs. Bytewax then loads, per key, the latest
-snapshot before that epoch, and re-reads the stream from there.
+Bytewax loads, per key, the latest snapshot *below* its resume epoch, and resumes from the newest execution's
+frontiers. So each partition keeps every snapshot below R and loses everything at or above it (a rolled-back
+run's snapshots would otherwise be loaded by a later resume, for keys the new run does not touch again), and
+drops the rows of executions the agreement did not see (a run whose rows never reached the store). The pod that
+holds partition 0 then writes one marker execution (`marker`, resume epoch R, no frontiers): the newest, it
+makes Bytewax resume at exactly R whatever older rows say, and its successor is the run's execution number.
 
-A cut below a partition's garbage-collection point (Bytewax keeps `-b` seconds of snapshots) would resume
-without some state: refused, with the fix named.
+Bytewax's garbage collection keeps, for a commit at c, only the latest snapshot at or below c; a resume at R
+reads below R; so a partition committed at or above R may have lost what R needs: refused, with the fix named.
 """
 
 from __future__ import annotations
@@ -22,35 +17,35 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from dataflow.recovery.frontier import UNKNOWN
 from dataflow.recovery.layout import LayoutError
 
-
-def cut_epoch(own: dict[int, int], stored: dict[int, int], count: int) -> int:
-    """The earliest as-of epoch of the set: this pod's view for its own files, the store's for the others."""
-    epochs = [own[i] if i in own else stored[i] for i in range(count) if i in own or i in stored]
-    return min(epochs, default=-1)
+TABLES = ("exs", "fronts", "snaps", "commits")
 
 
-def cut(path: Path, epoch: int) -> bool:
-    """Move this partition's frontier back to `epoch`; True if it moved.
-
-    Snapshots of later epochs stay: pods may cut to slightly different epochs (each reads the store when it
-    starts), Bytewax resumes from the latest of the cuts and needs every snapshot before it. The resumed run
-    re-writes those epochs; a later snapshot it does not re-write is the same kind of left-over Bytewax's own
-    crash recovery leaves for the epoch in progress (at most about one snapshot interval here)."""
+def cut(path: Path, epoch: int, marker: int | None) -> bool:
+    """Cut this partition to `epoch` (UNKNOWN: empty it, the set starts over) and drop executions >= `marker`;
+    write the marker execution when `marker` is given and this is partition 0. True if anything changed."""
     with closing(sqlite3.connect(path)) as conn, conn:
-        if epoch < 0:  # some partition has never been stored with progress: the whole set starts over
-            moved = conn.execute("DELETE FROM fronts").rowcount > 0
-            for table in ("exs", "snaps", "commits"):
-                conn.execute(f"DELETE FROM {table}")
-            return moved
+        if epoch == UNKNOWN:
+            return sum(conn.execute(f"DELETE FROM {table}").rowcount for table in TABLES) > 0
         commit = conn.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()[0]
-        if commit is not None and epoch >= 0 and commit > epoch:
+        if commit is not None and commit >= epoch:
             raise LayoutError(
-                f"recovery.cut_too_far partition={path.name} was garbage-collected up to epoch {commit}, after the "
-                f"set's earliest frontier {epoch}: another partition's stored copy is older than Bytewax keeps "
-                "snapshots (the -b interval); raise -b, or restore that partition's newer copy"
+                f"recovery.cut_too_far partition={path.name} was garbage-collected up to epoch {commit}, at or "
+                f"after the set's resume epoch {epoch}: another partition's stored copy is older than Bytewax keeps "
+                "snapshots (RECOVERY_RETAIN_S); restore that partition's newer copy, or start on a new prefix"
             )
-        moved = conn.execute("UPDATE fronts SET worker_frontier = ? WHERE worker_frontier > ?", (epoch, epoch))
-        conn.execute("UPDATE exs SET resume_epoch = ? WHERE resume_epoch > ?", (epoch, epoch))
-        return moved.rowcount > 0
+        changed = conn.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
+        if marker is not None:
+            changed += conn.execute("DELETE FROM exs WHERE ex_num >= ?", (marker,)).rowcount
+            changed += conn.execute("DELETE FROM fronts WHERE ex_num >= ?", (marker,)).rowcount
+        changed += conn.execute(
+            "UPDATE fronts SET worker_frontier = ? WHERE worker_frontier > ?", (epoch, epoch)
+        ).rowcount
+        changed += conn.execute("UPDATE exs SET resume_epoch = ? WHERE resume_epoch > ?", (epoch, epoch)).rowcount
+        part = conn.execute("SELECT part_index FROM parts").fetchone()[0]
+        if marker is not None and part == 0:
+            conn.execute("INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (?, 1, ?)", (marker, epoch))
+            changed += 1
+        return changed > 0

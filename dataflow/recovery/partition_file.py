@@ -87,13 +87,22 @@ def digest(path: Path) -> str:
 
 
 def consistent_copy(source: Path, target: Path) -> None:
-    """Copy a partition Bytewax may be writing (in WAL mode): SQLite's online backup gives one committed state."""
+    """Copy a partition Bytewax may be writing (in WAL mode): SQLite's online backup gives one committed state.
+    Its application id (unused by Bytewax, which versions its schema with user_version) is zeroed: see stamp."""
     target.unlink(missing_ok=True)
     with (
         closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
         closing(sqlite3.connect(target)) as dst,
     ):
         src.backup(dst)
+        dst.execute("PRAGMA application_id = 0")
+
+
+def stamp(path: Path, nonce: int) -> None:
+    """Make this upload's bytes, hence its S3 ETag (an MD5), unique: the fence's If-Match must tell two uploads
+    of the same content apart (an idle partition stored again with a newer as-of, by another pod)."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA application_id = {int(nonce) & 0x7FFFFFFF}")
 
 
 def create_set(directory: Path, count: int) -> None:

@@ -1,9 +1,12 @@
 """The init step: make this pod's directory hold exactly its partitions, at their newest known progress.
 
 Run by the pod's init container before the dataflow starts (`python -m dataflow.recovery restore`). The first
-pod 0 ever to start creates the set and stores it (the manifest last: its presence means the set is complete);
-other pods wait for the manifest. Then every pod follows `layout.plan`: fetch what it owns from the store
-unless it still has its own (a pod whose directory outlived it), drop what it no longer owns.
+pod 0 ever to start creates the set and stores it (every object created with `If-None-Match: *`, the manifest
+last: its presence means the set is complete); other pods wait for the manifest. A store holding partitions but
+no manifest is refused, never created again over them. Then every pod follows `layout.plan`: fetch what it owns
+from the store unless it still has its own (a pod whose directory outlived it) *and* the store still holds the
+version that file descends from (held.py; otherwise the store's was replaced, and wins), drop what it no longer
+owns. A file replaced or dropped goes with its `-wal` and `-shm`: SQLite would replay a stale WAL onto it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dataflow.recovery import held as held_state
 from dataflow.recovery.frontier import UNKNOWN
+from dataflow.recovery.held import Held
 from dataflow.recovery.layout import LayoutError, Plan, plan
 from dataflow.recovery.partition_file import (
     PartitionFileError,
@@ -44,12 +49,25 @@ def local_partitions(directory: Path) -> dict[int, PartitionInfo]:
     return found
 
 
+def remove(path: Path) -> None:
+    """A partition file and SQLite's files beside it."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        (path.parent / name).unlink(missing_ok=True)
+
+
 def create(store: Store, count: int, scratch: Path) -> Manifest:
     """Create a fresh set, store every partition, then the manifest."""
+    existing = sorted(store.copies(count))
+    if existing:
+        raise LayoutError(
+            f"recovery.manifest_missing store={store.url} holds partitions {existing} but no manifest.json: restore "
+            'manifest.json from its previous version (or write {"partitions": N}); creating the set again would '
+            "overwrite them"
+        )
     create_set(scratch, count)
     for index in range(count):
         path = scratch / file_name(index)
-        store.upload(index, path, StoredCopy(as_of=UNKNOWN, digest=digest(path), rows=Rows()))
+        store.upload(index, path, StoredCopy(as_of=UNKNOWN, digest=digest(path), rows=Rows()), None)
         (scratch / file_name(index)).unlink()
     manifest = Manifest(partitions=count)
     store.write_manifest(manifest)
@@ -76,9 +94,10 @@ def wait_for_manifest(
         sleep(1.0)
 
 
-def fetch(store: Store, directory: Path, index: int, count: int) -> PartitionInfo:
+def fetch(store: Store, directory: Path, index: int, count: int) -> StoredCopy:
+    """Fetch the store's copy of partition `index` over the local file; returns the copy's metadata and ETag."""
     partial = directory / f".fetch-{index}.tmp"
-    store.download(index, partial)
+    copy = store.download(index, partial)
     try:
         info = read_info(partial)
     except PartitionFileError as err:
@@ -90,8 +109,9 @@ def fetch(store: Store, directory: Path, index: int, count: int) -> PartitionInf
             f"recovery.wrong_stored_partition {store.url}/{file_name(index)} holds partition {info.index} of "
             f"{info.count}, not {index} of {count}"
         )
-    partial.replace(directory / file_name(index))  # atomic: Bytewax never sees half a file
-    return info
+    remove(directory / file_name(index))  # with its WAL: replayed onto the fetched file, it would corrupt it
+    partial.replace(directory / file_name(index))
+    return copy
 
 
 def restore(settings: RecoverySettings, store: Store, sleep: Callable[[float], None] = time.sleep) -> Plan:
@@ -116,10 +136,19 @@ def restore(settings: RecoverySettings, store: Store, sleep: Callable[[float], N
         local=local,
         store_url=store.url,
     )
+    held = held_state.load(directory)
+    replaced = [i for i in steps.keep if i not in held or held[i].etag != stored[i].etag]
+    if replaced:
+        steps.keep = [i for i in steps.keep if i not in replaced]
+        steps.fetch = sorted(steps.fetch + replaced)
+        log.warning("recovery.replaced_in_store partitions=%s: fetched again, the store's copy wins", replaced)
     for index in steps.drop:
-        (directory / file_name(index)).unlink()
+        remove(directory / file_name(index))
+        held.pop(index, None)
     for index in steps.fetch:
-        fetch(store, directory, index, settings.partitions)
+        copy = fetch(store, directory, index, settings.partitions)
+        held[index] = Held(etag=copy.etag, as_of=copy.as_of, digest=copy.digest)
+    held_state.save(directory, {i: h for i, h in held.items() if i in steps.fetch or i in steps.keep})
     log.info(
         "recovery.restored store=%s ordinal=%d replicas=%d partitions=%s fetched=%s kept=%s dropped=%s as_of=%s",
         store.url,

@@ -17,6 +17,7 @@ from infra.workload import (
     HEARTBEAT_FILE,
     INIT_COMMAND,
     METRICS_PORT,
+    READY_BACKUP_MAX_AGE_S,
     READY_MAX_AGE_S,
     RECOVERY_MOUNT,
     ZONE_KEY,
@@ -59,13 +60,16 @@ def test_statefulset_runs_the_dataflow_with_recovery(stack) -> None:
     assert container["command"] == ["/app/entrypoint.sh"]
     assert "args" not in container  # the recovery supervisor appends -r/-s/-b from RECOVERY_*
     recovery = load_recovery_settings({**env_of(container), "BYTEWAX_POD_NAME": f"{APP}-1"})
-    assert recovery.bytewax_args() == ["-r", f"{RECOVERY_MOUNT}/{APP}", "-s", "30", "-b", "300"]
+    assert recovery.bytewax_args() == ["-r", f"{RECOVERY_MOUNT}/{APP}", "-s", "30", "-b", "1800"]
     assert recovery.store_url.startswith("s3://") and recovery.store_url.endswith(f"/{APP}")
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
-    # Ready means the cluster formed and every worker polls its source, not that a port opened at import.
-    assert container["readinessProbe"]["exec"]["command"] == liveness_command(READY_MAX_AGE_S)
+    # Ready means the cluster formed and every worker polls its source, not that a port opened at import, and
+    # every partition's stored copy is current enough to resume from (well inside Bytewax's -b).
+    readiness = [*liveness_command(READY_MAX_AGE_S), str(READY_BACKUP_MAX_AGE_S)]
+    assert container["readinessProbe"]["exec"]["command"] == readiness
+    assert recovery.retain_s >= READY_BACKUP_MAX_AGE_S * 2
     assert container["livenessProbe"]["exec"]["command"] == liveness_command()
     startup = container["startupProbe"]
     assert startup["exec"]["command"] == liveness_command()
