@@ -95,12 +95,17 @@ def parse(text: str) -> FlowMetrics:
     )
 
 
-def fetch(url: str, timeout: float = 2.0) -> FlowMetrics | None:
-    """The flow's metrics, or None while it does not answer (starting, finished, or metrics off)."""
-    if not url:
-        return None
+def fetch(urls: str, timeout: float = 2.0) -> FlowMetrics | None:
+    """The metrics of the comma-separated endpoints taken together (the flow's, and the recovery supervisor's
+    where it runs), or None while none answers (starting, finished, or metrics off)."""
+    texts = []
+    for url in filter(None, (u.strip() for u in urls.split(","))):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                texts.append(resp.read().decode())
+        except (OSError, ValueError):
+            continue
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return parse(resp.read().decode())
-    except (OSError, ValueError):
+        return parse("\n".join(texts)) if texts else None
+    except ValueError:
         return None

@@ -119,7 +119,11 @@ class LiveServer:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.live.server", description=__doc__.split("\n")[0])
     parser.add_argument("--opensearch-url", required=True)
-    parser.add_argument("--metrics-url", default="http://127.0.0.1:9108/metrics", help="the flow's /metrics")
+    parser.add_argument(
+        "--metrics-url",
+        default="http://127.0.0.1:9108/metrics,http://127.0.0.1:9109/metrics",
+        help="the flow's /metrics, and the recovery supervisor's where it runs (comma-separated)",
+    )
     parser.add_argument("--index", default=os.environ.get("OPENSEARCH_INDEX", "processed_reviews"))
     parser.add_argument("--dlq-index", default=os.environ.get("OPENSEARCH_DLQ_INDEX", "processed_reviews_dlq"))
     parser.add_argument("--port", type=int, default=0)

@@ -79,3 +79,39 @@ def test_the_snapshot_page_has_no_script_and_the_live_one_refreshes() -> None:
     assert "<script>" not in snapshot and "<pre>report</pre>" in snapshot and "&lt;b&gt;x&lt;/b&gt;" in snapshot
     live = page.page(state, "t", refresh_ms=1500)
     assert "setInterval(refresh, 1500)" in live and "http" not in live.split("<script>")[1]  # nothing fetched
+
+
+def test_the_flow_s_and_the_supervisor_s_endpoints_are_read_together() -> None:
+    """Locally the backup age is on the recovery supervisor's port, beside the flow's: the page reads both."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = {
+        "/flow": b'# TYPE reviewstream_records_read_total counter\nreviewstream_records_read_total{shard="s"} 7.0\n',
+        "/sup": b"# TYPE reviewstream_recovery_backup_age_seconds gauge\n"
+        b'reviewstream_recovery_backup_age_seconds{partition="0"} 5.0\n',
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        both = flow_metrics.fetch(f"{base}/flow,{base}/sup,http://127.0.0.1:1/none")  # one endpoint down
+        assert both is not None and both.records_read == 7.0 and both.backup_age_s == 5.0
+        assert flow_metrics.fetch("http://127.0.0.1:1/none") is None and flow_metrics.fetch("") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

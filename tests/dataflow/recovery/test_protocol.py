@@ -129,7 +129,9 @@ class Protocol(RuleBasedStateMachine):
                 try:
                     align(pods[o].backup, o, wait_s=0, sleep=no_sleep)
                 except LayoutError as err:
-                    assert "recovery.no_resume_epoch" in str(err), err
+                    # It waits for pod 0's decision, or refuses (it may have read an earlier start's record and
+                    # found its partition collected past it): either way it exits, and Kubernetes starts it again.
+                    assert any(r in str(err) for r in ("recovery.no_resume_epoch", *ALLOWED)), err
                     waiting.append(o)
             align(pods[0].backup, 0, wait_s=0, settle_s=0, sleep=no_sleep)
             for late in self.late:  # the race: a peer's last backup lands after pod 0 decided
@@ -277,10 +279,14 @@ class Protocol(RuleBasedStateMachine):
         assert self.refused is None or self.running is None
 
 
+# The README's test command explores the same 60 examples every run (derandomize: CI is not a lottery); the soak
+# below explores freshly each time, and a case it finds belongs in the scenarios.
 Protocol.TestCase.settings = settings(
     max_examples=int(os.environ.get("PROTOCOL_EXAMPLES", "60")),
     stateful_step_count=30,
     deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestProtocol = Protocol.TestCase
