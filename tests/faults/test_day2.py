@@ -34,6 +34,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from dataflow.recovery.store import Store
 from devstack.stack import FAKE_AWS
 from infra.config import StackConfig as InfraConfig
 from infra.workload import APP, INIT_COMMAND, recovery_env
@@ -183,13 +184,25 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
     assert faulty.stack.kinesis is not None
     s3_url = faulty.stack.kinesis.url  # moto's server answers every service
     bucket = f"recovery-{uuid.uuid4().hex[:8]}"
-    boto3.client(
+    s3 = boto3.client(
         "s3",
         endpoint_url=s3_url,
         region_name=FAKE_AWS["AWS_REGION"],
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
+    )
+    s3.create_bucket(Bucket=bucket)
+    store = Store(bucket, APP, s3)
+
+    def store_vouches_past_the_start() -> bool:
+        """The stored copies claim a few epochs past this start's R. A crash earlier re-reads the start's work,
+        by design: a copy vouches for more than R only once the run's rows are in the store and its peers'
+        frontiers are (two backup passes after the run's first epochs). The kill and the loss test steady state."""
+        got = store.read_resume()
+        copies = store.copies(PARTITIONS)
+        past = got[0]["epoch"] + 3 if got else None
+        return past is not None and len(copies) == PARTITIONS and min(c.as_of for c in copies.values()) > past
+
     template = {
         **{k: str(v) for k, v in recovery_env(f"s3://{bucket}/{APP}", PARTITIONS, "unused").items()},
         "RECOVERY_SNAPSHOT_INTERVAL_S": str(SNAPSHOT_S),
@@ -232,14 +245,19 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
 
     def allowance_now() -> int:
         """What a restart now may enrich again (Progress): reviews enriched since the oldest one produced that
-        is not indexed yet, and three snapshot intervals before it: the epoch it was read in began up to one
-        before its read; the epoch before may still wait for the acknowledgement of its last results (indexed,
-        not yet known to the enrichment step); and Bytewax writes an epoch's frontier after its snapshots, so
-        the one on disk may be one more behind."""
+        is not indexed yet, and five snapshot intervals before it. Three are Bytewax's: the epoch it was read in
+        began up to one before its read; the epoch before may still wait for the acknowledgement of its last
+        results (indexed, not yet known to the enrichment step); Bytewax writes an epoch's frontier after its
+        snapshots, so the one on disk may be one more behind. Two are the store's: the set resumes at the
+        oldest stored copy's as-of (what the copies hold, agreed once by pod 0), which trails Bytewax's frontier
+        by two backup passes, since a copy is uploaded after its snapshot and its as-of counts the other
+        workers' frontiers as their stored copies show them, one pass old. Issue 26 accepts that price for a
+        checkpoint that claims only what it holds (measured: with three intervals, a loss re-read 63 of 53).
+        It holds once the store vouches past the start's R (`store_vouches_past_the_start`)."""
         indexed = set(faulty.ids())
         with lock:
             waiting = [at for at, ids in batches if ids - indexed]
-        return enriched.since(min(waiting, default=time.monotonic()) - 3 * SNAPSHOT_S)
+        return enriched.since(min(waiting, default=time.monotonic()) - 5 * SNAPSHOT_S)
 
     def settle(cluster: Cluster, what: str) -> None:
         def done() -> bool:
@@ -280,6 +298,7 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
         before = faulty.count()
         producer = produce_steadily(3 * PER_PHASE)
         faulty.wait_for(lambda: faulty.count() >= before + PER_PHASE, timeout=180, what="a third of the reviews")
+        faulty.wait_for(store_vouches_past_the_start, timeout=60, what="copies that vouch past the start's R")
         allowance.append(allowance_now())
         kill_group(cluster.procs[1])
         codes = cluster.wait_exit(timeout=60)
@@ -290,6 +309,7 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
         re_read.append(enriched.now() - len(produced))
         # Pod 2 is lost with its node: a new pod 2 starts on an empty directory (its init container fetches its
         # partitions from the store, a little older than its peers' own copies), the peers restart in place.
+        faulty.wait_for(store_vouches_past_the_start, timeout=60, what="copies that vouch past the restart's R")
         before = faulty.count()
         produce(2 * PER_PHASE)  # one burst this time: read in an epoch or two that complete only when all is indexed
         faulty.wait_for(lambda: faulty.count() >= before + PER_PHASE // 2, timeout=180, what="a part of the reviews")
