@@ -88,6 +88,18 @@ class Sampler:
             self._stop.wait(self.interval)
 
 
+def spawn_flow(args: list[str], env: dict[str, str], log: Any, cwd: Path | None = None) -> subprocess.Popen:
+    """`python -m bytewax.run ARGS` in its own process group (so a benchmark can stop it whole), output to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", *args],
+        env=env,
+        cwd=cwd or ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process, all threads (fields 14 and 15 of /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -174,14 +186,7 @@ class Run:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
         log = open(self.bench.log_dir / f"{env['KINESIS_STREAM_NAME']}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", module, *args],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = spawn_flow([module, *args], env, log)
         try:
             proc.wait(timeout=duration if duration is not None else timeout)
         except subprocess.TimeoutExpired:

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ROOT, Bench, cpu_seconds
+from benchmarks.harness import ROOT, Bench, cpu_seconds, spawn_flow
 from tests.fault_proxy import Decision, FaultProxy, aws_json_error
 
 GET_RECORDS = "Kinesis_20131202.GetRecords"
@@ -69,14 +68,7 @@ def read_outage(
         run.produce(reviews)
         env = {**run.env, "AWS_ENDPOINT_URL_KINESIS": proxy.url, "PYTHONPATH": str(root)}
         log = open(bench.log_dir / f"outage-{run.env['KINESIS_STREAM_NAME']}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "dataflow.flow", "-w", str(workers)],
-            env=env,
-            cwd=root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = spawn_flow(["dataflow.flow", "-w", str(workers)], env, log, cwd=root)
         try:
             time.sleep(SETTLE_S)
             assert proc.poll() is None, "the dataflow exited during its start-up"

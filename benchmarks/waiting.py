@@ -24,14 +24,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ROOT, Bench, Run, cpu_seconds, stats, waiting_flow_cpu
+from benchmarks.harness import ROOT, Bench, Run, cpu_seconds, spawn_flow, stats, waiting_flow_cpu
 
 EMIT = re.compile(
     r"enrich\.emit_delay worker=\S+ reviews=(\d+) p50_ms=(\S+) p99_ms=(\S+) max_ms=(\S+)"
@@ -46,14 +45,7 @@ def run_sampled(run: Run, root: Path, workers: int, log_name: str, timeout: floa
     samples: list[tuple[float, float, dict[str, Any]]] = []
     with open(log_path, "wb") as log:
         started = time.time()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "dataflow.flow", "-w", str(workers)],
-            env=env,
-            cwd=root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = spawn_flow(["dataflow.flow", "-w", str(workers)], env, log, cwd=root)
         stop = threading.Event()
 
         def sample() -> None:
