@@ -54,7 +54,8 @@ def sentiment_bars(buckets: list[tuple[str, dict[str, int]]], title: str, x_labe
     parts = _frame(title, x_label, "reviews", top, legend)
     plot_w, plot_h = W - 10 - LEFT, H - BOTTOM - TOP
     bar_w = plot_w / len(buckets)
-    every = max(1, len(buckets) // 10)
+    widest = max(min(len(label), 8) for label, _ in buckets) * 5.5 + 10  # px a tick label needs at 9 px
+    every = max(1, math.ceil(len(buckets) / max(1, plot_w // widest)))
     for i, (label, counts) in enumerate(buckets):
         x, y = LEFT + i * bar_w, float(H - BOTTOM)
         for kind, colour in legend:
