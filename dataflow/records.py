@@ -14,6 +14,9 @@ from typing import Any
 import orjson
 
 RAW_MAX_BYTES = 4096  # how much of a bad record the dead letter keeps
+# The shape of the `processed_reviews` document: 1 before generations, 2 with generation, prompt_version and
+# schema_version (docs/DESIGN.md section 2). Bump it when `EnrichedReview.document` changes its fields.
+DOCUMENT_SCHEMA_VERSION = 2
 MAX_ID_BYTES = 512  # OpenSearch refuses a whole bulk request with any longer `_id` (UTF-8 bytes, not characters)
 
 

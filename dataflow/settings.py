@@ -21,6 +21,8 @@ DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 StartKind = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 Auth = Literal["none", "sigv4"]
 START_POSITIONS = ("TRIM_HORIZON", "LATEST")
+# Generations above this would not fit the external version (dataflow/opensearch_sink/generation.py).
+MAX_ENRICHMENT_GENERATION = 1_000_000
 
 
 class SettingsError(ValueError):
@@ -100,6 +102,9 @@ class Settings:
     opensearch_start_timeout_s: float = 60.0
     opensearch_max_pending_docs: int = 2000  # results the background writer may queue; 0 = write on the worker
     opensearch_refresh_interval: str = ""  # "" = the domain's default (1s); else set on the results index at start
+    # Which enrichment the results are: a newer generation replaces older results, an older one never replaces
+    # newer ones (dataflow/opensearch_sink/generation.py). 0 = the documents written before generations existed.
+    enrichment_generation: int = 0
     metrics_port: int = 9108
     heartbeat_file: str | None = None
     log_level: str = "INFO"
@@ -268,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opensearch_start_timeout_s=_float(env, "OPENSEARCH_START_TIMEOUT_S", Settings.opensearch_start_timeout_s, 0.0),
         opensearch_max_pending_docs=_int(env, "OPENSEARCH_MAX_PENDING_DOCS", Settings.opensearch_max_pending_docs, 0),
         opensearch_refresh_interval=_refresh_interval(env),
+        enrichment_generation=_int(env, "ENRICHMENT_GENERATION", 0, 0, MAX_ENRICHMENT_GENERATION),
         metrics_port=_int(env, "METRICS_PORT", Settings.metrics_port, 0, 65535),
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=level,

@@ -116,6 +116,8 @@ def action_name(method: str, path: str) -> str:
         return "indices:admin/index_template/" + ("get" if method in ("GET", "HEAD") else "put")
     if "_search" in parts or "_count" in parts:
         return "indices:data/read/search"
+    if "_mapping" in parts:
+        return "indices:admin/mapping/" + ("get" if method in ("GET", "HEAD") else "put")
     if "_refresh" in parts:
         return "indices:admin/refresh"
     if len(parts) == 1:

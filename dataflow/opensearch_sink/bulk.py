@@ -2,8 +2,10 @@
 
 - chunks are bounded by OPENSEARCH_BULK_MAX_DOCS and by OPENSEARCH_BULK_MAX_BYTES of serialized body (keep
   the bytes under the domain's payload limit: 10 MiB on small instance types, 100 MiB on large ones);
-- a document may carry an external version: OpenSearch then keeps the highest, and a version conflict
-  means a newer (or the same) result is already stored, which counts as stored;
+- a document may carry an external version (`dataflow.opensearch_sink.generation`): OpenSearch then keeps the
+  highest, and a version conflict means a newer (or the same) result is already stored, which counts as
+  stored; a conflict against an older generation (a version from another scheme) is refused instead, so a
+  result that should have replaced is never counted as stored in silence;
 - failures are handled by kind (`dataflow.opensearch_sink.errors`): congestion retried with backoff and full
   jitter until it passes (the sink blocks, which holds back the source), access denied retried for
   OPENSEARCH_AUTH_GRACE_S then halted, 413 split, 400 bisected; a configuration problem raises
@@ -32,6 +34,7 @@ from dataflow.opensearch_sink.errors import (
     classify_item,
     classify_request,
 )
+from dataflow.opensearch_sink.generation import ARRIVAL_BITS, Conflict, ConflictKind
 from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,10 +90,12 @@ class BulkWriter:
         self._sleep = sleep
         self._clock = clock
         self._denied_since: float | None = None
+        self._superseded: dict[tuple[int, int], int] = {}  # (ours, stored) generation -> documents
 
     def write(self, index: str, docs: dict[str, BulkDoc]) -> dict[str, tuple[str, str]]:
         """Store `docs` (by `_id`); returns `{_id: (error_type, reason)}` of the documents bad on their own."""
         body = {doc_id: doc.lines(index, doc_id) for doc_id, doc in docs.items()}
+        versions = {doc_id: doc.version for doc_id, doc in docs.items() if doc.version is not None}
         pending = list(body)
         rejected: dict[str, tuple[str, str]] = {}
         recreated = False
@@ -101,7 +106,7 @@ class BulkWriter:
             sizes = {doc_id: len(body[doc_id]) for doc_id in pending}
             s = self._settings
             for chunk in chunks(sizes, s.opensearch_bulk_max_docs, s.opensearch_bulk_max_bytes):
-                self._send(index, chunk, body, rejected, retry, missing)
+                self._send(index, chunk, body, versions, rejected, retry, missing)
             if missing:
                 if recreated:
                     raise self._halt(
@@ -124,6 +129,16 @@ class BulkWriter:
                 self._sleep(delay)
                 attempt += 1
             pending = retry
+        for (ours, stored), count in self._superseded.items():
+            log.warning(
+                "opensearch.superseded index=%s documents=%d generation=%d stored_generation=%d "
+                "(a newer enrichment generation is stored: this flow's ENRICHMENT_GENERATION is behind)",
+                index,
+                count,
+                ours,
+                stored,
+            )
+        self._superseded.clear()
         return rejected
 
     def _send(
@@ -131,6 +146,7 @@ class BulkWriter:
         index: str,
         chunk: list[str],
         body: dict[str, bytes],
+        versions: dict[str, int],
         rejected: dict[str, tuple[str, str]],
         retry: list[str],
         missing: list[str],
@@ -138,11 +154,13 @@ class BulkWriter:
         try:
             response = self._client.bulk(body=b"".join(body[doc_id] for doc_id in chunk))
         except (TransportError, OSConnectionError) as err:
-            self._request_failed(index, chunk, body, classify_request(err), rejected, retry, missing)
+            self._request_failed(index, chunk, body, versions, classify_request(err), rejected, retry, missing)
             return
         self._denied_since = None
         for doc_id, item in zip(chunk, response.get("items", []), strict=False):
             failure = classify_item(next(iter(item.values())))
+            if failure.kind is FailureKind.CONFLICT:
+                failure = self._conflict(doc_id, failure, versions.get(doc_id))
             if failure.kind in (FailureKind.STORED, FailureKind.CONFLICT):
                 metrics.DOCS_INDEXED.labels(index).inc()
             elif failure.kind is FailureKind.RETRY:
@@ -164,6 +182,7 @@ class BulkWriter:
         index: str,
         chunk: list[str],
         body: dict[str, bytes],
+        versions: dict[str, int],
         failure: Failure,
         rejected: dict[str, tuple[str, str]],
         retry: list[str],
@@ -189,8 +208,8 @@ class BulkWriter:
                 len(chunk),
                 failure.status,
             )
-            self._send(index, chunk[:half], body, rejected, retry, missing)
-            self._send(index, chunk[half:], body, rejected, retry, missing)
+            self._send(index, chunk[:half], body, versions, rejected, retry, missing)
+            self._send(index, chunk[half:], body, versions, rejected, retry, missing)
             if (
                 failure.kind is FailureKind.BISECT
                 and len(chunk) >= ALL_GUILTY_MIN
@@ -205,6 +224,29 @@ class BulkWriter:
                 f"OpenSearch at OPENSEARCH_URL={self._settings.opensearch_url} refused a bulk request to {index!r}: "
                 f"{failure.describe()}"
             )
+
+    def _conflict(self, doc_id: str, failure: Failure, version: int | None) -> Failure:
+        """A 409 is "already stored" only against the same or a newer generation (docstring of generation.py)."""
+        if version is None:
+            return failure
+        ours = version >> ARRIVAL_BITS
+        conflict = Conflict.of(failure.reason, ours)
+        if conflict.kind is ConflictKind.SUPERSEDED and conflict.stored_version is not None:
+            key = (ours, conflict.stored_version >> ARRIVAL_BITS)
+            self._superseded[key] = self._superseded.get(key, 0) + 1
+        if conflict.kind is not ConflictKind.NOT_REPLACED:
+            return failure
+        log.warning(
+            "opensearch.not_replaced id=%s version=%d stored_version=%s", doc_id[:80], version, conflict.stored_version
+        )
+        return Failure(
+            FailureKind.REJECT,
+            failure.status,
+            "version_conflict_older_generation",
+            f"generation {ours} (version {version}) should replace the stored result, but its version "
+            f"{conflict.stored_version} is higher: that document was not written with generation versions "
+            '(docs/DEPLOY.md "Re-enrich with a new model or prompt")',
+        )
 
     def _denied(self, failure: Failure) -> None:
         """Access denied: retried while within OPENSEARCH_AUTH_GRACE_S of the first refusal, then halt."""

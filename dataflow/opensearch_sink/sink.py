@@ -2,10 +2,14 @@
 
 - `_id` is the review id (or shard-sequence for a dead letter without a usable one), so a replay overwrites
   and a review never has two documents;
-- results carry an external version (the record's Kinesis arrival time in ms): an older result of a review
-  never replaces a newer one, and a replay of the same record is a version conflict, which counts as stored;
+- results carry an external version, the enrichment generation (ENRICHMENT_GENERATION) above the record's
+  Kinesis arrival time in ms (`dataflow.opensearch_sink.generation`): a newer generation replaces older
+  results, an older result of a review never replaces a newer one, and a replay of the same record in the
+  same generation is a version conflict, which counts as stored; each result says its generation, prompt
+  version and document schema version;
 - dead letters are plain writes (the last one wins): each is an audit record keyed by the failing record,
   its content does not depend on order, and a write that cannot conflict can never be refused for order;
+  each says the generation that wrote it, so a dead letter older than the review's document is visibly stale;
 - errors are handled by kind (`dataflow.opensearch_sink.bulk`, `dataflow.opensearch_sink.errors`): a document bad on its
   own becomes an `index` dead letter; congestion is retried until it passes; a configuration problem (access
   still denied after OPENSEARCH_AUTH_GRACE_S, a wrong URL, a dead letter the dead-letter index refuses)
@@ -36,6 +40,7 @@ from dataflow.opensearch_sink.background_writer import BackgroundWriter
 from dataflow.opensearch_sink.bulk import BulkDoc, BulkWriter
 from dataflow.opensearch_sink.client import opensearch_client
 from dataflow.opensearch_sink.errors import OpenSearchHalt
+from dataflow.opensearch_sink.generation import Generation, VersionError
 from dataflow.opensearch_sink.templates import ensure_index_templates
 from dataflow.records import DeadLetter, EnrichedReview, truncate_raw
 from dataflow.settings import Settings
@@ -49,7 +54,9 @@ def write_dead_letters(writer: BulkWriter, settings: Settings, letters: dict[str
     """Store dead letters; one the dead-letter index refuses halts the flow (nowhere else is left for it)."""
     if not letters:
         return
-    refused = writer.write(settings.opensearch_dlq_index, {k: BulkDoc(d.document()) for k, d in letters.items()})
+    generation = {"generation": settings.enrichment_generation}
+    docs = {k: BulkDoc(d.document() | generation) for k, d in letters.items()}
+    refused = writer.write(settings.opensearch_dlq_index, docs)
     if refused:
         doc_id, (error_type, reason) = next(iter(refused.items()))
         message = (
@@ -69,6 +76,7 @@ class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
         self._writer = writer
         self._settings = settings
         self._acks = acks
+        self._generation = Generation(settings.enrichment_generation)
         self._background: BackgroundWriter[EnrichedReview] | None = None
         if acks is not None and settings.opensearch_max_pending_docs > 0:
             pending = metrics.INDEX_PENDING.labels(str(worker))
@@ -97,8 +105,18 @@ class ResultsPartition(StatelessSinkPartition[EnrichedReview]):
             held = results.get(item.review.review_id)
             if held is None or item.review.arrival_ms >= held.review.arrival_ms:
                 results[item.review.review_id] = item
-        docs = {doc_id: BulkDoc(r.document(), r.review.arrival_ms) for doc_id, r in results.items()}
-        rejected = self._writer.write(self._settings.opensearch_index, docs)
+        stamp = self._generation.fields()
+        docs: dict[str, BulkDoc] = {}
+        unversioned: dict[str, tuple[str, str]] = {}
+        for doc_id, r in results.items():
+            source = r.document() | stamp
+            try:
+                docs[doc_id] = BulkDoc(source, self._generation.version(r.review.arrival_ms))
+            except VersionError as err:  # an arrival time no version can order: the document alone is bad
+                docs[doc_id] = BulkDoc(source)
+                unversioned[doc_id] = ("version_out_of_range", str(err))
+        writable = {doc_id: doc for doc_id, doc in docs.items() if doc_id not in unversioned}
+        rejected = {**self._writer.write(self._settings.opensearch_index, writable), **unversioned}
         dead: dict[str, DeadLetter] = {}
         for doc_id, (error_type, reason) in rejected.items():
             review = results[doc_id].review

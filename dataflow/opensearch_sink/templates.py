@@ -43,6 +43,11 @@ PROCESSED_MAPPINGS: dict[str, Any] = {
         "shard_id": {"type": "keyword"},
         "sequence_number": {"type": "keyword"},
         "extra": {"type": "object", "enabled": False},
+        **{
+            "generation": {"type": "long"},
+            "prompt_version": {"type": "keyword"},
+            "schema_version": {"type": "integer"},
+        },
     },
 }
 DLQ_MAPPINGS: dict[str, Any] = {
@@ -56,29 +61,50 @@ DLQ_MAPPINGS: dict[str, Any] = {
         "sequence_number": {"type": "keyword"},
         "attempts": {"type": "integer"},
         "failed_at": {"type": "date"},
+        "generation": {"type": "long"},
     },
+}
+# Fields added after the first release (document schema 2): an index or template made before them gets them
+# added at start (a mapping may gain fields, never change one), so dynamic mapping never guesses their type.
+ADDED_FIELDS: dict[str, tuple[str, ...]] = {
+    "reviewstream-processed": ("generation", "prompt_version", "schema_version"),
+    "reviewstream-dlq": ("generation",),
 }
 
 
-def _template_patterns(client: OpenSearch, name: str) -> list[str] | None:
-    """The index patterns of template `name`, or None when it does not exist."""
+def _template(client: OpenSearch, name: str) -> tuple[list[str], set[str]] | None:
+    """The index patterns of template `name` and the fields its mappings name, or None when it does not exist."""
     try:
         found = client.indices.get_index_template(name=name)
     except NotFoundError:
         return None
     patterns: list[str] = []
+    fields: set[str] = set()
     for entry in found.get("index_templates", []):
-        patterns.extend(entry.get("index_template", {}).get("index_patterns", []))
-    return patterns
+        body = entry.get("index_template", {})
+        patterns.extend(body.get("index_patterns", []))
+        fields.update(body.get("template", {}).get("mappings", {}).get("properties", {}))
+    return patterns, fields
 
 
-def _exists(get: Callable[[], Any]) -> bool:
-    """GET rather than HEAD: a refusal then comes with its body, so the halt line can say why."""
+def _missing_fields(found: Any, name: str) -> dict[str, Any]:
+    """The added fields (ADDED_FIELDS) that the existing index `index` (a GET answer: by concrete index name,
+    several when `index` is an alias) does not map yet in every index."""
+    mappings = PROCESSED_MAPPINGS if name == "reviewstream-processed" else DLQ_MAPPINGS
+    missing: dict[str, Any] = {}
+    for entry in (found or {}).values():
+        mapped = entry.get("mappings", {}).get("properties", {})
+        missing |= {f: mappings["properties"][f] for f in ADDED_FIELDS[name] if f not in mapped}
+    return missing
+
+
+def _get_index(client: OpenSearch, index: str) -> Any:
+    """The index (settings and mappings), or None when missing. GET rather than HEAD: a refusal then comes
+    with its body, so the halt line can say why."""
     try:
-        get()
+        return client.indices.get(index=index)
     except NotFoundError:
-        return False
-    return True
+        return None
 
 
 def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
@@ -93,6 +119,10 @@ def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callab
 
     Congestion is retried until OPENSEARCH_START_TIMEOUT_S, access denied until OPENSEARCH_AUTH_GRACE_S
     (role mappings take minutes after a deploy); any other refusal halts at once with the reason.
+
+    Migration: a template made by an older release is rewritten with today's mappings (same patterns), and an
+    existing index gets the fields added since (ADDED_FIELDS) through PUT _mapping; a field already mapped
+    with another type is a refusal, which halts with OpenSearch's reason.
     """
     templates = {
         "reviewstream-processed": (settings.opensearch_index, PROCESSED_MAPPINGS),
@@ -103,21 +133,29 @@ def ensure_index_templates(client: OpenSearch, settings: Settings, clock: Callab
     while True:
         try:
             for name, (index, mappings) in templates.items():
-                patterns = _template_patterns(client, name)
-                if patterns is None or not any(fnmatch.fnmatchcase(index, p) for p in patterns):
-                    covered = sorted({*(patterns or []), index})
+                template = _template(client, name)
+                patterns, fields = template if template is not None else ([], set())
+                covers = any(fnmatch.fnmatchcase(index, p) for p in patterns)
+                outdated = template is not None and not set(ADDED_FIELDS[name]) <= fields
+                if template is None or not covers or outdated:
+                    covered = sorted({*patterns, index})
                     client.indices.put_index_template(
                         name=name, body={"index_patterns": covered, "template": {"mappings": mappings}}
                     )
-                    event = "template_created" if patterns is None else "template_extended"
+                    event = "template_created" if template is None else "template_extended"
+                    event = "template_updated" if covers and outdated else event
                     log.info("opensearch.%s name=%s index=%s patterns=%s", event, name, index, ",".join(covered))
                 # Both indices exist from the start, so dashboards and reports never meet a missing one.
-                if not _exists(lambda index=index: client.indices.get(index=index)):
+                found = _get_index(client, index)
+                if found is None:
                     try:
                         client.indices.create(index=index)
                     except RequestError as err:  # another worker just made it; any other 400 is ours to see
                         if err.error != "resource_already_exists_exception":
                             raise
+                elif missing := _missing_fields(found, name):
+                    client.indices.put_mapping(index=index, body={"properties": missing})
+                    log.info("opensearch.mapping_extended index=%s fields=%s", index, ",".join(sorted(missing)))
             if settings.opensearch_refresh_interval:
                 # A dynamic setting: applied to the existing index too, so changing it needs no new index.
                 client.indices.put_settings(
