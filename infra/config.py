@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from dataflow.settings import MAX_ENRICHMENT_GENERATION
 from infra.versions import DEFAULT_VERSION
 
 DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
@@ -88,6 +89,9 @@ class StackConfig:
     dataflow_replicas: int = 2
     dataflow_workers_per_process: int = 2
     recovery_partitions: int = 8  # fixed at the first deploy: the largest dataflowReplicas it allows
+    # ENRICHMENT_GENERATION of the live flow (dataflow/opensearch_sink/generation.py): raise it before a re-run.
+    enrichment_generation: int = 0
+    batch_job_files_expire_days: int = 14  # Bedrock batch job files (infra/batch.py) are deleted after this
     kinesis_start_position: str = "TRIM_HORIZON"
     image_tag: str = "0.1.0"
     namespace: str = "reviewstream"
@@ -123,6 +127,8 @@ class StackConfig:
                 "a pod beyond the partitions would hold no state; the partition count is fixed at the first "
                 'deploy (docs/DEPLOY.md "Operating it"), so choose it for the largest cluster you expect'
             )
+        if not 0 <= self.enrichment_generation <= MAX_ENRICHMENT_GENERATION:
+            raise ValueError(f"enrichmentGeneration must be between 0 and {MAX_ENRICHMENT_GENERATION}")
         if self.opensearch_instance_count < 1:
             raise ValueError("opensearchInstanceCount must be >= 1")
         if self.opensearch_instance_count > 1 and self.opensearch_instance_count % ZONE_COUNT:
@@ -180,6 +186,8 @@ def load() -> StackConfig:
         dataflow_replicas=cfg.get_int("dataflowReplicas") or d.dataflow_replicas,
         dataflow_workers_per_process=cfg.get_int("dataflowWorkersPerProcess") or d.dataflow_workers_per_process,
         recovery_partitions=cfg.get_int("recoveryPartitions") or d.recovery_partitions,
+        enrichment_generation=_int(cfg.get_int("enrichmentGeneration"), d.enrichment_generation),
+        batch_job_files_expire_days=cfg.get_int("batchJobFilesExpireDays") or d.batch_job_files_expire_days,
         kinesis_start_position=cfg.get("kinesisStartPosition") or d.kinesis_start_position,
         image_tag=cfg.get("imageTag") or d.image_tag,
         bastion_instance_type=cfg.get("bastionInstanceType") or d.bastion_instance_type,

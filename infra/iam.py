@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,9 +166,10 @@ def dataflow_policy(
     model_statements: Sequence[dict],
     domain_arn: str,
     recovery: Sequence[dict] = (),
+    batch: Sequence[dict] = (),
 ) -> dict:
     """What the dataflow does: read the stream, decrypt its records, call the model, write to the domain, keep
-    its recovery partitions in the store."""
+    its recovery partitions in the store, and (the backfill) run Bedrock batch jobs (infra/batch.py)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -189,6 +190,7 @@ def dataflow_policy(
                 "Resource": f"{domain_arn}/*",
             },
             *recovery,
+            *batch,
         ],
     }
 
@@ -246,12 +248,19 @@ def attach_dataflow_policy(
     domain_arn: pulumi.Input[str],
     recovery_bucket_arn: pulumi.Input[str],
     recovery_prefix: str,
+    batch: Callable[[str, str], list[dict]] = lambda bucket, role: [],
+    batch_bucket_arn: pulumi.Input[str] = "",
+    batch_role_arn: pulumi.Input[str] = "",
 ) -> aws.iam.RolePolicy:
     """The policy the pods run with; the StatefulSet depends on it, so no pod starts with a model id (or a store)
-    that the role does not allow yet."""
-    doc = pulumi.Output.all(stream_arn, key_arn, domain_arn, recovery_bucket_arn).apply(
+    that the role does not allow yet. `batch(bucket ARN, role ARN)`: the backfill's statements."""
+    doc = pulumi.Output.all(
+        stream_arn, key_arn, domain_arn, recovery_bucket_arn, batch_bucket_arn, batch_role_arn
+    ).apply(
         lambda a: to_json(
-            dataflow_policy(a[0], a[1], model_statements, a[2], recovery_statements(a[3], recovery_prefix))
+            dataflow_policy(
+                a[0], a[1], model_statements, a[2], recovery_statements(a[3], recovery_prefix), batch(a[4], a[5])
+            )
         )
     )
     return aws.iam.RolePolicy(name, role=role_name, policy=doc)

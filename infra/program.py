@@ -18,6 +18,7 @@ from infra import bastion as bastion_mod
 from infra.access import ADMIN_SERVICE_ACCOUNT, AccessMapping, build_access_mapping
 from infra.alarms import Alarms, build_alarms
 from infra.bastion import Bastion, build_bastion, build_bastion_role, build_bastion_security_group
+from infra.batch import BatchStore, build_batch_store, dataflow_batch_statements
 from infra.cluster import Cluster, build_cluster
 from infra.config import StackConfig
 from infra.dashboard import build_dashboard
@@ -39,6 +40,7 @@ class Program:
     stream: Stream
     registry: Registry
     recovery: RecoveryStore
+    batch: BatchStore
     cluster: Cluster
     search: Search
     bastion: Bastion
@@ -83,6 +85,11 @@ class Program:
             "zoneIds": self.network.zone_ids,
             "recoveryStoreUrl": self.recovery.url,
             "recoveryStoreBucket": self.recovery.bucket,
+            # The backfill's BACKFILL_ROLE_ARN and BACKFILL_JOB_URL (also set in the dataflow's pods).
+            "batchRoleArn": self.batch.role_arn,
+            "backfillJobUrl": self.batch.job_url,
+            "batchBucket": self.batch.bucket,
+            "enrichmentGeneration": self.config.enrichment_generation,
             "prometheusWorkspaceId": self.observability.workspace_id,
             "prometheusEndpoint": self.observability.prometheus_endpoint,
             "alarmTopicArn": self.alarms.topic_arn,
@@ -136,6 +143,7 @@ def build(cfg: StackConfig) -> Program:
         tags=tags,
     )
     model_statements = bedrock_statements(cfg.bedrock_model_id, cfg.region, account_id, cfg.bedrock_model_regions)
+    batch = build_batch_store(name, cfg.region, account_id, model_statements, cfg.batch_job_files_expire_days, tags)
     dataflow_policy = attach_dataflow_policy(
         f"{name}-dataflow",
         dataflow_role.name,
@@ -145,6 +153,9 @@ def build(cfg: StackConfig) -> Program:
         search.domain_arn,
         recovery.arn,
         RECOVERY_PREFIX,
+        batch=lambda bucket, role: dataflow_batch_statements(bucket, role, cfg.region, account_id, model_statements),
+        batch_bucket_arn=batch.arn,
+        batch_role_arn=batch.role_arn,
     )
     bastion = build_bastion(
         name,
@@ -204,6 +215,9 @@ def build(cfg: StackConfig) -> Program:
             opensearch_endpoint=search.endpoint,
             index=cfg.opensearch_index,
             dlq_index=cfg.opensearch_dlq_index,
+            enrichment_generation=cfg.enrichment_generation,
+            backfill_job_url=batch.job_url,
+            backfill_role_arn=batch.role_arn,
         ),
         depends_on=[access.job, dataflow_policy, *recovery.ready],
     )
@@ -252,6 +266,7 @@ def build(cfg: StackConfig) -> Program:
         stream=stream,
         registry=registry,
         recovery=recovery,
+        batch=batch,
         cluster=cluster,
         search=search,
         bastion=bastion,

@@ -55,6 +55,11 @@ class DataflowSettings:
     opensearch_endpoint: pulumi.Input[str]
     index: str
     dlq_index: str
+    enrichment_generation: int = 0
+    # What the backfill (`python -m bytewax.run dataflow.backfill`, run in a pod of this image) reads: where job
+    # files go and the role Bedrock assumes (infra/batch.py).
+    backfill_job_url: pulumi.Input[str] = ""
+    backfill_role_arn: pulumi.Input[str] = ""
 
 
 @dataclass
@@ -102,6 +107,9 @@ def dataflow_env(s: DataflowSettings, workers_per_process: int, replicas: int, s
         "OPENSEARCH_AUTH": "sigv4",
         "OPENSEARCH_INDEX": s.index,
         "OPENSEARCH_DLQ_INDEX": s.dlq_index,
+        "ENRICHMENT_GENERATION": str(s.enrichment_generation),
+        "BACKFILL_JOB_URL": s.backfill_job_url,
+        "BACKFILL_ROLE_ARN": s.backfill_role_arn,
         "METRICS_PORT": str(METRICS_PORT),
         "HEARTBEAT_FILE": HEARTBEAT_FILE,
         "BYTEWAX_WORKERS_PER_PROCESS": str(workers_per_process),

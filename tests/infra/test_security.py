@@ -175,19 +175,22 @@ def test_coredns_and_kube_proxy_are_eks_addons_that_follow_the_kubernetes_versio
 
 def test_recovery_bucket_is_private_versioned_encrypted_and_tls_only(stack) -> None:
     _, mocks = stack
-    block = mocks.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    name = "reviewstream-dev-recovery"
+    block = mocks.named("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", name).inputs
     assert all(
         block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     )
     assert mocks.one("aws:s3/bucketVersioning:BucketVersioning").inputs["versioningConfiguration"] == {
         "status": "Enabled"
     }
-    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    sse_type = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    sse = mocks.named(sse_type, name).inputs
     assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
-    policy = json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    policy = json.loads(mocks.named("aws:s3/bucketPolicy:BucketPolicy", name).inputs["policy"])
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    (rule,) = mocks.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    lifecycle = mocks.named("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", name).inputs
+    (rule,) = lifecycle["rules"]
     assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
 
 
