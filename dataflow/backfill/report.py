@@ -58,10 +58,10 @@ class Report:
         direct = cost_usd(self.on_demand_input_tokens, self.on_demand_output_tokens, on_demand_price)
         return {
             **asdict(self),
-            "batch_cost_usd": round(batch, 6),
+            "batch_cost_usd": round(batch, 9),
             "batch_tokens_on_demand_cost_usd": round(
-                cost_usd(self.batch_input_tokens, self.batch_output_tokens, on_demand_price), 6
+                cost_usd(self.batch_input_tokens, self.batch_output_tokens, on_demand_price), 9
             ),
-            "on_demand_cost_usd": round(direct, 6),
-            "cost_usd": round(batch + direct, 6),
+            "on_demand_cost_usd": round(direct, 9),
+            "cost_usd": round(batch + direct, 9),
         }
