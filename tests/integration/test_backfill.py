@@ -135,13 +135,13 @@ def test_a_kill_mid_job_and_a_restart_submit_no_job_twice(pipeline: Pipeline, tm
     assert set(ids) <= indexed | set(letters)
 
 
-def test_a_backfill_of_the_stream_beside_the_live_flow_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
+def test_a_stream_backfill_beside_the_live_flow_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_path) -> None:
     batch_knobs(pipeline, submitted_s=0.2, validating_s=0.2, scheduled_s=0.2, record_error_rate=0)
     start = datetime.now(UTC) - timedelta(seconds=5)
     pipeline.produce(300, seed=41)
     ids = [r.review_id for r in synthetic_reviews(300, 41, pipeline.lengths)]
     env = backfill_env(pipeline, BACKFILL_FROM=start.isoformat(), BACKFILL_RUN_ID="beside-1")
-    live = pipeline.start_flow(log=Path(env["BACKFILL_JOB_URL"].split("/")[2] + ".log").absolute())
+    live = pipeline.start_flow(log=tmp_path / "live.log")
     try:
         run_backfill(env)
         pipeline.wait_for(lambda: live.poll() is not None, timeout=120, what="the live flow to drain the stream")
@@ -152,3 +152,4 @@ def test_a_backfill_of_the_stream_beside_the_live_flow_loses_and_duplicates_noth
     indexed, letters = assert_exactly_once(pipeline, ids)
     assert indexed | set(letters) == set(ids)
     assert pipeline.count() == len(indexed)
+    assert report_of(env)["enriched"] == 300  # the backfill answered every record of the range too
