@@ -24,6 +24,17 @@ from producer.synthetic import synthetic_reviews
 BAD = [b"{not json", orjson.dumps({"review_id": "bench-bad-1", "user_id": "u", "date_time": 1})]
 
 
+def aws(service: str, env: dict[str, str]) -> Any:
+    """A boto3 client of the local stack with the run's fake credentials (this process may have none)."""
+    return boto3.client(
+        service,
+        endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -> dict[str, Any]:
     bench.knobs()
     assert bench.stack.bedrock is not None
@@ -34,7 +45,7 @@ def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -
     archive.write_bytes(b"\n".join([r.to_json() for r in reviews] + BAD) + b"\n")
     with bench.run() as run:
         bucket = f"bench-jobs-{uuid.uuid4().hex[:8]}"
-        s3 = boto3.client("s3", endpoint_url=run.env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+        s3 = aws("s3", run.env)
         s3.create_bucket(Bucket=bucket)
         run_id = f"bench-{uuid.uuid4().hex[:6]}"
         env = {
@@ -61,7 +72,7 @@ def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -
         hits = client.search(index=env["OPENSEARCH_DLQ_INDEX"], body={"size": 10000})["hits"]["hits"]
         letters = {h["_id"]: h["_source"]["error_type"] for h in hits}
         ids = {r.review_id for r in reviews}
-        bedrock = boto3.client("bedrock", endpoint_url=env["AWS_ENDPOINT_URL_BEDROCK"], region_name="us-east-1")
+        bedrock = aws("bedrock", env)
         jobs = [j["jobName"] for j in bedrock.list_model_invocation_jobs(maxResults=1000)["invocationJobSummaries"]]
         jobs = [name for name in jobs if name.startswith(run_id)]
         report = orjson.loads(s3.get_object(Bucket=bucket, Key=f"backfill/{run_id}/report.json")["Body"].read())
