@@ -40,7 +40,9 @@ TERMINAL = frozenset(
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    """UTC now in whole milliseconds, the wire's precision, so filters compare what clients saw."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def iso(t: datetime | None) -> str | None:

@@ -98,3 +98,19 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
 
 def batch_knobs_from_args(args: argparse.Namespace) -> BatchKnobs:
     return BatchKnobs(**{f.name: getattr(args, "batch_" + f.name) for f in fields(BatchKnobs)})
+
+
+def batch_argv(args: argparse.Namespace) -> list[str]:
+    """The `--batch-*` flags that differ from the defaults, to pass `args` on to a server process."""
+    defaults = BatchKnobs()
+    out: list[str] = []
+    for f in fields(BatchKnobs):
+        value = getattr(args, "batch_" + f.name, None)
+        if value is None or value == getattr(defaults, f.name):
+            continue
+        flag = "--batch-" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out += [flag, str(value)]
+    return out
