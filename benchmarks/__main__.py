@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from benchmarks import backfill as backfill_bench
 from benchmarks import cost as cost_bench
 from benchmarks import outage, quota, scenarios, waiting
 from benchmarks.harness import Bench
@@ -212,6 +213,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
     ]
     out += quota_noise_section(results)
     out += outage.section(results.get("outage"))
+    out += backfill_bench.section(results.get("backfill"))
     return "\n".join(out)
 
 
@@ -258,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_tpm outage",
+        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_tpm outage "
+        "backfill",
     )
     args = p.parse_args(argv)
     args.repeat = 1 if args.quick else 3
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "quota_noise": lambda b: median_of(args.repeat, lambda: quota.rpm_bound(b, args.quota_seconds + 30, 90)),
         "quota_tpm": lambda b: median_of(args.repeat, lambda: quota.tpm_bound(b, args.quota_seconds + 30, 90)),
         "outage": lambda b: median_of(args.repeat, lambda: outage.read_outage(b)),
+        "backfill": lambda b: backfill_bench.backfill(b, 5000),  # one run: its figures are counts and tokens
     }
     # Results accumulate in a JSON file, so `--only` can re-run part of the suite and still write the page.
     saved = args.logs.parent / "bench-results.json"

@@ -50,6 +50,9 @@ END_TO_END = Histogram(
     "Kinesis arrival to indexed",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+BACKFILL_RECORDS = Gauge("reviewstream_backfill_records", "Records of the backfill's jobs: total, done", ["state"])
+BACKFILL_ETA = Gauge("reviewstream_backfill_eta_seconds", "Estimated seconds until the slowest running job is done")
+BACKFILL_JOBS = Gauge("reviewstream_backfill_jobs", "The backfill's batch jobs by status", ["status"])
 # Served by the recovery supervisor (its own process and port, RECOVERY_METRICS_PORT), not by the dataflow.
 RECOVERY_BACKUP_AGE = Gauge(
     "reviewstream_recovery_backup_age_seconds",

@@ -362,3 +362,78 @@ def load_recovery_settings(env: Mapping[str, str] | None = None) -> RecoverySett
         heartbeat_file=_get(env, "HEARTBEAT_FILE"),
         log_level=_log_level(env),
     )
+
+
+@dataclass(frozen=True)
+class BackfillSettings:
+    """The backfill's own settings (`python -m bytewax.run dataflow.backfill`, docs/DESIGN.md section 9).
+
+    Exactly one input: BACKFILL_ARCHIVE (a CSV or JSONL path or s3:// URI) or BACKFILL_FROM (an ISO-8601
+    start of the stream range, with BACKFILL_TO its end, default: the backfill's start). The per-job limits are
+    Bedrock quotas (Service Quotas, "Minimum number of records per batch inference job", "Records per batch
+    inference job", "Batch inference input file size", "Sum of in-progress and submitted batch inference
+    jobs"): the defaults are the usual ones, set them to your account's.
+    """
+
+    job_url: str  # s3://bucket/prefix where job inputs and outputs live
+    role_arn: str  # the service role Bedrock assumes to read and write them
+    archive: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    run_id: str = ""  # "" = derived from the input, the range and the model
+    min_records: int = 100
+    max_records: int = 50_000
+    max_file_bytes: int = 1024**3
+    max_concurrent_jobs: int = 20
+    on_demand_below: int = 100  # fewer records than this left over (or unanswered) go to Converse instead
+    max_resubmits: int = 2
+    poll_interval_s: float = 60.0
+    timeout_hours: int = 24
+
+
+def _stamp(env: Mapping[str, str], name: str) -> datetime | None:
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise SettingsError(f"{name}: {raw!r} is not an ISO-8601 timestamp") from err
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def load_backfill_settings(env: Mapping[str, str] | None = None, now: datetime | None = None) -> BackfillSettings:
+    """Read and validate the BACKFILL_* settings; raise `SettingsError` naming the first bad one."""
+    env = os.environ if env is None else env
+    job_url = _get(env, "BACKFILL_JOB_URL")
+    if job_url is None or not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", job_url):
+        raise SettingsError(f"BACKFILL_JOB_URL: {job_url!r} is not s3://<bucket>/<prefix> (where job files go)")
+    role = _get(env, "BACKFILL_ROLE_ARN")
+    if role is None or not re.fullmatch(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+", role):
+        raise SettingsError(f"BACKFILL_ROLE_ARN: {role!r} is not the ARN of the role Bedrock assumes for batch jobs")
+    archive, start = _get(env, "BACKFILL_ARCHIVE"), _stamp(env, "BACKFILL_FROM")
+    if (archive is None) == (start is None):
+        raise SettingsError("BACKFILL_ARCHIVE / BACKFILL_FROM: set exactly one (an archive, or a stream range start)")
+    end = _stamp(env, "BACKFILL_TO") or (None if start is None else (now or datetime.now(UTC)))
+    if start is not None and end is not None and end <= start:
+        raise SettingsError(f"BACKFILL_TO: {end.isoformat()} is not after BACKFILL_FROM {start.isoformat()}")
+    run_id = _str(env, "BACKFILL_RUN_ID", "")
+    if run_id and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,39}", run_id):
+        raise SettingsError(f"BACKFILL_RUN_ID: {run_id!r} must be 1-40 letters, digits or '-' (it names the jobs)")
+    min_records = _int(env, "BACKFILL_MIN_RECORDS", BackfillSettings.min_records, 1)
+    return BackfillSettings(
+        job_url=job_url.rstrip("/"),
+        role_arn=role,
+        archive=archive,
+        start=start,
+        end=end,
+        run_id=run_id,
+        min_records=min_records,
+        max_records=_int(env, "BACKFILL_MAX_RECORDS", BackfillSettings.max_records, 2 * min_records),
+        max_file_bytes=_int(env, "BACKFILL_MAX_FILE_BYTES", BackfillSettings.max_file_bytes, 64 * 1024),
+        max_concurrent_jobs=_int(env, "BACKFILL_MAX_CONCURRENT_JOBS", BackfillSettings.max_concurrent_jobs, 1),
+        on_demand_below=_int(env, "BACKFILL_ON_DEMAND_BELOW", BackfillSettings.on_demand_below, 0),
+        max_resubmits=_int(env, "BACKFILL_MAX_RESUBMITS", BackfillSettings.max_resubmits, 0, 10),
+        poll_interval_s=_float(env, "BACKFILL_POLL_INTERVAL_S", BackfillSettings.poll_interval_s, 0.05),
+        timeout_hours=_int(env, "BACKFILL_TIMEOUT_HOURS", BackfillSettings.timeout_hours, 24, 168),
+    )

@@ -77,8 +77,10 @@ class LocalStack:
         try:
             self.kinesis = self.group.add(start_kinesis(cfg.kinesis_port, self._log("kinesis")))
             self.opensearch = self.group.add(start_opensearch(cfg.opensearch_port, self._log("opensearch")))
+            # Batch inference jobs read and write the S3 that moto serves beside Kinesis.
+            bedrock_args = ["--s3-endpoint", self.kinesis.url, *cfg.bedrock_args]
             self.bedrock = self.group.add(
-                start_bedrock(cfg.bedrock_port, self._log("bedrock"), cfg.backend, cfg.bedrock_args)
+                start_bedrock(cfg.bedrock_port, self._log("bedrock"), cfg.backend, bedrock_args)
             )
             create_stream(self.kinesis.url, cfg.stream, cfg.shards)
         except BaseException:
@@ -109,7 +111,8 @@ def stack_env(kinesis_url: str, opensearch_url: str, bedrock_url: str, config: S
     return {
         "AWS_ENDPOINT_URL_KINESIS": kinesis_url,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url,
-        "AWS_ENDPOINT_URL_BEDROCK": bedrock_url,  # the control plane: GetFoundationModel at start
+        "AWS_ENDPOINT_URL_BEDROCK": bedrock_url,  # the control plane: GetFoundationModel, batch inference jobs
+        "AWS_ENDPOINT_URL_S3": kinesis_url,  # moto serves S3 beside Kinesis: batch job input and output
         "OPENSEARCH_URL": opensearch_url,
         "OPENSEARCH_AUTH": "none",
         **FAKE_AWS,

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from devstack.bedrock import DEFAULT_MODEL_ID
+from devstack.bedrock.batch.knobs import add_batch_arguments, batch_argv, batch_knobs_from_args
 from devstack.bedrock.options import add_knob_arguments, knob_argv, knobs_from_args
 from devstack.cli import command
 from devstack.processes import ServiceError, http_ok, spawn_reporting_url
@@ -55,6 +56,7 @@ def _up_arguments(p: argparse.ArgumentParser) -> None:
     llm.add_argument("--llm-threads", type=int, default=None)
     llm.add_argument("--llm-parallel", type=int, default=None)
     add_knob_arguments(p)
+    add_batch_arguments(p)
 
 
 def proc_start_time(pid: int) -> str | None:
@@ -92,9 +94,10 @@ def up(args: argparse.Namespace) -> int:
         raise ServiceError(f"the stack in {base} is already up; run `python -m devstack down` first")
     try:
         knobs_from_args(args)  # a bad knob fails here, before anything starts
+        batch_knobs_from_args(args)
     except ValueError as err:
         raise ServiceError(f"bad knob: {err}") from err
-    bedrock_args = knob_argv(args)
+    bedrock_args = knob_argv(args) + batch_argv(args)
     for flag in ("model_path", "llm_mode", "llm_threads", "llm_parallel"):
         value = getattr(args, flag)
         if value is not None:

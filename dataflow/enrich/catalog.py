@@ -42,6 +42,9 @@ DEFAULT_ONLY = _tiers(default=1.0)
 # Bedrock's service-tiers page: Flex is a "discounted standard model rate", Priority "standard rate + premium";
 # the factors are not on an AWS page we could read (pricing is rendered client-side): 0.5 and 1.75 are assumed.
 NOVA_TIERS = _tiers(priority=1.75, default=1.0, flex=0.5)
+# Batch inference (CreateModelInvocationJob) is billed at 50% of the on-demand price of the same model and profile:
+# AWS "Process multiple prompts with batch inference" and the Amazon Bedrock pricing page ("50% lower price").
+BATCH_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class ModelCard:
         """(input, output) USD per million tokens through this id's profile, in `tier` (default if not offered)."""
         factor = (1.0 if is_global(model_id) else 1.0 + self.regional_premium) * self.tiers.get(tier, 1.0)
         return round(self.input * factor, 6), round(self.output * factor, 6)
+
+    def batch_price(self, model_id: str) -> tuple[float, float]:
+        """(input, output) USD per million tokens in a batch inference job: BATCH_FACTOR of the default tier."""
+        price_in, price_out = self.price(model_id)
+        return round(price_in * BATCH_FACTOR, 6), round(price_out * BATCH_FACTOR, 6)
 
 
 HAIKU_45 = "us.anthropic.claude-haiku-4-5-20251001-v1:0"

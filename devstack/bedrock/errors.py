@@ -17,6 +17,7 @@ ERROR_STATUS: dict[str, int] = {
     "ServiceQuotaExceededException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
+    "ConflictException": 409,
     "ModelTimeoutException": 408,
     "ModelErrorException": 424,
     "ThrottlingException": 429,
@@ -24,6 +25,9 @@ ERROR_STATUS: dict[str, int] = {
     "InternalServerException": 500,
     "ServiceUnavailableException": 503,
 }
+
+# Modeled by the control plane (`bedrock`) only: batch-inference job tagging.
+CONTROL_ERROR_STATUS: dict[str, int] = {"TooManyTagsException": 400}
 
 # Answered by AWS's front door (authentication), not by Bedrock itself.
 AUTH_ERROR_STATUS: dict[str, int] = {
@@ -37,6 +41,8 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "ServiceQuotaExceededException": "Your request exceeds the service quota for your account.",
     "AccessDeniedException": "You don't have access to the model with the specified model ID.",
     "ResourceNotFoundException": "Could not resolve the foundation model from the provided model identifier.",
+    "ConflictException": "The request conflicts with the current state of the resource.",
+    "TooManyTagsException": "The request contains more tags than can be associated with a resource (200).",
     "ModelTimeoutException": "Model has timed out in processing the request. Try your request again.",
     "ModelErrorException": "The model returned an error.",
     "ThrottlingException": "Too many requests, please wait before trying again.",
@@ -60,7 +66,7 @@ _CORAL_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.coral.service/"
 
 def error_status(code: str) -> int:
     """The HTTP status AWS answers `code` with; KeyError for a code we do not model."""
-    return ERROR_STATUS[code] if code in ERROR_STATUS else AUTH_ERROR_STATUS[code]
+    return {**ERROR_STATUS, **CONTROL_ERROR_STATUS, **AUTH_ERROR_STATUS}[code]
 
 
 @dataclass
@@ -71,7 +77,11 @@ class BedrockError(Exception):
     message: str = ""
 
     def __post_init__(self) -> None:
-        if self.code not in ERROR_STATUS and self.code not in AUTH_ERROR_STATUS:
+        if (
+            self.code not in ERROR_STATUS
+            and self.code not in AUTH_ERROR_STATUS
+            and self.code not in CONTROL_ERROR_STATUS
+        ):
             raise ValueError(f"unknown Bedrock error code {self.code!r}")
         if not self.message:
             self.message = DEFAULT_MESSAGES[self.code]

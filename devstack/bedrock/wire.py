@@ -154,8 +154,9 @@ def check_context(input_tokens: int, max_tokens: int, context_tokens: int) -> No
         )
 
 
-def converse_response(result: ModelResult, latency_ms: int, service_tier: str = "default") -> web.Response:
-    body = {
+def converse_body(result: ModelResult, latency_ms: int, service_tier: str = "default") -> dict:
+    """The Converse response body (also a Converse batch job's `modelOutput`)."""
+    return {
         "output": {"message": {"role": "assistant", "content": [{"text": result.text}]}},
         "stopReason": result.stop_reason,
         "usage": {
@@ -166,11 +167,17 @@ def converse_response(result: ModelResult, latency_ms: int, service_tier: str = 
         "metrics": {"latencyMs": latency_ms},
         "serviceTier": {"type": service_tier},  # the tier that served it
     }
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-def invoke_response(request: ModelRequest, result: ModelResult, latency_ms: int) -> web.Response:
-    body = {
+def converse_response(result: ModelResult, latency_ms: int, service_tier: str = "default") -> web.Response:
+    return web.Response(
+        body=orjson.dumps(converse_body(result, latency_ms, service_tier)), content_type="application/json"
+    )
+
+
+def invoke_body(request: ModelRequest, result: ModelResult) -> dict:
+    """The Anthropic Messages response body of InvokeModel (also an InvokeModel batch job's `modelOutput`)."""
+    return {
         "id": "msg_bdrk_" + uuid.uuid4().hex[:24],
         "type": "message",
         "role": "assistant",
@@ -180,12 +187,16 @@ def invoke_response(request: ModelRequest, result: ModelResult, latency_ms: int)
         "stop_sequence": None,
         "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
     }
+
+
+def invoke_response(request: ModelRequest, result: ModelResult, latency_ms: int) -> web.Response:
     headers = {
         "X-Amzn-Bedrock-Input-Token-Count": str(result.input_tokens),
         "X-Amzn-Bedrock-Output-Token-Count": str(result.output_tokens),
         "X-Amzn-Bedrock-Invocation-Latency": str(latency_ms),
     }
-    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
+    body = orjson.dumps(invoke_body(request, result))
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 def error_response(err: BedrockError, request_id: str) -> web.Response:
