@@ -415,7 +415,7 @@ def test_a_job_that_runs_out_of_time_is_partially_completed(batch: Batch) -> Non
 
 def test_the_fail_fault_fails_a_job_half_way(batch: Batch) -> None:
     batch.put_records("in/a.jsonl", ids(100))
-    batch.knobs(fail_rate=1.0, fail_message="Injected failure.")
+    batch.knobs(fail_rate=1.0, fail_message="Injected failure.", record_ms=10.0, parallel=2)
     seen, job = batch.follow(batch.create("fail-1"))
     assert seen[-2:] == ["InProgress", "Failed"] and job["message"] == "Injected failure."
     assert 0 < job["processedRecordCount"] < 100
@@ -496,3 +496,42 @@ def test_batch_knobs_refuse_unknown_names_and_bad_values(batch: Batch) -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             batch.knobs(**bad)
         assert err.value.code == 400
+
+
+def test_a_failed_job_stops_answering_records(batch: Batch) -> None:
+    batch.put_records("in/a.jsonl", ids(400))
+    batch.knobs(fail_rate=1.0, record_ms=5.0, parallel=8)
+    arn = batch.create("fail-2")
+    _, job = batch.follow(arn)
+    time.sleep(0.3)
+    later = batch.bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert job["status"] == later["status"] == "Failed"
+    assert later["processedRecordCount"] == job["processedRecordCount"] < 400
+
+
+def test_missing_record_ids_are_added_and_malformed_answers_injected(batch: Batch) -> None:
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    raw = b"\n".join(orjson.dumps({"modelInput": body}) for _ in range(100))
+    batch.s3.put_object(Bucket=batch.bucket, Key="in/a.jsonl", Body=raw)
+    batch.put_records("in/b.jsonl", ids(200))
+    batch.knobs(record_malformed_rate=0.5)
+    arn = batch.create("ids-1")
+    _, job = batch.follow(arn)
+    assert job["status"] == "Completed"
+    out = batch.outputs(arn)
+    added = [r["recordId"] for r in lines(out["a.jsonl.out"])]
+    assert len(set(added)) == 100 and all(len(i) == 11 and i.isalnum() for i in added)
+
+    def contract_kept(record: dict) -> bool:
+        try:
+            answer = orjson.loads(record["modelOutput"]["content"][0]["text"])
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(answer, dict) and answer.get("results", [{}])[0].get("id") == record["recordId"]
+
+    kept = sum(contract_kept(r) for r in lines(out["b.jsonl.out"]))
+    assert 60 <= kept <= 140  # about half of 200 broken, each a 200 answer with modelOutput

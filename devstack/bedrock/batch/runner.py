@@ -205,7 +205,13 @@ async def _process(job: Job, spec: ModelSpec, rt: Runtime, work: list[FileWork],
                 if fail_at is not None and job.processed >= fail_at:
                     raise JobFailed(knobs.fail_message)
 
-        await asyncio.gather(*(worker() for _ in range(min(rt.knobs().parallel, max(1, len(order))))))
+        workers = [asyncio.create_task(worker()) for _ in range(min(rt.knobs().parallel, max(1, len(order))))]
+        try:
+            await asyncio.gather(*workers)
+        finally:  # a failed job, a stop or a time-out: no worker goes on answering records
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         await _write_file(job, rt, item)
 
 
