@@ -535,3 +535,35 @@ def test_missing_record_ids_are_added_and_malformed_answers_injected(batch: Batc
 
     kept = sum(contract_kept(r) for r in lines(out["b.jsonl.out"]))
     assert 60 <= kept <= 140  # about half of 200 broken, each a 200 answer with modelOutput
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+
+
+def test_a_server_without_s3_fails_jobs_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    server = start_bedrock(extra_args=["--batch-submitted-s", "0", "--batch-validating-s", "0"])
+    try:
+        bedrock = boto3.client("bedrock", endpoint_url=server.url, **AWS)
+        arn = bedrock.create_model_invocation_job(
+            jobName="no-s3",
+            roleArn=ROLE,
+            modelId=MODEL_ID,
+            inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://bkt/in/"}},
+            outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://bkt/out/"}},
+        )["jobArn"]
+        deadline = time.monotonic() + 10
+        while (job := bedrock.get_model_invocation_job(jobIdentifier=arn))["status"] not in TERMINAL:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert job["status"] == "Failed" and "--s3-endpoint" in job["message"]
+    finally:
+        server.stop()
+
+
+def test_the_stack_points_clients_and_the_server_at_motos_s3() -> None:
+    from devstack.stack import StackConfig, stack_env
+
+    env = stack_env("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3", StackConfig())
+    assert env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:1"
+    assert env["AWS_ENDPOINT_URL_BEDROCK"] == env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == "http://127.0.0.1:3"
