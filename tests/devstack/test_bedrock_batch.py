@@ -567,3 +567,15 @@ def test_the_stack_points_clients_and_the_server_at_motos_s3() -> None:
     env = stack_env("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3", StackConfig())
     assert env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:1"
     assert env["AWS_ENDPOINT_URL_BEDROCK"] == env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == "http://127.0.0.1:3"
+
+
+def test_the_server_keeps_answering_while_a_job_runs_on_a_backend_that_never_waits(batch: Batch) -> None:
+    batch.put_records("in/big.jsonl", ids(1500))  # lexicon: pure CPU per record, no await inside
+    arn = batch.create("busy-1")
+    midway = []
+    while (job := batch.bedrock.get_model_invocation_job(jobIdentifier=arn))["status"] not in TERMINAL:
+        if job["status"] == "InProgress" and 0 < job["processedRecordCount"] < 1500:
+            midway.append(job["processedRecordCount"])
+        time.sleep(0.01)
+    assert job["status"] == "Completed"
+    assert len(midway) >= 2, "GetModelInvocationJob was not answered while the records were processed"
