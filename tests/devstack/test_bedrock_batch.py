@@ -316,7 +316,7 @@ def test_create_refuses_an_unknown_model_and_a_used_name(batch: Batch) -> None:
         batch.create("model-1", modelId="anthropic.claude-nonexistent-v1:0")
     batch.put_records("in/a.jsonl", ids(100))
     batch.create("taken-1")
-    with pytest.raises(batch.bedrock.exceptions.ConflictException):
+    with pytest.raises(batch.bedrock.exceptions.ValidationException, match="job name is currently in use"):
         batch.create("taken-1")
 
 
@@ -327,8 +327,9 @@ def test_a_client_token_makes_create_idempotent(batch: Batch) -> None:
     assert again == first
     assert len(batch.bedrock.list_model_invocation_jobs(nameContains="idem-1")["invocationJobSummaries"]) == 1
     assert batch.bedrock.get_model_invocation_job(jobIdentifier=first)["clientRequestToken"] == "backfill-run-1-job-0"
-    with pytest.raises(batch.bedrock.exceptions.ConflictException):
-        batch.create("idem-2", clientRequestToken="backfill-run-1-job-0")
+    # Bedrock "ignores the request, but does not return an error" for a token it has seen, whatever the body.
+    assert batch.create("idem-2", clientRequestToken="backfill-run-1-job-0") == first
+    assert batch.bedrock.list_model_invocation_jobs(nameContains="idem-2")["invocationJobSummaries"] == []
 
 
 def test_the_concurrent_jobs_quota_counts_unfinished_jobs_per_model(batch: Batch) -> None:
