@@ -580,3 +580,25 @@ def test_the_server_keeps_answering_while_a_job_runs_on_a_backend_that_never_wai
         time.sleep(0.01)
     assert job["status"] == "Completed"
     assert len(midway) >= 2, "GetModelInvocationJob was not answered while the records were processed"
+
+
+def test_aiobotocore_sees_the_same_jobs(batch: Batch) -> None:
+    import asyncio
+
+    from aiobotocore.session import get_session
+
+    batch.put_records("in/a.jsonl", ids(100))
+    arn = batch.create("aio-1", tags=[{"key": "run", "value": "r1"}])
+
+    async def scenario() -> tuple[dict, dict, dict]:
+        async with get_session().create_client("bedrock", endpoint_url=batch.url, **AWS) as client:
+            listed = await client.list_model_invocation_jobs(nameContains="aio-1")
+            tags = await client.list_tags_for_resource(resourceARN=arn)
+            while (job := await client.get_model_invocation_job(jobIdentifier=arn))["status"] not in TERMINAL:
+                await asyncio.sleep(0.02)
+            return listed, tags, job
+
+    listed, tags, job = asyncio.run(scenario())
+    assert [j["jobArn"] for j in listed["invocationJobSummaries"]] == [arn]
+    assert tags["tags"] == [{"key": "run", "value": "r1"}]
+    assert job["status"] == "Completed" and isinstance(job["submitTime"], datetime)
