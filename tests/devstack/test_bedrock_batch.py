@@ -340,6 +340,9 @@ def test_the_concurrent_jobs_quota_counts_unfinished_jobs_per_model(batch: Batch
         batch.create("quota-2")
     assert error_code(err) == "ServiceQuotaExceededException"
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(batch.bedrock.exceptions.ServiceQuotaExceededException):  # the same model by its bare id
+        batch.create("quota-2", modelId=MODEL_ID.removeprefix("us."))
+    batch.create("quota-other", modelId="amazon.nova-lite-v1:0")  # another model has its own quota
     batch.bedrock.stop_model_invocation_job(jobIdentifier=held[0])
     assert batch.follow(held[0])[1]["status"] == "Stopped"
     batch.create("quota-3")  # a stopped job no longer counts
@@ -602,3 +605,20 @@ def test_aiobotocore_sees_the_same_jobs(batch: Batch) -> None:
     assert [j["jobArn"] for j in listed["invocationJobSummaries"]] == [arn]
     assert tags["tags"] == [{"key": "run", "value": "r1"}]
     assert job["status"] == "Completed" and isinstance(job["submitTime"], datetime)
+
+
+def test_converse_records_with_tools_fail_alone(batch: Batch) -> None:
+    batch.put_records("in/c.jsonl", ids(100), converse=True)
+    tool = {
+        "recordId": "tool-1",
+        "modelInput": {
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "t", "inputSchema": {"json": {"type": "object"}}}}]},
+        },
+    }
+    batch.s3.put_object(Bucket=batch.bucket, Key="in/tools.jsonl", Body=orjson.dumps(tool))
+    arn = batch.create("tools-1", modelInvocationType="Converse")
+    _, job = batch.follow(arn)
+    assert job["status"] == "Completed" and (job["successRecordCount"], job["errorRecordCount"]) == (100, 1)
+    [record] = lines(batch.outputs(arn)["tools.jsonl.out"])
+    assert record["error"]["errorCode"] == 400 and "toolConfig" in record["error"]["errorMessage"]

@@ -103,13 +103,13 @@ def add_batch_routes(app: web.Application, state_key: web.AppKey, knobs: BatchKn
         if table.by_name(body["jobName"]) is not None:  # CreateModelImportJob's wording for the same case
             raise BedrockError("ValidationException", "The provided job name is currently in use.")
         spec = batch_model(body["modelId"], request.app[state_key].knobs.extra_model_ids)
-        if table.active_for_model(body["modelId"]) >= batch.knobs.max_jobs:
+        if table.active_for_model(spec.model_id) >= batch.knobs.max_jobs:
             raise BedrockError(
                 "ServiceQuotaExceededException",
                 f"You have reached the maximum of {batch.knobs.max_jobs} in-progress and submitted batch inference "
-                f"jobs for {body['modelId']}. Wait for a job to finish, or request a quota increase.",
+                f"jobs for {spec.model_id}. Wait for a job to finish, or request a quota increase.",
             )
-        job = Job(new_job_id(), body)
+        job = Job(new_job_id(), body, base_model=spec.model_id)
         hours = int(body.get("timeoutDurationInHours") or 24)
         job.expiration = job.submit_time + timedelta(seconds=hours * batch.knobs.hour_s)
         job.tags = {t["key"]: t["value"] for t in body.get("tags") or []}
