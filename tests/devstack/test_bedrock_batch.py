@@ -263,6 +263,7 @@ def test_validation_failures_end_the_job_failed_with_a_message(batch: Batch) -> 
         "bad/": "Line 2 of bad/a.jsonl is not valid JSON",
         "none/": "No .jsonl files",
         "missing/": "No .jsonl files",
+        "none/readme.txt": "must have the .jsonl extension",
     }
     arns = {prefix: batch.create(f"invalid-{i}", input_key=prefix) for i, prefix in enumerate(cases)}
     for prefix, expected in cases.items():
