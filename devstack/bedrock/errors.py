@@ -17,7 +17,7 @@ ERROR_STATUS: dict[str, int] = {
     "ServiceQuotaExceededException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
-    "ConflictException": 409,
+    "ConflictException": 400,  # as botocore's bedrock and bedrock-runtime models say
     "ModelTimeoutException": 408,
     "ModelErrorException": 424,
     "ThrottlingException": 429,

@@ -263,6 +263,7 @@ def test_validation_failures_end_the_job_failed_with_a_message(batch: Batch) -> 
         "bad/": "Line 2 of bad/a.jsonl is not valid JSON",
         "none/": "No .jsonl files",
         "missing/": "No .jsonl files",
+        "none/readme.txt": "must have the .jsonl extension",
     }
     arns = {prefix: batch.create(f"invalid-{i}", input_key=prefix) for i, prefix in enumerate(cases)}
     for prefix, expected in cases.items():
@@ -316,7 +317,7 @@ def test_create_refuses_an_unknown_model_and_a_used_name(batch: Batch) -> None:
         batch.create("model-1", modelId="anthropic.claude-nonexistent-v1:0")
     batch.put_records("in/a.jsonl", ids(100))
     batch.create("taken-1")
-    with pytest.raises(batch.bedrock.exceptions.ConflictException):
+    with pytest.raises(batch.bedrock.exceptions.ValidationException, match="job name is currently in use"):
         batch.create("taken-1")
 
 
@@ -327,8 +328,9 @@ def test_a_client_token_makes_create_idempotent(batch: Batch) -> None:
     assert again == first
     assert len(batch.bedrock.list_model_invocation_jobs(nameContains="idem-1")["invocationJobSummaries"]) == 1
     assert batch.bedrock.get_model_invocation_job(jobIdentifier=first)["clientRequestToken"] == "backfill-run-1-job-0"
-    with pytest.raises(batch.bedrock.exceptions.ConflictException):
-        batch.create("idem-2", clientRequestToken="backfill-run-1-job-0")
+    # Bedrock "ignores the request, but does not return an error" for a token it has seen, whatever the body.
+    assert batch.create("idem-2", clientRequestToken="backfill-run-1-job-0") == first
+    assert batch.bedrock.list_model_invocation_jobs(nameContains="idem-2")["invocationJobSummaries"] == []
 
 
 def test_the_concurrent_jobs_quota_counts_unfinished_jobs_per_model(batch: Batch) -> None:
@@ -339,6 +341,9 @@ def test_the_concurrent_jobs_quota_counts_unfinished_jobs_per_model(batch: Batch
         batch.create("quota-2")
     assert error_code(err) == "ServiceQuotaExceededException"
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(batch.bedrock.exceptions.ServiceQuotaExceededException):  # the same model by its bare id
+        batch.create("quota-2", modelId=MODEL_ID.removeprefix("us."))
+    batch.create("quota-other", modelId="amazon.nova-lite-v1:0")  # another model has its own quota
     batch.bedrock.stop_model_invocation_job(jobIdentifier=held[0])
     assert batch.follow(held[0])[1]["status"] == "Stopped"
     batch.create("quota-3")  # a stopped job no longer counts
@@ -415,7 +420,7 @@ def test_a_job_that_runs_out_of_time_is_partially_completed(batch: Batch) -> Non
 
 def test_the_fail_fault_fails_a_job_half_way(batch: Batch) -> None:
     batch.put_records("in/a.jsonl", ids(100))
-    batch.knobs(fail_rate=1.0, fail_message="Injected failure.")
+    batch.knobs(fail_rate=1.0, fail_message="Injected failure.", record_ms=10.0, parallel=2)
     seen, job = batch.follow(batch.create("fail-1"))
     assert seen[-2:] == ["InProgress", "Failed"] and job["message"] == "Injected failure."
     assert 0 < job["processedRecordCount"] < 100
@@ -496,3 +501,125 @@ def test_batch_knobs_refuse_unknown_names_and_bad_values(batch: Batch) -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             batch.knobs(**bad)
         assert err.value.code == 400
+
+
+def test_a_failed_job_stops_answering_records(batch: Batch) -> None:
+    batch.put_records("in/a.jsonl", ids(400))
+    batch.knobs(fail_rate=1.0, record_ms=5.0, parallel=8)
+    arn = batch.create("fail-2")
+    _, job = batch.follow(arn)
+    time.sleep(0.3)
+    later = batch.bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert job["status"] == later["status"] == "Failed"
+    assert later["processedRecordCount"] == job["processedRecordCount"] < 400
+
+
+def test_missing_record_ids_are_added_and_malformed_answers_injected(batch: Batch) -> None:
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    raw = b"\n".join(orjson.dumps({"modelInput": body}) for _ in range(100))
+    batch.s3.put_object(Bucket=batch.bucket, Key="in/a.jsonl", Body=raw)
+    batch.put_records("in/b.jsonl", ids(200))
+    batch.knobs(record_malformed_rate=0.5)
+    arn = batch.create("ids-1")
+    _, job = batch.follow(arn)
+    assert job["status"] == "Completed"
+    out = batch.outputs(arn)
+    added = [r["recordId"] for r in lines(out["a.jsonl.out"])]
+    assert len(set(added)) == 100 and all(len(i) == 11 and i.isalnum() for i in added)
+
+    def contract_kept(record: dict) -> bool:
+        try:
+            answer = orjson.loads(record["modelOutput"]["content"][0]["text"])
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(answer, dict) and answer.get("results", [{}])[0].get("id") == record["recordId"]
+
+    kept = sum(contract_kept(r) for r in lines(out["b.jsonl.out"]))
+    assert 60 <= kept <= 140  # about half of 200 broken, each a 200 answer with modelOutput
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+
+
+def test_a_server_without_s3_fails_jobs_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    server = start_bedrock(extra_args=["--batch-submitted-s", "0", "--batch-validating-s", "0"])
+    try:
+        bedrock = boto3.client("bedrock", endpoint_url=server.url, **AWS)
+        arn = bedrock.create_model_invocation_job(
+            jobName="no-s3",
+            roleArn=ROLE,
+            modelId=MODEL_ID,
+            inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://bkt/in/"}},
+            outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://bkt/out/"}},
+        )["jobArn"]
+        deadline = time.monotonic() + 10
+        while (job := bedrock.get_model_invocation_job(jobIdentifier=arn))["status"] not in TERMINAL:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert job["status"] == "Failed" and "--s3-endpoint" in job["message"]
+    finally:
+        server.stop()
+
+
+def test_the_stack_points_clients_and_the_server_at_motos_s3() -> None:
+    from devstack.stack import StackConfig, stack_env
+
+    env = stack_env("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3", StackConfig())
+    assert env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:1"
+    assert env["AWS_ENDPOINT_URL_BEDROCK"] == env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == "http://127.0.0.1:3"
+
+
+def test_the_server_keeps_answering_while_a_job_runs_on_a_backend_that_never_waits(batch: Batch) -> None:
+    batch.put_records("in/big.jsonl", ids(1500))  # lexicon: pure CPU per record, no await inside
+    arn = batch.create("busy-1")
+    midway = []
+    while (job := batch.bedrock.get_model_invocation_job(jobIdentifier=arn))["status"] not in TERMINAL:
+        if job["status"] == "InProgress" and 0 < job["processedRecordCount"] < 1500:
+            midway.append(job["processedRecordCount"])
+        time.sleep(0.01)
+    assert job["status"] == "Completed"
+    assert len(midway) >= 2, "GetModelInvocationJob was not answered while the records were processed"
+
+
+def test_aiobotocore_sees_the_same_jobs(batch: Batch) -> None:
+    import asyncio
+
+    from aiobotocore.session import get_session
+
+    batch.put_records("in/a.jsonl", ids(100))
+    arn = batch.create("aio-1", tags=[{"key": "run", "value": "r1"}])
+
+    async def scenario() -> tuple[dict, dict, dict]:
+        async with get_session().create_client("bedrock", endpoint_url=batch.url, **AWS) as client:
+            listed = await client.list_model_invocation_jobs(nameContains="aio-1")
+            tags = await client.list_tags_for_resource(resourceARN=arn)
+            while (job := await client.get_model_invocation_job(jobIdentifier=arn))["status"] not in TERMINAL:
+                await asyncio.sleep(0.02)
+            return listed, tags, job
+
+    listed, tags, job = asyncio.run(scenario())
+    assert [j["jobArn"] for j in listed["invocationJobSummaries"]] == [arn]
+    assert tags["tags"] == [{"key": "run", "value": "r1"}]
+    assert job["status"] == "Completed" and isinstance(job["submitTime"], datetime)
+
+
+def test_converse_records_with_tools_fail_alone(batch: Batch) -> None:
+    batch.put_records("in/c.jsonl", ids(100), converse=True)
+    tool = {
+        "recordId": "tool-1",
+        "modelInput": {
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "t", "inputSchema": {"json": {"type": "object"}}}}]},
+        },
+    }
+    batch.s3.put_object(Bucket=batch.bucket, Key="in/tools.jsonl", Body=orjson.dumps(tool))
+    arn = batch.create("tools-1", modelInvocationType="Converse")
+    _, job = batch.follow(arn)
+    assert job["status"] == "Completed" and (job["successRecordCount"], job["errorRecordCount"]) == (100, 1)
+    [record] = lines(batch.outputs(arn)["tools.jsonl.out"])
+    assert record["error"]["errorCode"] == 400 and "toolConfig" in record["error"]["errorMessage"]

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,7 +139,41 @@ def test_local_stack_context_manager() -> None:
         assert http_ok(env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] + "/ping")
         kinesis = boto3.client("kinesis", endpoint_url=env["AWS_ENDPOINT_URL_KINESIS"], region_name="us-east-1")
         assert kinesis.describe_stream_summary(StreamName="inproc")["StreamDescriptionSummary"]["OpenShardCount"] == 1
+        batch_job_runs_on_the_stack(env)
     assert all(proc_start_time(pid) is None for pid in pids)
+
+
+def batch_job_runs_on_the_stack(env: dict[str, str]) -> None:
+    """Clients configured only by the stack's env reach one S3 and one Bedrock that agree on a batch job."""
+    aws = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], **aws)
+    bedrock = boto3.client("bedrock", endpoint_url=env["AWS_ENDPOINT_URL_BEDROCK"], **aws)
+    s3.create_bucket(Bucket="stack-batch")
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "ok"}],
+    }
+    s3.put_object(
+        Bucket="stack-batch",
+        Key="in/a.jsonl",
+        Body=b"\n".join(orjson.dumps({"recordId": str(i), "modelInput": body}) for i in range(100)),
+    )
+    arn = bedrock.create_model_invocation_job(
+        jobName="stack-1",
+        roleArn="arn:aws:iam::123456789012:role/batch",
+        modelId=env["BEDROCK_MODEL_ID"],
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://stack-batch/in/"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://stack-batch/out/"}},
+    )["jobArn"]
+    for _ in range(300):
+        job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+        if job["status"] not in ("Submitted", "Validating", "Scheduled", "InProgress"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "Completed", job.get("message")
+    manifest = s3.get_object(Bucket="stack-batch", Key=f"out/{arn.rsplit('/', 1)[1]}/manifest.json.out")["Body"]
+    assert orjson.loads(manifest.read())["successRecordCount"] == 100
 
 
 def test_crashed_child_during_up_stops_the_others(workdir: Path) -> None:

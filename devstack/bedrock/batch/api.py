@@ -4,9 +4,10 @@ CreateModelInvocationJob (POST /model-invocation-job), GetModelInvocationJob (GE
 ListModelInvocationJobs (GET /model-invocation-jobs), StopModelInvocationJob (POST /model-invocation-job/{id}/stop),
 TagResource / UntagResource / ListTagsForResource for job ARNs; `GET|POST /_admin/batch` reads or changes the
 knobs. Create checks, in order: credentials (`auth_error`), the model's constraints (validate.py), the client
-token (a repeat with the same body answers the same job; a different body is a ConflictException), a job name
-already used (ConflictException), the model (404 if unknown), the concurrent-jobs quota (400
-ServiceQuotaExceededException). The input itself is checked later, while the job is Validating (runner.py).
+token (a token seen before answers that job, as Bedrock documents: "ignores the request, but does not return an
+error"), a job name already used (400 ValidationException "The provided job name is currently in use.", Bedrock's
+answer for CreateModelImportJob; not confirmed for batch jobs), the model (404 if unknown), the concurrent-jobs
+quota (400 ServiceQuotaExceededException). The input itself is checked later, while the job is Validating (runner.py).
 """
 
 from __future__ import annotations
@@ -97,21 +98,18 @@ def add_batch_routes(app: web.Application, state_key: web.AppKey, knobs: BatchKn
         validate("CreateModelInvocationJob", body)
         table = batch.table
         token = body.get("clientRequestToken")
-        if token and token in table.tokens:
-            earlier = table.jobs[table.tokens[token]]
-            if earlier.request != body:
-                raise BedrockError("ConflictException", "The clientRequestToken was used with different parameters.")
-            return _json({"jobArn": earlier.arn})
-        if table.by_name(body["jobName"]) is not None:
-            raise BedrockError("ConflictException", f"A job with the name {body['jobName']} already exists.")
+        if token and token in table.tokens:  # "Amazon Bedrock ignores the request, but does not return an error"
+            return _json({"jobArn": table.jobs[table.tokens[token]].arn})
+        if table.by_name(body["jobName"]) is not None:  # CreateModelImportJob's wording for the same case
+            raise BedrockError("ValidationException", "The provided job name is currently in use.")
         spec = batch_model(body["modelId"], request.app[state_key].knobs.extra_model_ids)
-        if table.active_for_model(body["modelId"]) >= batch.knobs.max_jobs:
+        if table.active_for_model(spec.model_id) >= batch.knobs.max_jobs:
             raise BedrockError(
                 "ServiceQuotaExceededException",
                 f"You have reached the maximum of {batch.knobs.max_jobs} in-progress and submitted batch inference "
-                f"jobs for {body['modelId']}. Wait for a job to finish, or request a quota increase.",
+                f"jobs for {spec.model_id}. Wait for a job to finish, or request a quota increase.",
             )
-        job = Job(new_job_id(), body)
+        job = Job(new_job_id(), body, base_model=spec.model_id)
         hours = int(body.get("timeoutDurationInHours") or 24)
         job.expiration = job.submit_time + timedelta(seconds=hours * batch.knobs.hour_s)
         job.tags = {t["key"]: t["value"] for t in body.get("tags") or []}

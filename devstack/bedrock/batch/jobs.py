@@ -60,6 +60,7 @@ class Job:
 
     job_id: str
     request: dict
+    base_model: str = ""  # the foundation model behind modelId (profile or ARN): the quota counts per base model
     submit_time: datetime = field(default_factory=now)
     status: JobStatus = JobStatus.SUBMITTED
     message: str | None = None
@@ -144,8 +145,8 @@ class JobTable:
     def by_name(self, name: str) -> Job | None:
         return next((job for job in self.jobs.values() if job.name == name), None)
 
-    def active_for_model(self, model_id: str) -> int:
-        return sum(1 for job in self.jobs.values() if job.model_id == model_id and job.status in ACTIVE)
+    def active_for_model(self, base_model: str) -> int:
+        return sum(1 for job in self.jobs.values() if job.base_model == base_model and job.status in ACTIVE)
 
     def listing(
         self,

@@ -21,6 +21,8 @@ from devstack.bedrock.faults import Faults
 from devstack.bedrock.models import ModelSpec
 from devstack.bedrock.wire import check_context, converse_body, invoke_body, parse_converse, parse_invoke
 
+TOOLS_UNSUPPORTED = "Tool use (toolConfig) is not supported for batch inference jobs of the Converse invocation type."
+
 
 class InvalidInput(Exception):
     """An input file Bedrock's validation refuses: the job fails with this message."""
@@ -80,6 +82,8 @@ async def answer(
     started = time.monotonic()
     try:
         if invocation_type == "Converse":
+            if "toolConfig" in record.model_input:  # Bedrock's batch page: such records "fail with a 400 error"
+                raise BedrockError("ValidationException", TOOLS_UNSUPPORTED)
             request = parse_converse(model_id, record.model_input, spec)
         else:
             request = parse_invoke(model_id, record.model_input, spec)

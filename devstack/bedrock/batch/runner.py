@@ -124,7 +124,7 @@ async def _validate(job: Job, rt: Runtime) -> list[FileWork]:
             if f.size > knobs.max_file_bytes:
                 raise JobFailed(f"Input file {f.key} exceeds the maximum file size of {knobs.max_file_bytes} bytes.")
             raw = await asyncio.to_thread(storage.read, split_uri(in_uri)[0], f.key)
-            records = parse_file(raw, f.key, rt.rng)
+            records = await asyncio.to_thread(parse_file, raw, f.key, rt.rng)
             if len(records) > knobs.max_records_per_file:
                 raise JobFailed(
                     f"Input file {f.key} has {len(records)} records, more than the maximum of "
@@ -193,8 +193,8 @@ async def _process(job: Job, spec: ModelSpec, rt: Runtime, work: list[FileWork],
                     malformed_rate=knobs.record_malformed_rate,
                     rng=rt.rng,
                 )
-                if knobs.record_ms:
-                    await asyncio.sleep(knobs.record_ms / 1000)
+                # A backend that never suspends (lexicon) must not hold the loop: Get and on-demand calls go on.
+                await asyncio.sleep(knobs.record_ms / 1000)
                 item.answers.append(result)
                 job.processed += 1
                 job.success += result.ok
@@ -205,7 +205,13 @@ async def _process(job: Job, spec: ModelSpec, rt: Runtime, work: list[FileWork],
                 if fail_at is not None and job.processed >= fail_at:
                     raise JobFailed(knobs.fail_message)
 
-        await asyncio.gather(*(worker() for _ in range(min(rt.knobs().parallel, max(1, len(order))))))
+        workers = [asyncio.create_task(worker()) for _ in range(min(rt.knobs().parallel, max(1, len(order))))]
+        try:
+            await asyncio.gather(*workers)
+        finally:  # a failed job, a stop or a time-out: no worker goes on answering records
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         await _write_file(job, rt, item)
 
 
@@ -216,7 +222,7 @@ async def _write_file(job: Job, rt: Runtime, item: FileWork) -> None:
     lines = [a.line for a in item.answers]
     if rt.knobs().shuffle:
         rt.rng.shuffle(lines)
-    body = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    body = await asyncio.to_thread(lambda: b"".join(orjson.dumps(line) + b"\n" for line in lines))
     assert rt.storage is not None
     await asyncio.to_thread(rt.storage.write, out + item.file.relative + ".out", body)
     item.written = True

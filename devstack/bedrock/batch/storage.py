@@ -54,6 +54,8 @@ class Storage:
             if key and not key.endswith("/"):
                 try:
                     head = self.client.head_object(Bucket=bucket, Key=key)
+                    if not key.endswith(".jsonl"):
+                        raise StorageError(f"The input file {uri} must have the .jsonl extension.")
                     return [InputFile(key, int(head["ContentLength"]), key.rsplit("/", 1)[-1])]
                 except ClientError as err:
                     if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
