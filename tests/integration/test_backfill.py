@@ -102,8 +102,9 @@ def test_an_archive_goes_through_batch_jobs_exactly_once_at_half_the_price(pipel
     assert errors["batch:500"] > 0, errors  # the injected record errors, with Bedrock's code
     assert {"invalid_json", "missing_text", "not_object"} <= set(errors), errors  # the live parse's dead letters
     names = [j["jobName"] for j in jobs_of(env) if j["jobName"].startswith("archive-1-")]
-    assert len(names) == len(set(names)) and len(names) >= 3, names  # 450 records, at most 200 a job
+    assert len(names) == len(set(names)) and len(names) == 2, names  # 450 records: 200 + 200 a job, 50 on demand
     report = report_of(env)
+    assert report["on_demand_records"] == 50 and report["unknown_records"] == 0
     assert report["enriched"] == len(indexed) and report["dead_letters"] == len(letters) - len(BAD)
     assert report["batch_cost_usd"] == pytest.approx(report["batch_tokens_on_demand_cost_usd"] / 2, rel=1e-6)
     assert report["batch_input_tokens"] > 0 and "backfill.progress" in log
