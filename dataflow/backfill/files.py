@@ -101,12 +101,13 @@ class JobFiles:
     def write_marker(self, job: str, doc: dict[str, Any]) -> None:
         self.write_json(f"chunks/{job}.json", doc)
 
-    def markers(self) -> dict[str, dict[str, Any]]:
-        """Every chunk's marker by job name (the chunks cut so far)."""
+    def markers(self, known: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+        """The chunks' markers by job name (the chunks cut so far), those in `known` listed but not read again."""
         found = {}
         for key in self._keys(f"{self.root}/chunks/"):
-            if key.endswith(".json"):
-                found[key.rsplit("/", 1)[1].removesuffix(".json")] = orjson.loads(self._get(key) or b"{}")
+            name = key.rsplit("/", 1)[1].removesuffix(".json")
+            if key.endswith(".json") and name not in known:
+                found[name] = orjson.loads(self._get(key) or b"{}")
         return found
 
     def page_reviews(self, job: str, page: int) -> list[Review]:

@@ -77,9 +77,8 @@ class Follower:
     def poll(self) -> None:
         """New chunks, submissions within the quota, status of the running jobs, progress."""
         complete = self.files.read_json("input-complete.json") is not None  # before the markers: none is missed
-        for name, marker in self.files.markers().items():
-            if name not in self.jobs:
-                self._track(name, marker)
+        for name, marker in self.files.markers(frozenset(self.jobs)).items():
+            self._track(name, marker)
         self.input_complete = complete
         self._submit_queued()
         self._refresh()
