@@ -8,11 +8,13 @@ time is this machine's, not Bedrock's: on AWS a job runs within its 24-hour wind
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -60,12 +62,13 @@ def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -
         }
         started = time.monotonic()
         with open(bench.log_dir / f"{run_id}.log", "wb") as log:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "bytewax.run", "dataflow.backfill"],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=1800,
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
+            _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak RSS and CPU
         wall = time.monotonic() - started
-        assert proc.returncode == 0, f"backfill failed: see {bench.log_dir / f'{run_id}.log'}"
+        assert os.waitstatus_to_exitcode(status) == 0, f"backfill failed: see {bench.log_dir / f'{run_id}.log'}"
         docs = {d["review_id"] for d in run.documents()}
         client = run.opensearch
         client.indices.refresh(index=env["OPENSEARCH_DLQ_INDEX"])
@@ -76,7 +79,11 @@ def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -
         jobs = [j["jobName"] for j in bedrock.list_model_invocation_jobs(maxResults=1000)["invocationJobSummaries"]]
         jobs = [name for name in jobs if name.startswith(run_id)]
         report = orjson.loads(s3.get_object(Bucket=bucket, Key=f"backfill/{run_id}/report.json")["Body"].read())
+        waiting = cpu_while_waiting(bench, env, archive)
     return {
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        **waiting,
         "reviews": count,
         "bad_records": len(BAD),
         "wall_s": wall,
@@ -94,6 +101,42 @@ def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -
         "on_demand_cost_usd_same_tokens": report["batch_tokens_on_demand_cost_usd"],
         "on_demand_records": report["on_demand_records"],
     }
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+
+def cpu_while_waiting(bench: Bench, env: dict[str, str], archive: Path) -> dict[str, Any]:
+    """CPU of the backfill process while its only job runs (InProgress, slowed by `record_ms`): the idle cost."""
+    knobs = {"record_error_rate": 0, "record_ms": 2000, "parallel": 4}
+    assert HTTP.request("POST", f"{bench.stack.bedrock.url}/_admin/batch", body=orjson.dumps(knobs)).status == 200
+    small = archive.with_name(archive.stem + "-wait.jsonl")
+    small.write_bytes(b"\n".join(archive.read_bytes().splitlines()[:200]) + b"\n")
+    run_id = f"wait-{uuid.uuid4().hex[:6]}"
+    env = {**env, "BACKFILL_ARCHIVE": str(small), "BACKFILL_RUN_ID": run_id, "BACKFILL_POLL_INTERVAL_S": "5"}
+    bedrock = aws("bedrock", env)
+
+    def status() -> str | None:
+        jobs = bedrock.list_model_invocation_jobs(nameContains=run_id)["invocationJobSummaries"]
+        return jobs[0]["status"] if jobs else None
+
+    with open(bench.log_dir / f"{run_id}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflow.backfill"], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            while status() != "InProgress":
+                time.sleep(0.2)
+            time.sleep(2)  # past the first poll after the job started
+            ticks, started = cpu_ticks(proc.pid), time.monotonic()
+            time.sleep(60)
+            assert status() == "InProgress", "the job ended before the window: raise record_ms"
+            busy = (cpu_ticks(proc.pid) - ticks) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - started)
+        finally:
+            proc.kill()
+            proc.wait()
+    return {"wait_window_s": 60, "wait_cpu_pct": 100 * busy, "wait_poll_interval_s": 5}
 
 
 def section(result: dict[str, Any] | None) -> list[str]:
@@ -120,5 +163,9 @@ def section(result: dict[str, Any] | None) -> list[str]:
         f"| cost at batch price (USD) | {r['batch_cost_usd']:.4f} |",
         f"| the same tokens on demand (USD) | {r['on_demand_cost_usd_same_tokens']:.4f} |",
         f"| records sent on demand instead | {r['on_demand_records']:.0f} |",
+        f"| peak RSS of the backfill process (MB) | {r['peak_rss_mb']:.0f} |",
+        f"| CPU of the backfill process, whole run (s) | {r['cpu_s']:.1f} |",
+        f"| CPU while one job runs, {r['wait_window_s']:.0f} s window, poll every {r['wait_poll_interval_s']:.0f} s "
+        f"(% of a core) | {r['wait_cpu_pct']:.2f} |",
         "",
     ]

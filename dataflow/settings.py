@@ -389,6 +389,7 @@ class BackfillSettings:
     max_resubmits: int = 2
     poll_interval_s: float = 60.0
     timeout_hours: int = 24
+    page_records: int = 1000  # records per job input file, and so per page of answers held in memory at once
 
 
 def _stamp(env: Mapping[str, str], name: str) -> datetime | None:
@@ -436,4 +437,5 @@ def load_backfill_settings(env: Mapping[str, str] | None = None, now: datetime |
         max_resubmits=_int(env, "BACKFILL_MAX_RESUBMITS", BackfillSettings.max_resubmits, 0, 10),
         poll_interval_s=_float(env, "BACKFILL_POLL_INTERVAL_S", BackfillSettings.poll_interval_s, 0.05),
         timeout_hours=_int(env, "BACKFILL_TIMEOUT_HOURS", BackfillSettings.timeout_hours, 24, 168),
+        page_records=_int(env, "BACKFILL_PAGE_RECORDS", BackfillSettings.page_records, 1, 99_999),
     )

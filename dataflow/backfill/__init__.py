@@ -5,13 +5,14 @@ local or s3://) or from the stream between two times. Out: the live flow's docum
 its sink (same indices, same ids, same versions), job files in S3 under BACKFILL_JOB_URL, a `report.json` and
 the live flow's token and cost metrics at batch prices. `python -m bytewax.run dataflow.backfill` runs it.
 
-- flow.py          the dataflow: input -> parse (the live step) -> batch jobs -> OpenSearch sinks
-- archive.py       `ArchiveSource`: JSONL / CSV records, local or S3
-- stream_range.py  `StreamRangeSource`: every shard from BACKFILL_FROM to BACKFILL_TO
-- step.py          `BackfillLogic`: the Bytewax step around the planner
-- planner.py       `Backfill`: chunks cut, jobs submitted within the quota, followed, answers read back
-- chunks.py        chunking within the per-job quotas, deterministic job names
-- files.py         the run's S3 layout (inputs, reviews, outputs, run.json, report.json)
+- flow.py          the dataflow: input -> parse -> cut_jobs (S3); job_outputs source -> OpenSearch sinks
+- archive.py       `ArchiveSource`: JSONL / CSV records, local or S3; an archive record's arrival (its date)
+- stream_range.py  `StreamRangeSource`: every shard from BACKFILL_FROM to BACKFILL_TO, with the live backoff
+- step.py          `CutLogic`: the Bytewax step around the cutter (emits nothing)
+- chunks.py        `Cutter`: pages and jobs within the per-job quotas, markers, deterministic job names
+- outputs.py       `JobOutputsSource`: the second input, one page of a finished job per batch, idle between polls
+- planner.py       `Follower`: jobs submitted within the quota, followed, answers read back page by page
+- files.py         the run's S3 layout (pages, markers, outputs, progress, run.json, report.json), record ids
 - jobs.py          the control plane: create once (name and token), list the run's jobs, status, ETA
 - requests.py      a review as an Anthropic Messages body; an output line through the live validation
 - on_demand.py     the few records batch does not take, by Converse

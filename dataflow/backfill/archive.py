@@ -9,9 +9,11 @@ So the SAME parse step (dataflow/parse.py) judges every record and a bad one bec
   from the file and the same review sent by the producer are one document. A row the producer would skip
   (empty review, unknown sentiment) is a parse dead letter here, never dropped silently.
 
-A record's "shard" is `archive`, its sequence number its line (JSONL) or row (CSV) number, and its arrival
-time the run's start (kept in run.json): a re-run of the same run writes the same version (a no-op), and a
-review the live stream delivers later is newer and wins.
+A record's "shard" is `archive`, its sequence number its line (JSONL) or row (CSV) number. Its arrival time
+(the low bits of the document's external version) is the review's own date, bounded to 1970 .. the run's start
+(`archive_arrival`): a review reaches the stream only after it is written, so any live delivery of it is at
+least as new and an archive record never replaces it within a generation; a rerun writes the same version (a
+no-op). Only a newer ENRICHMENT_GENERATION replaces archive results (docs/DESIGN.md section 9).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import csv
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from dataflow.records import KinesisRecord
+from dataflow.records import KinesisRecord, Review
 
 SHARD = "archive"
 BATCH = 500
@@ -36,6 +39,15 @@ BATCH = 500
 USER_POOL = 10_000
 DATE_WINDOW_START_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 DATE_WINDOW_MS = 366 * 24 * 3600 * 1000
+
+
+def archive_arrival(review: Review, run_start_ms: int) -> Review:
+    """The review with its own date as arrival, within 0 .. the run's start (a date the parse step normalised)."""
+    try:
+        written = int(datetime.fromisoformat(review.date_time.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        written = run_start_ms
+    return replace(review, arrival_ms=min(max(0, written), run_start_ms))
 
 
 def _digest(review_id: str) -> bytes:

@@ -1,21 +1,24 @@
-"""Where a backfill keeps its files in S3, and reading and writing them.
+"""Where a backfill keeps its files in S3, and reading and writing them page by page.
 
 Under BACKFILL_JOB_URL (`s3://bucket/prefix`), per run:
 
-    <run>/run.json                     what the run is (its input, model, arrival time)
-    <run>/input/<job>/records.jsonl    the job's input: {"recordId": review id, "modelInput": body} per line
-    <run>/reviews/<job>.jsonl          the reviews of that job, to turn its answers back into documents
-    <run>/output/<job>/...             where Bedrock writes `records.jsonl.out` and `manifest.json.out`
-    <run>/report.json                  the run's totals when it ends
+    <run>/run.json                       what the run is (its input, model, start time)
+    <run>/input/<job>/p<page>.jsonl      a job's input, one file per page of BACKFILL_PAGE_RECORDS records:
+                                         {"recordId": <page 5 digits><index 6 digits>, "modelInput": body}
+    <run>/reviews/<job>/p<page>.jsonl    the same page's reviews in the same order: a recordId maps back here
+    <run>/chunks/<job>.json              the job's marker, written LAST: records, pages, kind, input positions
+    <run>/input-complete.json            written once every record of the input is in a chunk
+    <run>/output/<job>/...               where Bedrock writes `p<page>.jsonl.out` and `manifest.json.out`
+    <run>/progress.json                  pages already indexed (committed once their epoch completed)
+    <run>/report.json                    the run's totals when it ends
 
-The reviews file is written before the input file and the input before the job is submitted: a job name that
-has an input file is a chunk already cut, so a restart re-submits it under the same name and token (Bedrock
-answers with the existing job) and never cuts its reviews again.
+A job exists for the backfill once its marker does; pages without a marker (a chunk being filled when the
+process died) are rewritten or deleted when the chunk is cut again. The marker is the durable hand-over from
+the input side (dataflow/backfill/step.py) to the job side (dataflow/backfill/outputs.py).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -24,7 +27,23 @@ import orjson
 
 from dataflow.records import Review
 
-INPUT_FILE = "records.jsonl"
+RECORD_ID_DIGITS = (5, 6)  # page, index within the page: 11 characters, as in AWS's "CALL0000001" example
+
+
+def record_id(page: int, index: int) -> str:
+    """An alphanumeric recordId (AWS: "alphanumeric string") that locates the review: page and index."""
+    return f"{page:0{RECORD_ID_DIGITS[0]}d}{index:0{RECORD_ID_DIGITS[1]}d}"
+
+
+def parse_record_id(value: object) -> tuple[int, int] | None:
+    """(page, index) of a recordId this backfill wrote, None for anything else."""
+    if not isinstance(value, str) or len(value) != sum(RECORD_ID_DIGITS) or not value.isdigit():
+        return None
+    return int(value[: RECORD_ID_DIGITS[0]]), int(value[RECORD_ID_DIGITS[0] :])
+
+
+def page_file(page: int) -> str:
+    return f"p{page:05d}.jsonl"
 
 
 class JobFiles:
@@ -61,37 +80,54 @@ class JobFiles:
     def write_json(self, name: str, doc: dict[str, Any]) -> None:
         self._put(f"{self.root}/{name}", orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
-    def write_chunk(self, job: str, reviews: list[Review], lines: list[bytes]) -> None:
-        """The reviews file first, then the input file: an input file always has its reviews."""
-        self._put(f"{self.root}/reviews/{job}.jsonl", b"\n".join(encode_review(r) for r in reviews) + b"\n")
-        self._put(self.input_prefix(job) + INPUT_FILE, b"\n".join(lines) + b"\n")
+    # -- pages and markers ------------------------------------------------------------------------------
+    def write_page(self, job: str, page: int, reviews: list[Review], lines: list[bytes]) -> None:
+        """The reviews first, then the input lines: an input page always has its reviews."""
+        self._put(f"{self.root}/reviews/{job}/{page_file(page)}", b"\n".join(map(encode_review, reviews)) + b"\n")
+        self._put(self.input_prefix(job) + page_file(page), b"\n".join(lines) + b"\n")
 
-    def chunk_jobs(self) -> list[str]:
-        """Names of the jobs whose input file exists (cut by this run before), in name order."""
-        jobs: set[str] = set()
-        for key in self._keys(f"{self.root}/input/"):
-            if key.endswith("/" + INPUT_FILE):
-                jobs.add(key[len(f"{self.root}/input/") :].split("/", 1)[0])
-        return sorted(jobs)
+    def drop_pages_except(self, job: str, pages: list[int]) -> None:
+        """Delete a job's input pages left by an earlier attempt at the same chunk (Bedrock reads the prefix)."""
+        keep = {self.input_prefix(job) + page_file(p) for p in pages}
+        for key in list(self._keys(self.input_prefix(job))):
+            if key not in keep:
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
 
-    def reviews(self, job: str) -> list[Review]:
-        body = self._get(f"{self.root}/reviews/{job}.jsonl") or b""
+    def staged_pages(self, job: str) -> list[int]:
+        """Pages written for `job` (so far without a marker), in order."""
+        prefix = f"{self.root}/reviews/{job}/"
+        return sorted(int(k[len(prefix) + 1 : -len(".jsonl")]) for k in self._keys(prefix) if k.endswith(".jsonl"))
+
+    def write_marker(self, job: str, doc: dict[str, Any]) -> None:
+        self.write_json(f"chunks/{job}.json", doc)
+
+    def markers(self, known: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+        """The chunks' markers by job name (the chunks cut so far), those in `known` listed but not read again."""
+        found = {}
+        for key in self._keys(f"{self.root}/chunks/"):
+            name = key.rsplit("/", 1)[1].removesuffix(".json")
+            if key.endswith(".json") and name not in known:
+                found[name] = orjson.loads(self._get(key) or b"{}")
+        return found
+
+    def page_reviews(self, job: str, page: int) -> list[Review]:
+        body = self._get(f"{self.root}/reviews/{job}/{page_file(page)}") or b""
         return [decode_review(line) for line in body.splitlines() if line.strip()]
 
-    def output_lines(self, job: str) -> Iterator[dict[str, Any]]:
-        """Every line of the job's `*.jsonl.out` files (Bedrock may nest them under a job-id folder)."""
-        for key in self._keys(self.output_prefix(job)):
-            if key.endswith(".jsonl.out"):
-                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-                for line in io.BytesIO(body.read()):
-                    if line.strip():
-                        yield orjson.loads(line)
+    def output_keys(self, job: str) -> dict[str, str]:
+        """The job's output objects by file name (Bedrock nests them under a job-id folder)."""
+        return {key.rsplit("/", 1)[1]: key for key in self._keys(self.output_prefix(job))}
+
+    def output_lines(self, key: str) -> Iterator[dict[str, Any]]:
+        """The lines of one `.jsonl.out` object, streamed (never held whole)."""
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        for line in body.iter_lines():
+            if line.strip():
+                yield orjson.loads(line)
 
     def manifest(self, job: str) -> dict[str, Any] | None:
-        for key in self._keys(self.output_prefix(job)):
-            if key.endswith("manifest.json.out"):
-                return orjson.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        return None
+        key = self.output_keys(job).get("manifest.json.out")
+        return None if key is None else orjson.loads(self._get(key) or b"{}")
 
     def _keys(self, prefix: str) -> Iterator[str]:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

@@ -1,8 +1,11 @@
-"""Assemble the backfill: input -> parse -> batch jobs -> the live flow's OpenSearch sinks.
+"""Assemble the backfill: two bounded inputs, joined only through the run's files in S3.
 
-archive | stream range --KinesisRecord--> parse --Review--> one key --> BackfillLogic
-     \\-- parse DeadLetter --------------------------------------------\\--> dead letters sink
-                                             EnrichedReview --> results sink (same index, same versions)
+archive | stream range --KinesisRecord--> parse --Review--> one key --> cut_jobs (pages + markers -> S3)
+     \\-- parse DeadLetter ---------------------------------------------------------+
+job_outputs (follows the markers and Bedrock's jobs) --page of outcomes--+-----> dead letters sink
+                                         EnrichedReview --> results sink (same index, same versions)
+
+Nothing flows backward: the input side writes chunk markers, the job outputs source reads them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from dataflow import metrics
-from dataflow.backfill.archive import ArchiveSource
-from dataflow.backfill.chunks import run_id_for
+from dataflow.backfill.archive import ArchiveSource, archive_arrival
+from dataflow.backfill.chunks import CutState, Cutter, Limits, run_id_for
 from dataflow.backfill.files import JobFiles
 from dataflow.backfill.on_demand import enrich_on_demand, runtime_client
-from dataflow.backfill.planner import Backfill, Clients
+from dataflow.backfill.outputs import JobOutputsSource
+from dataflow.backfill.planner import Clients, Follower, Progress
+from dataflow.backfill.requests import model_input
 from dataflow.backfill.step import logic_builder
 from dataflow.backfill.stream_range import StreamRangeSource
 from dataflow.opensearch_sink.sink import OpenSearchSink
@@ -42,7 +47,7 @@ def run_identity(settings: Settings, backfill: BackfillSettings) -> str:
 
 
 def run_arrival_ms(files: JobFiles, run_id: str, settings: Settings, backfill: BackfillSettings) -> int:
-    """The run's start, kept in run.json: an archive's records arrive then, on every restart of the run."""
+    """The run's start, kept in run.json: the latest arrival an archive record can get (archive_arrival)."""
     known = files.read_json("run.json")
     if known is not None:
         return int(known["arrival_ms"])
@@ -66,17 +71,26 @@ def build_backfill(
 ) -> Dataflow:
     run_id = run_identity(settings, backfill)
     files = JobFiles(client("s3"), backfill.job_url, run_id)
+    run_start_ms: int | None = None
     if source is None and backfill.archive:
-        source = ArchiveSource(backfill.archive, files.s3, run_arrival_ms(files, run_id, settings, backfill))
+        run_start_ms = run_arrival_ms(files, run_id, settings, backfill)
+        source = ArchiveSource(backfill.archive, files.s3, run_start_ms)
     elif source is None:
         assert backfill.start is not None and backfill.end is not None
         source = StreamRangeSource(client("kinesis"), settings.kinesis_stream_name, backfill.start, backfill.end)
     log.info("backfill.start run=%s model=%s input=%s", run_id, settings.bedrock_model_id, backfill.archive or "stream")
+    limits = Limits(backfill.min_records, backfill.max_records, backfill.max_file_bytes, backfill.page_records)
 
-    def make() -> Backfill:
+    def body(review: Review) -> dict[str, Any]:
+        return model_input(settings.bedrock_model_id, review.text, settings.bedrock_max_tokens_per_review)
+
+    def make_cutter(state: CutState | None) -> Cutter:
+        return Cutter(files, run_id, limits, body, state)
+
+    def make_follower(progress: Progress) -> Follower:
         runtime = runtime_client(settings)
         clients = Clients(client("bedrock"), files, lambda reviews: enrich_on_demand(runtime, settings, reviews))
-        return Backfill(settings, backfill, run_id, clients)
+        return Follower(settings, backfill, run_id, clients, progress)
 
     flow = Dataflow("reviewstream-backfill")
     records = op.input("records", flow, source)
@@ -85,12 +99,19 @@ def build_backfill(
         result = parse_record(record, settings.review_max_chars)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels("parse", result.error_type).inc()
+        elif run_start_ms is not None:
+            result = archive_arrival(result, run_start_ms)
         return result
 
     parsed = op.map("parse", records, parse)
     valid = op.branch("valid", parsed, lambda item: isinstance(item, Review))
-    keyed = op.key_on("one_planner", valid.trues, lambda _review: "backfill")
-    outcomes = op.map("unkey", op.stateful_batch("batch_jobs", keyed, logic_builder(make)), lambda kv: kv[1])
+    keyed = op.key_on("one_cutter", valid.trues, lambda _review: "backfill")
+    op.stateful_batch("cut_jobs", keyed, logic_builder(make_cutter))
+    outcomes = op.input(
+        "job_outputs",
+        flow,
+        JobOutputsSource(make_follower, lambda: files.read_json("progress.json"), backfill.poll_interval_s),
+    )
     succeeded = op.branch("succeeded", outcomes, lambda item: isinstance(item, EnrichedReview))
     dead: Any = op.merge("dead_letters", valid.falses, succeeded.falses)
     op.output("opensearch_results", succeeded.trues, results_sink or OpenSearchSink(settings, "results"))

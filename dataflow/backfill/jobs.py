@@ -57,11 +57,21 @@ class Tracked:
     status: Status | None = None
     processed: int = 0
     first_seen: float = field(default_factory=time.monotonic)
-    collected: bool = False
+    pages: list[int] = field(default_factory=list)  # its input pages (files.py)
+    on_demand: bool = False  # too few for batch: its pages go through Converse, never to Bedrock batch
+    read: int = 0  # pages whose outcomes were emitted
+    unanswered: int = 0  # records of those pages the job never answered (staged for `<name>-r<k+1>`)
+    done: bool = False  # every page read and the unanswered handed on
+    outputs: dict[str, str] | None = None  # output object keys by file name, listed once the job ended
 
     @property
     def active(self) -> bool:
         return self.arn is not None and self.status not in TERMINAL
+
+    @property
+    def readable(self) -> bool:
+        """Pages can be read now: the job ended (or needs no job), and not all are read yet."""
+        return not self.done and (self.on_demand or self.status in TERMINAL)
 
     def eta_s(self, now: float) -> float | None:
         """Seconds left at the rate seen so far; None before the first record is done."""
@@ -105,7 +115,9 @@ def submit(bedrock: Any, job: Tracked, files: JobFiles, settings: BackfillSettin
         if code in RETRY_LATER:
             log.info("backfill.submit_later job=%s reason=%s", job.name, code)
             return False
-        existing = list_run_jobs(bedrock, run_id).get(job.name) if code == "ConflictException" else None
+        # A name already used: Conflict (older servers) or Validation "currently in use" (Bedrock's job wording).
+        in_use = code == "ConflictException" or (code == "ValidationException" and "in use" in str(err))
+        existing = list_run_jobs(bedrock, run_id).get(job.name) if in_use else None
         if existing is None:
             message = err.response.get("Error", {}).get("Message", str(err))
             raise JobHalt(

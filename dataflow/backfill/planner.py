@@ -1,34 +1,34 @@
-"""The backfill's core: reviews cut into jobs, jobs submitted within the quota and followed, answers read back.
+"""The job side of the backfill: follow the run's chunks, submit them within the quota, read answers page by page.
 
-`Backfill` is plain Python (the Bytewax step in step.py only hands reviews over): `add` takes parsed reviews
-and returns the outcomes of jobs that finished meanwhile, without waiting; `finish` cuts the tail and waits for
-every job. Its memory is the chunk being filled; everything else is in S3 (dataflow/backfill/files.py), so a
-restart rebuilds it: the chunks already cut (their reviews are skipped when read again), the jobs already
-submitted (found by name: never submitted twice) and the jobs not yet submitted (submitted now, same name).
+`Follower` is plain Python (the Bytewax source in outputs.py only calls it): `poll` lists the chunk markers the
+input side wrote (S3), submits the unsubmitted ones (name = clientRequestToken: never twice), refreshes the
+running ones; `read_page` turns one page of a finished job into outcomes: at most BACKFILL_PAGE_RECORDS reviews
+and answers in memory, whatever the size of the backlog. Its state (`Progress`: pages read per job, the report's
+totals) is what the source snapshots and commits to `progress.json`.
 
-A job's answers go through the live flow's validation; records a job never answered (missing from its output,
-or the job Failed, Stopped, Expired or PartiallyCompleted) go to a new job `<name>-r<n>` while they are at
-least BACKFILL_MIN_RECORDS and BACKFILL_ON_DEMAND_BELOW and re-submissions are left (BACKFILL_MAX_RESUBMITS),
-otherwise on demand (Converse).
+Answers go through the live flow's validation. A recordId that maps to no review of the page is a dead letter
+`batch:unknown_record_id`. Records a page's job never answered are staged as the same page of `<name>-r<k+1>`;
+when the job is read, they become a new job while there are at least BACKFILL_MIN_RECORDS and
+BACKFILL_ON_DEMAND_BELOW and re-submissions are left (BACKFILL_MAX_RESUBMITS), otherwise an on-demand chunk.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
 from dataflow import metrics
-from dataflow.backfill.chunks import Chunk, Chunker, job_name
-from dataflow.backfill.files import JobFiles
-from dataflow.backfill.jobs import TERMINAL, Status, Tracked, list_run_jobs, refresh, submit
+from dataflow.backfill.chunks import job_name
+from dataflow.backfill.files import JobFiles, page_file, parse_record_id, record_id
+from dataflow.backfill.jobs import Status, Tracked, list_run_jobs, refresh, submit
 from dataflow.backfill.report import Report
 from dataflow.backfill.requests import Outcome, model_input, read_output_line
-from dataflow.records import DeadLetter, EnrichedReview, Review
+from dataflow.records import DeadLetter, EnrichedReview, Review, truncate_raw
 from dataflow.settings import BackfillSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -43,162 +43,186 @@ class Clients:
     on_demand: OnDemand
 
 
-class Backfill:
-    def __init__(self, settings: Settings, backfill: BackfillSettings, run_id: str, clients: Clients) -> None:
+@dataclass
+class Progress:
+    """What has been emitted: per job (pages read, unanswered staged, done), and the report's totals."""
+
+    jobs: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
+    report: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jobs": {k: list(v) for k, v in self.jobs.items()}, "report": self.report}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any] | None) -> Progress:
+        doc = doc or {}
+        return cls({k: (int(v[0]), int(v[1]), bool(v[2])) for k, v in doc.get("jobs", {}).items()},
+                   dict(doc.get("report", {})))  # fmt: skip
+
+
+class Follower:
+    def __init__(
+        self, settings: Settings, backfill: BackfillSettings, run_id: str, clients: Clients, progress: Progress
+    ) -> None:
         self.settings, self.backfill, self.run_id = settings, backfill, run_id
         self.model_id = settings.bedrock_model_id
         self.bedrock, self.files, self.on_demand = clients.bedrock, clients.files, clients.on_demand
-        self.report = Report(self.model_id)
-        self.chunker = Chunker(backfill.min_records, backfill.max_records, backfill.max_file_bytes)
+        self.report = Report(self.model_id, **{k: v for k, v in progress.report.items() if k != "model_id"})
+        self.progress = progress
         self.jobs: dict[str, Tracked] = {}
-        self.queue: list[str] = []  # cut, not yet submitted (the concurrent-job quota was full)
-        self.seen: set[str] = set()  # review ids already in a chunk
-        self.next_number = 1
-        self.last_poll = 0.0
-        self._resume()
+        self.input_complete = False
+        self.existing = list_run_jobs(self.bedrock, run_id)  # jobs submitted before a restart: followed, not re-made
 
-    def _resume(self) -> None:
-        existing = list_run_jobs(self.bedrock, self.run_id)
-        for name in self.files.chunk_jobs():
-            reviews = self.files.reviews(name)
-            self.seen.update(r.review_id for r in reviews)
-            base, _, again = name.removeprefix(self.run_id + "-").partition("-r")
-            self.next_number = max(self.next_number, int(base) + 1)
-            job = Tracked(name, len(reviews), int(again or 0), int(base))
-            self.jobs[name] = job
-            if name in existing:
-                job.arn, job.status = existing[name]["jobArn"], Status(existing[name]["status"])
-            else:
-                self.queue.append(name)
-        if self.jobs:
-            log.info(
-                "backfill.resumed run=%s chunks=%d running_or_done=%d to_submit=%d reviews=%d",
-                self.run_id, len(self.jobs), len(self.jobs) - len(self.queue), len(self.queue), len(self.seen),
-            )  # fmt: skip
+    # -- following -----------------------------------------------------------------------------------------
+    def poll(self) -> None:
+        """New chunks, submissions within the quota, status of the running jobs, progress."""
+        complete = self.files.read_json("input-complete.json") is not None  # before the markers: none is missed
+        for name, marker in self.files.markers(frozenset(self.jobs)).items():
+            self._track(name, marker)
+        self.input_complete = complete
+        self._submit_queued()
+        self._refresh()
 
-    # -- input side ---------------------------------------------------------------------------------------
-    def add(self, reviews: Iterable[Review]) -> list[Item]:
-        for review in reviews:
-            if review.review_id in self.seen:
-                continue  # already in a chunk cut before a restart (or a duplicate in the input)
-            self.seen.add(review.review_id)
-            for chunk in self.chunker.add(review, _line(self, review)):
-                self._cut(chunk)
-        return list(self.pump(wait=False))
-
-    def pending(self) -> list[Review]:
-        """Reviews read but not yet in a chunk (the Bytewax snapshot keeps them)."""
-        return [review for review, _ in self.chunker._pending.records]
-
-    def _cut(self, chunk: Chunk, number: int | None = None, resubmit: int = 0) -> None:
-        if number is None:
-            number, self.next_number = self.next_number, self.next_number + 1
-        name = job_name(self.run_id, number, resubmit)
-        self.files.write_chunk(name, [r for r, _ in chunk.records], [line for _, line in chunk.records])
-        self.jobs[name] = Tracked(name, len(chunk), resubmit, number)
-        self.queue.append(name)
-
-    # -- job side -----------------------------------------------------------------------------------------
-    def pump(self, wait: bool) -> Iterator[Item]:
-        """Submit what the quota allows, poll, and yield the outcomes of finished jobs; with `wait`, until all
-        jobs are collected."""
-        while True:
-            self._submit_queued()
-            now = time.monotonic()
-            if now - self.last_poll >= self.backfill.poll_interval_s or not wait:
-                if now - self.last_poll >= self.backfill.poll_interval_s:
-                    self.last_poll = now
-                    self._poll(now)
-                for job in [j for j in self.jobs.values() if j.status in TERMINAL and not j.collected]:
-                    yield from self._collect(job)
-            if not wait or all(j.collected for j in self.jobs.values()):
-                return
-            time.sleep(min(self.backfill.poll_interval_s, 1.0))
-
-    def finish(self) -> Iterator[Item]:
-        chunks, rest = self.chunker.finish()
-        for chunk in chunks:
-            self._cut(chunk)
-        if len(rest):
-            log.info("backfill.on_demand records=%d reason=below_min_records", len(rest))
-            yield from self._answer_on_demand([(r, 1) for r, _ in rest.records])
-        yield from self.pump(wait=True)
-        summary = self.report.summary()
-        self.files.write_json("report.json", {"run_id": self.run_id, **summary})
-        log.info("backfill.report run=%s %s", self.run_id, " ".join(f"{k}={v}" for k, v in summary.items()))
+    def _track(self, name: str, marker: dict[str, Any]) -> None:
+        job = Tracked(name, int(marker["records"]), int(marker.get("resubmit", 0)), int(marker["number"]))
+        job.pages, job.on_demand = [int(p) for p in marker["pages"]], marker.get("kind") == "on_demand"
+        job.read, job.unanswered, job.done = self.progress.jobs.get(name, (0, 0, False))
+        if name in self.existing:
+            job.arn, job.status = self.existing[name]["jobArn"], Status(self.existing[name]["status"])
+        self.jobs[name] = job
+        if job.arn or job.on_demand or job.done:
+            return
+        log.info("backfill.chunk job=%s records=%d pages=%d", name, job.records, len(job.pages))
 
     def _submit_queued(self) -> None:
         active = sum(1 for j in self.jobs.values() if j.active)
-        while self.queue and active < self.backfill.max_concurrent_jobs:
-            job = self.jobs[self.queue[0]]
+        for job in sorted(self.jobs.values(), key=lambda j: j.name):
+            if active >= self.backfill.max_concurrent_jobs:
+                return
+            if job.arn or job.on_demand or job.done:
+                continue
             if not submit(self.bedrock, job, self.files, self.backfill, self.model_id, self.run_id):
                 return
-            self.queue.pop(0)
             active += 1
             self.report.jobs_submitted += 1
             self.report.jobs_resubmitted += 1 if job.resubmit else 0
 
-    def _poll(self, now: float) -> None:
+    def _refresh(self) -> None:
+        now = time.monotonic()
         records = done = 0
         etas: list[float] = []
         for job in self.jobs.values():
             if job.active:
                 refresh(self.bedrock, job)
                 eta = job.eta_s(now)
-                if eta is not None:
-                    etas.append(eta)
+                etas += [] if eta is None else [eta]
                 log.info(
                     "backfill.progress job=%s status=%s done=%d/%d eta_s=%s",
                     job.name, job.status, job.processed, job.records, "?" if eta is None else f"{eta:.0f}",
                 )  # fmt: skip
             records += job.records
-            done += job.records if job.collected else job.processed
+            done += job.records if job.done else job.processed
         metrics.BACKFILL_RECORDS.labels("total").set(records)
         metrics.BACKFILL_RECORDS.labels("done").set(done)
         metrics.BACKFILL_ETA.set(max(etas) if etas else 0)
         for status in Status:
             metrics.BACKFILL_JOBS.labels(status.value).set(sum(1 for j in self.jobs.values() if j.status is status))
 
-    def _collect(self, job: Tracked) -> Iterator[Item]:
-        by_id = {r.review_id: r for r in self.files.reviews(job.name)}
+    def readable(self) -> Tracked | None:
+        return next((j for j in sorted(self.jobs.values(), key=lambda j: j.name) if j.readable), None)
+
+    def complete(self) -> bool:
+        """Every record of the input is cut, and every chunk is read and handed on."""
+        return self.input_complete and all(j.done for j in self.jobs.values())
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def read_page(self, job: Tracked) -> list[Item]:
+        """The outcomes of the job's next page (or the job's end: unanswered handed on)."""
+        if job.read >= len(job.pages):
+            self._hand_on(job)
+            return []
+        page = job.pages[job.read]
+        reviews = self.files.page_reviews(job.name, page)
         attempts = job.resubmit + 1
-        for line in self.files.output_lines(job.name):
-            review = by_id.pop(str(line.get("recordId")), None)
-            if review is None:
-                continue  # not one of this job's records, or answered twice: the first answer stands
-            yield self._emit(read_output_line(review, line, self.model_id, attempts), batch=True)
-        job.collected = True
-        unanswered = list(by_id.values())
-        manifest = self.files.manifest(job.name) or {}
+        if job.on_demand:
+            out = [self._emit(o, batch=False) for o in self.on_demand([(r, attempts) for r in reviews])]
+            self.report.on_demand_records += len(reviews)
+        else:
+            out = self._answers(job, page, reviews, attempts)
+        job.read += 1
+        self._record(job)
+        if job.read >= len(job.pages):
+            self._hand_on(job)
+        return out
+
+    def _answers(self, job: Tracked, page: int, reviews: list[Review], attempts: int) -> list[Item]:
+        if job.outputs is None:
+            job.outputs = self.files.output_keys(job.name)
+        answered = [False] * len(reviews)
+        out: list[Item] = []
+        key = job.outputs.get(page_file(page) + ".out")
+        for line in self.files.output_lines(key) if key else ():
+            where = parse_record_id(line.get("recordId"))
+            if where is None or where[0] != page or where[1] >= len(reviews):
+                out.append(self._unknown(job, line))
+                continue
+            if answered[where[1]]:
+                log.warning("backfill.duplicate_answer job=%s record=%s (first stands)", job.name, line["recordId"])
+                continue
+            answered[where[1]] = True
+            out.append(self._emit(read_output_line(reviews[where[1]], line, self.model_id, attempts), batch=True))
+        missing = [r for r, seen in zip(reviews, answered, strict=True) if not seen]
+        if missing:  # staged as the same page of the next attempt, durable before these outcomes are emitted
+            again = job_name(self.run_id, job.number, job.resubmit + 1)
+            lines = [orjson.dumps({"recordId": record_id(page, i), "modelInput": self._body(r)})
+                     for i, r in enumerate(missing)]  # fmt: skip
+            self.files.write_page(again, page, missing, lines)
+            job.unanswered += len(missing)
+        return out
+
+    def _hand_on(self, job: Tracked) -> None:
+        """All pages read: the unanswered become a job, or an on-demand chunk; the job is done."""
+        if job.unanswered and not job.on_demand:
+            again = job_name(self.run_id, job.number, job.resubmit + 1)
+            enough = job.unanswered >= max(self.backfill.min_records, self.backfill.on_demand_below)
+            kind = "batch" if enough and job.resubmit < self.backfill.max_resubmits else "on_demand"
+            pages = self.files.staged_pages(again)
+            self.files.write_marker(again, {"number": job.number, "resubmit": job.resubmit + 1,
+                                            "records": job.unanswered, "pages": pages, "kind": kind})  # fmt: skip
+            log.info("backfill.unanswered job=%s records=%d to=%s kind=%s", job.name, job.unanswered, again, kind)
+        manifest = {} if job.on_demand else self.files.manifest(job.name) or {}
         log.info(
             "backfill.collected job=%s status=%s records=%d unanswered=%d manifest_success=%s manifest_errors=%s",
-            job.name, job.status, job.records, len(unanswered),
+            job.name, job.status or "on_demand", job.records, job.unanswered,
             manifest.get("successRecordCount"), manifest.get("errorRecordCount"),
         )  # fmt: skip
-        if not unanswered:
-            return
-        enough = len(unanswered) >= max(self.backfill.min_records, self.backfill.on_demand_below)
-        if enough and job.resubmit < self.backfill.max_resubmits:
-            if job_name(self.run_id, job.number, job.resubmit + 1) not in self.jobs:  # after a restart it may
-                chunk = Chunk()  # exist already: the same job, never a second one
-                for review in unanswered:
-                    chunk.add(review, _line(self, review))
-                self._cut(chunk, job.number, job.resubmit + 1)
-            return
-        log.info("backfill.on_demand records=%d reason=unanswered_by=%s", len(unanswered), job.name)
-        yield from self._answer_on_demand([(r, attempts + 1) for r in unanswered])
+        job.done = True
+        self._record(job)
 
-    def _answer_on_demand(self, reviews: Sequence[tuple[Review, int]]) -> Iterator[Item]:
-        self.report.on_demand_records += len(reviews)
-        for outcome in self.on_demand(reviews):
-            yield self._emit(outcome, batch=False)
+    def _record(self, job: Tracked) -> None:
+        self.progress.jobs[job.name] = (job.read, job.unanswered, job.done)
+        self.progress.report = {k: v for k, v in asdict(self.report).items() if k != "model_id"}
+
+    def _unknown(self, job: Tracked, line: dict[str, Any]) -> DeadLetter:
+        """An answer for no review of this page: a dead letter naming the job and the recordId, never dropped."""
+        rid = str(line.get("recordId"))
+        self.report.unknown_records += 1
+        raw = truncate_raw(orjson.dumps({k: v for k, v in line.items() if k != "modelInput"}))
+        letter = DeadLetter(f"{job.name}-{rid}", "enrich", "batch:unknown_record_id",
+                            f"job {job.name} answered recordId {rid!r}, which maps to no review of its input",
+                            raw, "batch", f"{job.name}/{rid}")  # fmt: skip
+        self.report.count(letter)
+        return letter
+
+    def _body(self, review: Review) -> dict[str, Any]:
+        return model_input(self.model_id, review.text, self.settings.bedrock_max_tokens_per_review)
 
     def _emit(self, outcome: Outcome, batch: bool) -> Item:
         self.report.tokens(outcome.input_tokens, outcome.output_tokens, batch)
         self.report.count(outcome.item)
         return outcome.item
 
-
-def _line(backfill: Backfill, review: Review) -> bytes:
-    body = model_input(backfill.model_id, review.text, backfill.settings.bedrock_max_tokens_per_review)
-    return orjson.dumps({"recordId": review.review_id, "modelInput": body})
+    def write_report(self) -> None:
+        summary = self.report.summary()
+        self.files.write_json("report.json", {"run_id": self.run_id, **summary})
+        log.info("backfill.report run=%s %s", self.run_id, " ".join(f"{k}={v}" for k, v in summary.items()))

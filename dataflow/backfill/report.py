@@ -24,6 +24,7 @@ class Report:
     jobs_submitted: int = 0
     jobs_resubmitted: int = 0
     on_demand_records: int = 0
+    unknown_records: int = 0  # answers whose recordId maps to no review (dead letters)
     batch_input_tokens: int = 0
     batch_output_tokens: int = 0
     on_demand_input_tokens: int = 0

@@ -6,18 +6,25 @@ number) and reads with the live source's `ShardReader`; it ends at the first rec
 the range's end, at the shard's end, or when it is caught up (an empty page at MillisBehindLatest 0: nothing
 newer is there yet, and the range ended before the backfill started). Records keep their real shard, sequence
 number and arrival time, so a result has the same external version the live flow writes for the same record.
+A throttle or another read error is the live source's: the iterator is dropped and re-acquired from the last
+sequence number handed on after a full-jitter backoff (`ShardReader.failed`), never the end of the run.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from dataflow.kinesis_source.reader import MIN_POLL_S, ShardReader
+from dataflow import metrics
+from dataflow.kinesis_source.reader import MIN_POLL_S, ShardReader, error_code
 from dataflow.kinesis_source.shards import list_all_shards
 from dataflow.records import KinesisRecord
+
+log = logging.getLogger(__name__)
 
 
 class _RangePartition(StatefulSourcePartition[KinesisRecord, str | None]):
@@ -37,7 +44,17 @@ class _RangePartition(StatefulSourcePartition[KinesisRecord, str | None]):
     def next_batch(self) -> list[KinesisRecord]:
         if self._done:
             raise StopIteration
-        page = self._reader.read(self._client, self._stream, 1000, self._iterator_args)
+        try:
+            page = self._reader.read(self._client, self._stream, 1000, self._iterator_args)
+        except (ClientError, BotoCoreError) as err:
+            code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
+            if code == "ResourceNotFoundException":
+                raise RuntimeError(f"Kinesis stream {self._stream!r} is gone (KINESIS_STREAM_NAME)") from err
+            metrics.KINESIS_ERRORS.labels(code).inc()
+            delay = self._reader.failed(datetime.now(UTC))
+            log.warning("backfill.read_failed shard=%s error=%s retry_in_s=%.2f", self._reader.shard_id, code, delay)
+            self._awake = self._reader.next_poll
+            return []
         batch = []
         for record in page.records:
             if record.arrival_ms >= self._end_ms:

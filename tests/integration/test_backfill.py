@@ -102,8 +102,9 @@ def test_an_archive_goes_through_batch_jobs_exactly_once_at_half_the_price(pipel
     assert errors["batch:500"] > 0, errors  # the injected record errors, with Bedrock's code
     assert {"invalid_json", "missing_text", "not_object"} <= set(errors), errors  # the live parse's dead letters
     names = [j["jobName"] for j in jobs_of(env) if j["jobName"].startswith("archive-1-")]
-    assert len(names) == len(set(names)) and len(names) >= 3, names  # 450 records, at most 200 a job
+    assert len(names) == len(set(names)) and len(names) == 2, names  # 450 records: 200 + 200 a job, 50 on demand
     report = report_of(env)
+    assert report["on_demand_records"] == 50 and report["unknown_records"] == 0
     assert report["enriched"] == len(indexed) and report["dead_letters"] == len(letters) - len(BAD)
     assert report["batch_cost_usd"] == pytest.approx(report["batch_tokens_on_demand_cost_usd"] / 2, rel=1e-6)
     assert report["batch_input_tokens"] > 0 and "backfill.progress" in log
@@ -153,3 +154,26 @@ def test_a_stream_backfill_beside_the_live_flow_loses_and_duplicates_nothing(pip
     assert indexed | set(letters) == set(ids)
     assert pipeline.count() == len(indexed)
     assert report_of(env)["enriched"] == 300  # the backfill answered every record of the range too
+
+
+def test_results_of_a_finished_job_are_indexed_while_a_later_job_still_runs(pipeline: Pipeline, tmp_path) -> None:
+    batch_knobs(pipeline, submitted_s=0.2, validating_s=0.2, scheduled_s=0.2, record_ms=120, record_error_rate=0)
+    ids = write_archive(tmp_path / "reviews.jsonl", 600, seed=37)
+    env = backfill_env(pipeline, BACKFILL_ARCHIVE=str(tmp_path / "reviews.jsonl"), BACKFILL_RUN_ID="stream-1",
+                       BACKFILL_MAX_CONCURRENT_JOBS="1", BACKFILL_PAGE_RECORDS="50")  # fmt: skip
+    with open(tmp_path / "run.log", "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflow.backfill"],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        pipeline.wait_for(lambda: pipeline.count() > 0, timeout=180, what="the first job's results")
+        last = {j["jobName"]: j["status"] for j in jobs_of(env)}.get("stream-1-00003")
+        assert last not in {"Completed", "PartiallyCompleted"}, last  # the last job is not done: results streamed
+        assert proc.wait(timeout=240) == 0, (tmp_path / "run.log").read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    indexed, letters = assert_exactly_once(pipeline, ids)
+    assert set(ids) <= indexed | set(letters)
