@@ -71,17 +71,23 @@ class Resume:
 KEEP_STARTS = 1000  # a copy tagged before all of them is capped by all of them
 
 
-def effective_as_of(copy: StoredCopy, previous: Resume | None) -> int:
-    """A copy vouches for no more than the resume epoch of any start after the one that wrote it: each cut the
-    lineage there (an older version brought back by an operator, a pod that failed before its claim)."""
+def effective_as_of(copy: StoredCopy, previous: Resume | None, newest: int | None = None) -> int:
+    """A copy vouches for no more than the resume epoch of any start after the one that wrote it, up to the
+    newest start that wrote a copy of the set (`newest`; None: every later start): each cut the lineage there,
+    and the set holds that lineage (an older version brought back by an operator beside newer copies, a pod
+    that failed before its claim while its peers claimed). A set whose copies all come from one start (the
+    whole set brought back as of one moment) is one lineage: starts after it that wrote nothing of it (a
+    refused start) do not cap it."""
     if previous is None:
         return copy.as_of
-    return min([copy.as_of, *(epoch for start, epoch in previous.floors.items() if start > copy.start)])
+    later = (e for start, e in previous.floors.items() if copy.start < start and (newest is None or start <= newest))
+    return min([copy.as_of, *later])
 
 
 def decide(stored: dict[int, StoredCopy], previous: Resume | None, store_url: str) -> Resume:
     start = 0 if previous is None else previous.start + 1
-    epoch = min((effective_as_of(c, previous) for c in stored.values()), default=UNKNOWN)
+    newest = max((c.start for c in stored.values()), default=-1)
+    epoch = min((effective_as_of(c, previous, newest) for c in stored.values()), default=UNKNOWN)
     basis = {i: (c.etag, c.as_of) for i, c in stored.items()}
     if epoch == UNKNOWN:
         progress = sorted(i for i, c in stored.items() if c.as_of != UNKNOWN or c.rows.exs)

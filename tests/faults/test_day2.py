@@ -17,33 +17,21 @@ than the cluster's last completed epoch was restored.
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
 import pytest
 
-from dataflow.recovery.store import Store
-from devstack.stack import FAKE_AWS
 from infra.config import StackConfig as InfraConfig
-from infra.workload import APP, INIT_COMMAND, recovery_env
 from tests.faults.accounting import bedrock_stats, check_accounting, kill_group, synthetic_ids
-from tests.plugins.stack import ROOT, Pipeline
+from tests.faults.pods import Cluster, Progress, pod_template, recovery_bucket
+from tests.plugins.stack import Pipeline
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
-ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 PARTITIONS = 6  # more than the largest cluster, so that every pod of 4 holds some
 SNAPSHOT_S = 1.0
 PER_PHASE = 60
@@ -52,157 +40,11 @@ PER_PHASE = 60
 WORKERS = sorted({1, InfraConfig.dataflow_workers_per_process})
 
 
-def listen_port() -> int:
-    """A free port below the ephemeral range: the producers' and clients' connections, opened while a pod
-    restarts, take ports from that range and could take a pod's between the pick and its bind (on EKS each pod
-    has its own address)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    while True:
-        port = random.randrange(max(1024, low - 12000), low)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
-@dataclass
-class Cluster:
-    """The pods of one StatefulSet revision: same template (env), one directory per pod."""
-
-    pipeline: Pipeline
-    root: Path
-    replicas: int
-    env: dict[str, str]
-    generation: int
-    procs: dict[int, subprocess.Popen] = field(default_factory=dict)
-    starts: int = 0
-
-    def pod_env(self, ordinal: int, addresses: str) -> dict[str, str]:
-        directory = self.root / f"gen{self.generation}-pod{ordinal}"
-        return {
-            **self.pipeline.env,
-            **self.env,
-            "RECOVERY_DIR": str(directory),
-            "BYTEWAX_POD_NAME": f"{APP}-{ordinal}",
-            "BYTEWAX_REPLICAS": str(self.replicas),
-            "BYTEWAX_SERVICE": APP,
-            "BYTEWAX_ADDRESSES": addresses,
-            "METRICS_PORT": str(listen_port()),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "PYTHONPATH": str(ROOT),
-        }
-
-    def init(self, only: tuple[int, ...] | None = None) -> None:
-        """Every pod's init container, in parallel (podManagementPolicy: Parallel), or those of new pods."""
-        procs = []
-        for ordinal in only if only is not None else range(self.replicas):
-            log = open(self.root / f"gen{self.generation}-init{ordinal}.log", "wb")  # noqa: SIM115
-            env = self.pod_env(ordinal, "")
-            procs.append((subprocess.Popen(INIT_COMMAND, env=env, cwd=ROOT, stdout=log, stderr=log), log))
-        for proc, log in procs:
-            assert proc.wait(timeout=120) == 0, (self.root / Path(log.name).name).read_text()[-3000:]
-            log.close()
-
-    def start(self) -> None:
-        """Every pod's main container (the entrypoint), on the directories the init step filled."""
-        addresses = ";".join(f"127.0.0.1:{listen_port()}" for _ in range(self.replicas))
-        self.starts += 1
-        for ordinal in range(self.replicas):
-            log = open(self.root / f"gen{self.generation}-pod{ordinal}-start{self.starts}.log", "wb")  # noqa: SIM115
-            self.procs[ordinal] = subprocess.Popen(
-                ["sh", str(ENTRYPOINT)],
-                env=self.pod_env(ordinal, addresses),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            log.close()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.root.glob(f"gen{self.generation}-*.log")))
-
-    def wait_exit(self, timeout: float = 90) -> list[int]:
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                kill_group(proc)
-        return [proc.returncode for proc in self.procs.values()]
-
-    def stop(self) -> list[int]:
-        """What deleting the pods does: SIGTERM to each container's main process (PID 1 only), then wait."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        return self.wait_exit()
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            kill_group(proc)
-
-
-class Progress:
-    """The model's count of reviews enriched, sampled every 0.2 s, to size what a restart may enrich again.
-
-    Bytewax resumes from the last epoch the whole cluster completed, and an epoch is complete only once every
-    review read in it is indexed; so what is read again began a few intervals before the oldest review still
-    unindexed at the kill was read, which is after it was produced (the test's `allowance_now` counts them)."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.now()))
-            self._stop.wait(0.2)
-
-    def now(self) -> int:
-        return int(bedrock_stats(self.pipeline)["reviews"])
-
-    def settle(self, quiet_s: float = 1.0, timeout: float = 30.0) -> None:
-        """Wait until the model's count stops moving: requests a dead cluster left in flight still complete at the
-        model (and are paid for); they belong to what the restart may enrich again."""
-        deadline, last, still_since = time.monotonic() + timeout, self.now(), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - still_since < quiet_s:
-            time.sleep(0.1)
-            count = self.now()
-            if count != last:
-                last, still_since = count, time.monotonic()
-
-    def since(self, at: float) -> int:
-        """Reviews enriched since `at` (monotonic)."""
-        earlier = [count for when, count in self.samples if when <= at]
-        return self.now() - (earlier[-1] if earlier else 0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 @pytest.mark.parametrize("workers", WORKERS, ids=[f"{w}-workers-per-pod" for w in WORKERS])
 def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
     faulty: Pipeline, tmp_path: Path, record_property: Callable[[str, object], None], workers: int
 ) -> None:
-    assert faulty.stack.kinesis is not None
-    s3_url = faulty.stack.kinesis.url  # moto's server answers every service
-    bucket = f"recovery-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_url,
-        region_name=FAKE_AWS["AWS_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket=bucket)
-    store = Store(bucket, APP, s3)
+    _s3, bucket, store = recovery_bucket(faulty)
 
     def store_vouches_past_the_start() -> bool:
         """The stored copies claim a few epochs past this start's R. A crash earlier re-reads the start's work,
@@ -222,17 +64,7 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
         then = stored_as_of()
         faulty.wait_for(lambda: stored_as_of() > then + 3, timeout=60, what=f"the store's as-of past {then} + 3")
 
-    template = {
-        **{k: str(v) for k, v in recovery_env(f"s3://{bucket}/{APP}", PARTITIONS, "unused").items()},
-        "RECOVERY_SNAPSHOT_INTERVAL_S": str(SNAPSHOT_S),
-        "RECOVERY_RETAIN_S": "30",
-        "RECOVERY_ALIGN_WAIT_S": "5",
-        "AWS_ENDPOINT_URL_S3": s3_url,
-        "KINESIS_STOP_AT_END": "false",
-        "BYTEWAX_WORKERS_PER_PROCESS": str(workers),
-        "KINESIS_DISCOVERY_INTERVAL_S": "30",  # the deployment's (the test environment lists every second)
-        "BEDROCK_MAX_CONCURRENCY": "4",
-    }
+    template = pod_template(faulty, bucket, PARTITIONS, SNAPSHOT_S, workers)
     faulty.bedrock_config(latency_mean_ms=20, latency_distribution="exponential", seed=20)
     enriched = Progress(faulty)
     produced: set[str] = set()

@@ -244,12 +244,13 @@ class Protocol(RuleBasedStateMachine):
         }
         self.moments.append((versions, copy.deepcopy(self.history)))
 
-    @precondition(lambda self: self.running is None and self.refused is None and self.moments)
+    @precondition(lambda self: self.running is None and self.moments)
     @rule(which=st.integers(0, 10), only=st.none() | st.integers(0, PARTITIONS - 1))
     def operator_restore(self, which: int, only: int | None = None) -> None:
         """docs/DEPLOY.md "Restore a partition": the set (or `only` one partition) as of an earlier stop, copied
         back, scale up. One partition rolls the set back to that partition's epoch: the lineage below it is the
-        one the cluster still lives."""
+        one the cluster still lives. After a refused start this is the way out the refusal names."""
+        self.refused = None
         versions, history = self.moments[which % len(self.moments)]
         for i, version in versions.items():
             if only is not None and i != only:
@@ -365,6 +366,34 @@ def test_the_runbooks_restore_of_older_versions_rolls_the_set_back() -> None:
         ("operator_restore", {"which": 0, "only": 1}),
         ("restart", {"replicas": 2, "peers_first": True}),
     )
+
+
+def test_the_whole_set_as_of_a_later_moment_works_after_a_refused_restore() -> None:
+    """docs/DEPLOY.md "Restore a partition": one partition older than Bytewax keeps is refused; then the whole set
+    as of a later moment resumes from that moment's as-of. A refused start stored nothing of its lineage: its R
+    must not cap a set that is all of one earlier lineage (it did: the set was cut to the refused R, refused)."""
+    machine = Protocol()
+    try:
+        steps: list[tuple[str, dict]] = [
+            ("restart", {"replicas": 2}),
+            ("epoch", {"touched": {"k1", "k2"}, "crash_at": None}),
+            ("stop", {}),  # moment 0
+            ("restart", {"replicas": 2}),
+            *[("epoch", {"touched": {"k1", "k3"}, "crash_at": None}), ("backup", {"which": 0})] * 6,
+            ("stop", {}),  # moment 1
+            ("operator_restore", {"which": 0, "only": 1}),
+            ("restart", {"replicas": 2}),
+        ]
+        for name, args in steps:
+            getattr(machine, name)(**args)
+        assert machine.refused is not None and "recovery.cut_too_far" in machine.refused
+        machine.operator_restore(which=1)
+        chosen = min(c.as_of for c in machine.store.copies(PARTITIONS).values())
+        machine.restart(replicas=2)
+        assert machine.refused is None, machine.refused
+        assert machine.running is not None and machine.running[2] == chosen
+    finally:
+        machine.teardown()
 
 
 @pytest.mark.soak
