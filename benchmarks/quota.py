@@ -58,8 +58,12 @@ def steady(
         final = stats(run.bedrock_url)
         reviews = max(1, final["reviews"])
         per_review = final["quota_tokens"] / reviews
+        answered = _delta(sampler.samples, start, end, "reviews")
         return {
             "reviews_per_min": len(done) / (duration - warmup) * 60,
+            # What the model answered in the span: immune to results emitted in a lump (a step that waited over its
+            # queue's cap emits everything it finished meanwhile at once, so documents over- or under-count a span).
+            "answered_per_min": answered / (duration - warmup) * 60,
             "throttled_share": throttled / requests if requests else 0.0,
             "quota_tokens_per_review": per_review,
             "input_tokens_per_review": final["input_tokens"] / reviews,

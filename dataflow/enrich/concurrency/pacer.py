@@ -50,10 +50,11 @@ class RatePacer:
     While the whole flow waits on this worker (`hurry`, set by the window: its step holds up Bytewax's epoch,
     so no source of the cluster reads and the other workers run dry), the others' share of the quota is idle:
     with no throttle for `hurry_clean_s`, a paced send that binds grows the pace by `hurry_per_s` per second
-    (x3 in ~20 s) instead of ~0.1%/s. The first throttle is the quota's edge: the ordinary cut paces at 0.9 x
-    what the sliding window admitted, which by then is what the idle workers left. Per success the ordinary
-    probe was hopeless here: a worker at 0.5 rps gains 11% in 300 s (measured: 2 x 2 workers on 2 shards,
-    one worker's step waiting for minutes at a time and the other run dry: 42-48% of the quota).
+    instead of ~0.1%/s, but never past `lead` x the rate the sliding window admitted (a burst into the room a
+    slow minute left overshot to 3.5 rps of 2 in the model, and cost ten throttles while it slid out); bound
+    by it, the pace can double in about 80 s. The first throttle is the quota's edge: the ordinary cut paces at
+    0.9 x what the window admitted, which by then includes what the idle workers left. Per success the ordinary
+    probe was hopeless here: a worker at 0.5 rps gains 11% in 300 s.
     """
 
     window_s: float = 60.0
@@ -130,7 +131,7 @@ class RatePacer:
         if self.rate is not None:
             if self._binding:
                 self._clean += 1
-                factor = min(self.max_growth_factor, 2.0 ** (self._clean // self.probe_cycle))
+                factor = min(self.max_growth_factor, 2.0 ** min(64, self._clean // self.probe_cycle))
                 step = self.growth * factor
                 grown = self.rate * (1.0 + step)
                 if self.hurry and self.clock() - self._throttled_at >= self.hurry_clean_s:
