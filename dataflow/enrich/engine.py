@@ -140,6 +140,11 @@ class EnrichEngine:
                 return 0.0
             return min(self._starts.values()) + 0.5 * min(self._recent_s)
 
+    def holding_up(self, on: bool) -> None:
+        """A logic of this worker holds up the flow's epoch (step.py's last-resort wait), or stopped: while it
+        does, no source of the cluster reads, the other workers run dry and their share of the quota is idle."""
+        self._loop.call_soon_threadsafe(self.window.hurry, on)
+
     def wait_changed(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)

@@ -113,11 +113,16 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
             if not self._capped:  # once per key: it repeats about once per epoch while the other process reads
                 log.info("enrich.held_back_full worker=%s queued=%d cap=%d", self._engine.worker, len(self._queue), cap)
                 self._capped = True
-            while len(self._queue) > cap:
-                self._engine.check()
-                self._engine.wait_changed(0.05)
-                out.extend(self._drain())
-                self._handoff()
+            # Meanwhile no source of the cluster reads: the engine may take the quota the others leave.
+            self._engine.holding_up(True)
+            try:
+                while len(self._queue) > cap:
+                    self._engine.check()
+                    self._engine.wait_changed(0.05)
+                    out.extend(self._drain())
+                    self._handoff()
+            finally:
+                self._engine.holding_up(False)
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[EnrichOutput], bool]:

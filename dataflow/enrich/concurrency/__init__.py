@@ -1,7 +1,8 @@
 """The concurrency controller of enrichment: how many Bedrock requests a worker has in flight, and how fast
 they start.
 
-In: one `Sample` per request outcome (success with its latency, throttle, timeout), from enrich/outcomes.py.
+In: one `Sample` per request outcome (success with its latency, throttle, timeout), from enrich/outcomes.py;
+whether the flow waits on this worker (`Window.hurry`, from the step's wait at its queue cap, via the engine).
 Out: the window's current size and the delay before the next start, read by the engine's dispatch loop.
 
 - limit.py    the interface every limit speaks (`Outcome`, `Sample`, `Limit`)

@@ -6,7 +6,8 @@ smallest of the two concurrency limits, and the pacer spaces the starts:
 - `GradientLimit` (gradient.py): rising latency and timeouts say the server is queueing: shrink in
   proportion, grow while latency stays flat. It starts low (BEDROCK_INITIAL_CONCURRENCY), so the configured
   maximum is a ceiling reached only while latency allows it;
-- `RatePacer` (pacer.py): a per-minute quota: space request starts at the rate the quota admits.
+- `RatePacer` (pacer.py): a per-minute quota: space request starts at the rate the quota admits; while the
+  flow waits on this worker (`hurry`), probe fast for the share the starved workers leave.
 
 Throttles are handled here rather than by each limit alone: the pacer tells one congestion event from the
 rest of its burst (and from scattered throttles it should only pause for), and the AIMD window is cut only
@@ -61,6 +62,11 @@ class Window:
     def pace_rps(self) -> float | None:
         """The pacer's rate in requests per second; None while unpaced."""
         return self.pacer.current if self.pacer is not None else None
+
+    def hurry(self, on: bool) -> None:
+        """The flow waits on this worker (or no longer does): the pacer may take the idle workers' share."""
+        if self.pacer is not None:
+            self.pacer.hurry = on
 
     def delay(self) -> float:
         """Seconds until the next request may start (0: now)."""

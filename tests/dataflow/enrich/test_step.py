@@ -55,3 +55,34 @@ def test_on_batch_never_blocks_and_holds_back_what_does_not_fit() -> None:
         assert logic.snapshot() == [] and bedrock.max_in_flight <= 2
     finally:
         engine.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_key_over_its_queue_cap_lets_its_engine_hurry_while_it_holds_up_the_epoch() -> None:
+    """Over the cap (reviews read in another process), on_batch waits, and Bytewax's epoch with it: no source of
+    the cluster reads, so the other workers run dry. Meanwhile its engine's pacer may take their share (hurry),
+    and stops when the wait ends."""
+    bedrock = FakeBedrock()
+    cfg = settings(BEDROCK_MAX_BUFFERED=1, BEDROCK_MAX_CONCURRENCY=1, BEDROCK_TIMEOUT_S=60)
+    engine = EnrichEngine(cfg, bedrock.factory(), worker="t")
+    seen: list[bool] = []
+    original = engine.window.hurry
+
+    def hurry(on: bool) -> None:
+        seen.append(on)
+        original(on)
+
+    engine.window.hurry = hurry  # type: ignore[method-assign]
+    try:
+        logic = EnrichLogic(engine, None)
+        emitted, _ = logic.on_batch([parse_record(record(n), 1000) for n in range(10)])  # cap: 4 x 1
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), engine._loop).result(timeout=10)  # after the calls
+        assert seen == [True, False] and engine.window.pacer is not None and not engine.window.pacer.hurry
+        out, _ = logic.on_eof()
+        assert len(list(emitted)) + len(list(out)) == 10
+        logic2 = EnrichLogic(engine, None)
+        logic2.on_batch([parse_record(record(n), 1000) for n in range(10, 12)])  # under the cap: no wait
+        assert seen == [True, False]
+        logic2.on_eof()
+    finally:
+        engine.close()

@@ -319,3 +319,59 @@ def test_a_released_pace_comes_back_when_unpaced_sends_throttle_far_more() -> No
         now[0] += 0.5
         pacer.on_throttle(request_started=now[0])
     assert pacer.rate is not None and now[0] < pacer.scatter_hold_s + 1000.0
+
+
+def test_a_worker_the_flow_waits_on_takes_the_idle_share_fast() -> None:
+    """Paced at 1 rps (its share while another worker also sent), throttled at the shared quota's edge, then a
+    clean minute. Holding up the flow, the other workers run dry: once nothing throttled for `hurry_clean_s`,
+    the pace grows by `hurry_per_s` per second of binding successes, never past `lead` x what the window
+    admitted. The ordinary probe alone gains 0.07% per success."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0
+    pacer.rate = 1.0
+
+    def paced_successes(count: int) -> None:
+        for _ in range(count):
+            now[0] += pacer.delay()
+            pacer.on_send()
+            pacer.on_success(request_started=now[0])
+
+    pacer.on_throttle(request_started=now[0])  # the shared quota's edge
+    edge = now[0]
+    pacer.hurry = True
+    clean = 0
+    while now[0] + pacer.delay() < edge + pacer.hurry_clean_s:  # a clean minute: nothing but the ordinary probe
+        paced_successes(1)
+        clean += 1
+    assert clean >= 55 and pacer.rate == pytest.approx((1 + pacer.growth) ** clean, rel=1e-6)
+    before = pacer.rate
+    paced_successes(5)
+    assert pacer.rate == pytest.approx(before + 5 * pacer.hurry_per_s, rel=0.02)  # 5%/s of the share it had
+    paced_successes(60)
+    admitted = len(pacer._admitted) / pacer.window_s
+    assert pacer.rate == pytest.approx(pacer.lead * admitted, rel=0.02)  # as far as the window vouches for
+    pacer.on_throttle(request_started=now[0])  # the edge: no more hurry for hurry_clean_s
+    before = pacer.rate
+    paced_successes(10)
+    assert pacer.rate == pytest.approx(before * (1 + pacer.growth) ** 10)
+    pacer.hurry = False
+
+
+def test_without_hurry_a_clean_minute_is_only_the_ordinary_probe() -> None:
+    """Two clean minutes at 1 rps while the flow does not wait on this worker: the other workers may be busy,
+    so nothing but ~0.07% per success (+9%), where hurrying would have taken +30%."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0
+    pacer.rate = 1.0
+    pacer.on_throttle(request_started=now[0])
+    while now[0] < 1000.0 + 2 * pacer.hurry_clean_s:
+        now[0] += pacer.delay()
+        pacer.on_send()
+        pacer.on_success(request_started=now[0])
+    assert 1.05 < pacer.rate < 1.1

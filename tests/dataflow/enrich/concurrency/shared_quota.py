@@ -1,0 +1,129 @@
+"""A discrete-event model of several workers' windows on one per-minute request quota, on a virtual clock.
+
+Each worker has the real `Window` (AIMD, gradient, pacer) built from the settings, a backlog (or nothing to
+send: a worker whose shards are elsewhere) and sends as the engine's dispatch loop does: while there is work,
+room in the window and the pacer allows it. The quota is Bedrock's (and the local server's): a sliding 60 s
+window of admitted requests; a refused request comes back at once as a throttle and uses nothing. An answer
+takes a latency drawn per request, independent of the load (a hosted model's own noise). Workers of one process
+share its in-flight count (`ProcessLoad`), as the engines of one flow do.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dataflow.enrich.concurrency.limit import Outcome, Sample
+from dataflow.enrich.concurrency.window import Window
+from tests.dataflow.enrich.concurrency.queueing import Clock, Latency
+from tests.dataflow.helpers import settings
+
+THROTTLE_S = 0.02  # a refusal's round trip
+
+
+@dataclass
+class Worker:
+    window: Window
+    process: int
+    busy_from: float | None  # when its backlog arrives; None: never (nothing to read)
+    busy_until: float = float("inf")  # when its backlog runs dry (its shards drained, or read elsewhere)
+    hurry: tuple[float, float] = (0.0, 0.0)  # while the flow waits on it (its step holds up the epoch)
+    in_flight: int = 0
+    wake_at: float | None = None
+    admitted: list[float] = field(default_factory=list)  # starts of the admitted requests
+    throttled: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    per_minute: float  # admitted requests per minute, all workers, within [warmup, seconds]
+    throttled_share: float  # throttled / sent within [warmup, seconds]
+    workers: list[Worker]
+
+
+def simulate(
+    work: list[list[float | tuple[float, float] | None]],
+    latency: Latency,
+    rpm: int,
+    seconds: float = 240.0,
+    warmup: float = 90.0,
+    seed: int = 1,
+    tune: Callable[[Window], None] | None = None,
+    hurry: dict[int, tuple[float, float]] | None = None,
+    **env: object,
+) -> Result:
+    """`work[p][w]`: when worker `w` of process `p` has a backlog: from a time on, (from, until), or None (never);
+    `hurry`: worker (index in that order) -> (from, until) the flow waits on it; env: the settings of every window."""
+    rng = random.Random(seed)
+    clock = Clock()
+    workers: list[Worker] = []
+    for p, process in enumerate(work):
+        for busy_from in process:  # type: ignore[assignment]
+            window = Window.from_settings(settings(**env))
+            if tune is not None:
+                tune(window)
+            for limit in (window.aimd, window.gradient, window.pacer):
+                if limit is not None:
+                    limit.clock = clock
+            span = busy_from if isinstance(busy_from, tuple) else (busy_from, float("inf"))
+            workers.append(Worker(window, p, span[0], span[1]))
+    for index, span in (hurry or {}).items():
+        workers[index].hurry = span
+    load = collections.Counter[int]()
+    quota: collections.deque[float] = collections.deque()
+    events: list[tuple[float, int, int, Sample | None]] = []  # (time, seq, worker, sample or None for a wake)
+    seq = 0
+
+    def push(at: float, index: int, sample: Sample | None) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (at, seq, index, sample))
+
+    def dispatch(index: int) -> None:
+        worker = workers[index]
+        if worker.busy_from is None or not worker.busy_from <= clock.now < worker.busy_until:
+            return
+        while worker.in_flight < worker.window.current:
+            delay = worker.window.delay()
+            if delay > 0:
+                if worker.wake_at is None:
+                    worker.wake_at = clock.now + delay
+                    push(worker.wake_at, index, None)
+                return
+            worker.window.on_send()
+            worker.in_flight += 1
+            load[worker.process] += 1
+            now = clock.now
+            while quota and quota[0] <= now - 60.0:
+                quota.popleft()
+            if len(quota) < rpm:
+                quota.append(now)
+                worker.admitted.append(now)
+                took = latency(rng, now)
+                sample = Sample(Outcome.SUCCESS, now, took, 8, worker.in_flight, load[worker.process])
+                push(now + took, index, sample)
+            else:
+                worker.throttled.append(now)
+                push(now + THROTTLE_S, index, Sample(Outcome.THROTTLE, now))
+
+    for index, worker in enumerate(workers):
+        if worker.busy_from is not None:
+            push(worker.busy_from, index, None)
+    while events and events[0][0] < seconds:
+        at, _, index, sample = heapq.heappop(events)
+        clock.now = at
+        worker = workers[index]
+        worker.window.hurry(worker.hurry[0] <= at < worker.hurry[1])
+        if sample is None:
+            worker.wake_at = None
+        else:
+            worker.in_flight -= 1
+            load[worker.process] -= 1
+            worker.window.on_sample(sample)
+        dispatch(index)
+    admitted = sum(1 for w in workers for t in w.admitted if t >= warmup)
+    throttled = sum(1 for w in workers for t in w.throttled if t >= warmup)
+    return Result(admitted / (seconds - warmup) * 60, throttled / max(1, admitted + throttled), workers)
