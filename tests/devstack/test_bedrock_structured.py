@@ -26,6 +26,24 @@ def _schema_request(schema: object, model_id: str = MODEL_ID) -> dict:
     return request
 
 
+def _string_schema(constraints: dict) -> dict:
+    """An object with one string property carrying `constraints` (otherwise valid)."""
+    field = {"type": "string", **constraints}
+    return {"type": "object", "properties": {"a": field}, "required": ["a"], "additionalProperties": False}
+
+
+def test_supported_keywords_are_accepted_even_as_property_names(bedrock_url: str) -> None:
+    schema = _string_schema({"pattern": "^[^.!?\\n]+[.!?]$", "enum": ["A b."]})
+    schema["properties"]["maxLength"] = {"type": "string"}  # a property named like a keyword is just a name
+    schema["required"].append("maxLength")
+
+    async def scenario() -> dict:
+        async with bedrock_client(bedrock_url) as client:
+            return await client.converse(**_schema_request(schema))
+
+    assert run(scenario())["stopReason"] == "end_turn"
+
+
 def _refusal(request: dict, url: str) -> tuple[str, int, str]:
     async def scenario() -> tuple[str, int, str]:
         async with bedrock_client(url) as client:
@@ -67,6 +85,11 @@ def test_structured_answer_is_keyed_by_id_and_names_the_tier(bedrock_url: str) -
         ),
         ("{not json", "invalid"),
         ([1, 2], "invalid"),
+        (_string_schema({"maxLength": 200}), "maxLength"),
+        (_string_schema({"minLength": 1}), "minLength"),
+        (_string_schema({"pattern": "^(a)\\1$"}), "regex"),
+        (_string_schema({"pattern": "^(?!x).+$"}), "regex"),
+        (_string_schema({"pattern": "^[a-$"}), "compile"),
     ],
 )
 def test_invalid_schemas_are_refused_as_bedrock_does(bedrock_url: str, schema: object, needle: str) -> None:
