@@ -162,3 +162,41 @@ def test_llm_backend_answers_the_contract(llm_server: ManagedProcess) -> None:
     stats = admin(llm_server.url, "/_admin/stats")
     assert stats["backend"] == "llm" and stats["reviews"] == 4
     print(f"llm: {len(texts)} reviews in {elapsed:.2f} s ({elapsed / len(texts):.2f} s/review)")
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+@needs_model
+def test_joint_mode_decodes_under_the_request_schema_and_returns_a_cut_answer_as_max_tokens() -> None:
+    import re
+
+    from dataflow.enrich.schema import SUMMARY_PATTERN
+    from devstack.bedrock.backends.llm import LlmBackend
+    from devstack.bedrock.models import resolve_model
+    from devstack.bedrock.wire import parse_converse
+
+    backend = LlmBackend(mode="joint", threads=1, parallel=1, ctx_size=2048)
+    texts = [text for text, _ in REVIEWS[:2]]
+
+    async def scenario(max_tokens: int, system: str | None = None) -> object:
+        body = build_converse_request(MODEL_ID, texts, 120, structured=True)
+        body["inferenceConfig"]["maxTokens"] = max_tokens
+        if system:  # a prompt that pulls the small model away from bare JSON: only the grammar holds it
+            body["system"] = [{"text": system}]
+        return await backend.generate(parse_converse(MODEL_ID, body, resolve_model(MODEL_ID)))
+
+    fence = "Reply in Markdown: a ```json code block, then a short explanation of each review in prose."
+    try:
+        fenced, cut = run(scenario(200, fence)), run(scenario(12))
+    finally:
+        run(backend.close())
+    # Before: the schema went in `response_format`, which this llama.cpp build did not enforce while decoding
+    # (the model wrote a code fence and llama.cpp raised parsing it), and a cut-off answer raised too.
+    assert cut.stop_reason == "max_tokens" and cut.output_tokens == 12  # type: ignore[attr-defined]
+    assert cut.text.lstrip().startswith("{")  # type: ignore[attr-defined]
+    if fenced.stop_reason == "end_turn":  # type: ignore[attr-defined]
+        doc = orjson.loads(fenced.text)  # type: ignore[attr-defined]
+        assert sorted(doc) == ["1", "2"]
+        assert all(re.fullmatch(SUMMARY_PATTERN, entry["summary"]) for entry in doc.values()), doc
+    else:
+        assert fenced.text.lstrip().startswith('{\n  "1": {')  # type: ignore[attr-defined]

@@ -88,6 +88,18 @@ def answer_schema(ids: list[str]) -> dict:
     }
 
 
+def schema_grammar(schema: dict) -> str:
+    """llama.cpp's grammar for a JSON schema (llguidance), passed as `grammar`, not `response_format`.
+
+    With `response_format` llama.cpp also parses the answer as JSON and raises on one cut off at max_tokens
+    ("does not match the expected peg-native format"); Bedrock returns such an answer with stopReason
+    `max_tokens`, and so must the local server.
+    """
+    import xllamacpp
+
+    return str(xllamacpp.json_schema_to_grammar(orjson.dumps(schema).decode()))
+
+
 def _gbnf_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -200,7 +212,7 @@ class LlmBackend:
             "cache_prompt": True,
         }
         if isinstance(grammar, dict):
-            body["response_format"] = {"type": "json_schema", "json_schema": {"schema": grammar}}
+            body["grammar"] = schema_grammar(grammar)
         elif grammar:
             body["grammar"] = grammar
         if bias:
