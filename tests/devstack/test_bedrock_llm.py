@@ -171,7 +171,7 @@ def test_joint_mode_decodes_under_the_request_schema_and_returns_a_cut_answer_as
     import re
 
     from dataflow.enrich.schema import SUMMARY_PATTERN
-    from devstack.bedrock.backends.llm import LlmBackend
+    from devstack.bedrock.backends.llm import SCHEMA_STRING_MAX_CHARS, LlmBackend
     from devstack.bedrock.models import resolve_model
     from devstack.bedrock.wire import parse_converse
 
@@ -193,10 +193,25 @@ def test_joint_mode_decodes_under_the_request_schema_and_returns_a_cut_answer_as
     # Before: the schema went in `response_format`, which this llama.cpp build did not enforce while decoding
     # (the model wrote a code fence and llama.cpp raised parsing it), and a cut-off answer raised too.
     assert cut.stop_reason == "max_tokens" and cut.output_tokens == 12  # type: ignore[attr-defined]
-    assert cut.text.lstrip().startswith("{")  # type: ignore[attr-defined]
+    assert cut.text.startswith('{"1":')  # type: ignore[attr-defined]
     if fenced.stop_reason == "end_turn":  # type: ignore[attr-defined]
         doc = orjson.loads(fenced.text)  # type: ignore[attr-defined]
         assert sorted(doc) == ["1", "2"]
         assert all(re.fullmatch(SUMMARY_PATTERN, entry["summary"]) for entry in doc.values()), doc
+        assert all(len(entry["summary"]) <= SCHEMA_STRING_MAX_CHARS for entry in doc.values()), doc
     else:
-        assert fenced.text.lstrip().startswith('{\n  "1": {')  # type: ignore[attr-defined]
+        assert fenced.text.startswith('{"1":{"summary":"')  # type: ignore[attr-defined]  # compact JSON
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None, reason="needs xllamacpp")
+def test_the_local_grammar_bounds_patterned_strings_and_leaves_the_request_schema_alone() -> None:
+    from dataflow.enrich.schema import answer_schema
+    from devstack.bedrock.backends.llm import SCHEMA_STRING_MAX_CHARS, schema_grammar
+
+    schema = answer_schema(2)
+    before = orjson.dumps(schema)
+    grammar = schema_grammar(schema)
+    assert grammar.startswith("%llguidance")
+    assert f'"maxLength":{SCHEMA_STRING_MAX_CHARS}' in grammar and '"whitespace_flexible":false' in grammar
+    assert grammar.count("maxLength") == 1  # the summary only: the sentiment enum has no pattern
+    assert orjson.dumps(schema) == before  # what the request said is not rewritten in place
