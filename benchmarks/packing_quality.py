@@ -113,6 +113,8 @@ def summarise(paths: list[Path]) -> list[dict]:
             "valid_answers": round(valid / n, 3),
             "invalid_requests": f"{invalid}/{len(requests)}",
             "retries_per_review": round((n - valid) / n, 3),  # each invalid or missing answer is resent alone
+            # Valid is not good: a small model may give every review of a pack the same summary.
+            "distinct_summaries": round(sum(len({r.get("summary") for r in req}) for req in requests.values()) / n, 3),
             "input_tokens_per_review": _tokens_per_review(list(requests.values())),
             "errors": sorted({r["error"].split(":")[0] for r in rows.values() if "error" in r}),
         }
