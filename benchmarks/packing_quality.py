@@ -11,6 +11,9 @@ one generation answers the whole request from its own prompt (under the request'
 output, under the built-in answer grammar without). In `per-review` mode (the backend's default) each review
 is scored alone whatever the packing. Rows `--skip` on are used (the first 200 calibrated the threshold).
 
+`--bedrock` sends the same requests to Bedrock instead (boto3's credentials; `--model-id`, e.g. the `global.`
+Haiku 4.5 profile): the labelled 1-versus-8 comparison on Claude itself that the local model cannot give.
+
 Every review's outcome is appended to `--records` as it comes (configuration, CSV row, label, answer or error,
 the request's tokens), so configurations can run in separate processes, a run interrupted by the clock resumes
 where it stopped, and `--summary` compares configurations on the reviews they share (paired), with a 95%
@@ -25,6 +28,7 @@ import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from benchmarks.llm_quality import load_labelled
@@ -42,19 +46,49 @@ def done_rows(records: Path, pack: int, structured: bool) -> set[int]:
     return {r["row"] for r in rows if r["pack"] == pack and r["structured"] == structured}
 
 
-async def run(backend: object, sample: list[tuple[int, str, str]], pack: int, structured: bool, records: Path) -> None:
-    """Answer `sample` in requests of `pack`, skipping requests whose rows `records` already holds."""
+Answer = Callable[[dict], Awaitable[dict]]  # a Converse request body -> a Converse response
+
+
+def local_answerer(mode: str, threads: int) -> Answer:
+    """The llm backend in process, behind the local server's own parsing and response rendering."""
+    from devstack.bedrock.backends.llm import LlmBackend
     from devstack.bedrock.models import resolve_model
     from devstack.bedrock.wire import converse_response, parse_converse
 
-    spec, seen = resolve_model(MODEL_ID), done_rows(records, pack, structured)
+    backend = LlmBackend(mode=mode, threads=threads, parallel=1, ctx_size=8192)
+
+    async def answer(body: dict) -> dict:
+        result = await backend.generate(parse_converse(body["modelId"], body, resolve_model(body["modelId"])))
+        return json.loads(converse_response(result, 0).body)
+
+    return answer
+
+
+def bedrock_answerer() -> Answer:
+    """Bedrock itself (or whatever AWS_ENDPOINT_URL_BEDROCK_RUNTIME names), through boto3, one request at a time."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("bedrock-runtime", config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
+
+    async def answer(body: dict) -> dict:
+        return await asyncio.to_thread(lambda: client.converse(**body))
+
+    return answer
+
+
+async def run(
+    answer: Answer, model_id: str, sample: list[tuple[int, str, str]], pack: int, structured: bool, records: Path
+) -> None:
+    """Answer `sample` in requests of `pack`, skipping requests whose rows `records` already holds."""
+    seen = done_rows(records, pack, structured)
     for start in range(0, len(sample), pack):
         chunk = sample[start : start + pack]
         if {row for row, _, _ in chunk} <= seen:
             continue
-        body = build_converse_request(MODEL_ID, [t for _, t, _ in chunk], 120, structured=structured)
-        result = await backend.generate(parse_converse(MODEL_ID, body, spec))  # type: ignore[attr-defined]
-        response = json.loads(converse_response(result, 0).body)
+        body = build_converse_request(model_id, [t for _, t, _ in chunk], 120, structured=structured)
+        response = await answer(body)
+        usage = response.get("usage", {})
         error = ""
         try:
             answers: dict = parse_answer(answer_text(response), len(chunk), prefilled=not structured)
@@ -64,7 +98,7 @@ async def run(backend: object, sample: list[tuple[int, str, str]], pack: int, st
             for n, (row, _, label) in enumerate(chunk, start=1):
                 got = answers.get(n, error or "missing")
                 record = {"pack": pack, "structured": structured, "row": row, "label": label, "request": start}
-                record |= {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}
+                record |= {"input_tokens": usage.get("inputTokens"), "output_tokens": usage.get("outputTokens")}
                 if isinstance(got, ReviewAnswer):
                     record |= {"sentiment": got.sentiment, "summary": got.summary}
                 else:
@@ -152,21 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--structured", default="off,on", help="off, on or off,on")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--records", type=Path, default=Path("out/packing_quality.jsonl"))
+    parser.add_argument(
+        "--bedrock", action="store_true", help="ask Bedrock (boto3's credentials and endpoint), not the local model"
+    )
+    parser.add_argument("--model-id", default=MODEL_ID)
     args = parser.parse_args(argv)
     if args.summary:
         for item in summarise(args.summary):
             print(json.dumps(item))
         return 0
-    from devstack.bedrock.backends.llm import LlmBackend
-
     modes = [{"off": False, "on": True}[m] for m in args.structured.split(",")]
     rows = load_labelled(Path(args.csv), args.skip + args.count)[args.skip :]
     sample = [(args.skip + i, text, label) for i, (text, label) in enumerate(rows)]
     print(f"summary pattern under structured output: {SUMMARY_PATTERN}", file=sys.stderr)
-    backend = LlmBackend(mode=args.mode, threads=args.threads, parallel=1, ctx_size=8192)
+    answer = bedrock_answerer() if args.bedrock else local_answerer(args.mode, args.threads)
     for pack in (int(p) for p in args.packs.split(",")):
         for structured in modes:
-            asyncio.run(run(backend, sample, pack, structured, args.records))
+            asyncio.run(run(answer, args.model_id, sample, pack, structured, args.records))
     for item in summarise([args.records]):
         print(json.dumps(item), flush=True)
     return 0

@@ -145,3 +145,37 @@ def test_flex_waits_behind_the_other_tiers() -> None:
         return order
 
     assert run(scenario()) == ["default", "priority", "default", "flex", "flex"]
+
+
+def test_the_packing_benchmark_asks_a_bedrock_endpoint_through_boto3(
+    bedrock_url: str, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`packing_quality --bedrock` is the labelled 1-versus-8 comparison on Claude; here it runs on the local server."""
+    import csv
+    import json
+
+    from benchmarks import packing_quality
+
+    reviews = tmp_path / "reviews.csv"  # type: ignore[operator]
+    with reviews.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "sentiment"])
+        for n in range(8):
+            writer.writerows([[f"{GOOD} Number {n}.", "positive"], [f"{BAD} Number {n}.", "negative"]])
+    for name, value in {
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    records = tmp_path / "records.jsonl"  # type: ignore[operator]
+    args = [str(reviews), "--bedrock", "--skip", "0", "--count", "16", "--packs", "1,8", "--records", str(records)]
+    assert packing_quality.main(args) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == 16 * 4 and all("sentiment" in r and r["input_tokens"] > 0 for r in rows)
+    summary = {(s["pack"], s["structured"]): s for s in packing_quality.summarise([records])}
+    assert summary[(8, True)]["invalid_requests"] == "0/2" and summary[(1, False)]["invalid_requests"] == "0/16"
+    assert summary[(8, True)]["agreement"] == summary[(1, False)]["agreement"] == 1.0  # the lexicon agrees
+    assert summary[(8, True)]["vs_1_off"]["points"] == 0.0
+    assert admin(bedrock_url, "/_admin/stats")["requests"] == 16 + 16 + 2 + 2
