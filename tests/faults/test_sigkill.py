@@ -40,7 +40,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     args = recovery_args(tmp_path / "recovery")
     # Slow enough that every kill point falls mid-run.
     faulty.bedrock_config(latency_mean_ms=30, latency_distribution="exponential", seed=SEED)
-    slow = {"BEDROCK_MAX_CONCURRENCY": "4"}
+    slow = {"BEDROCK_MAX_CONCURRENCY": "4", "BEDROCK_REVIEWS_PER_REQUEST": "1"}  # 8 per request outruns the kills
     at_kill: list[int] = []
     for run, point in enumerate(points):
         log = tmp_path / f"run{run}.log"
