@@ -97,7 +97,7 @@ async def run(
         with records.open("a") as out:
             for n, (row, _, label) in enumerate(chunk, start=1):
                 got = answers.get(n, error or "missing")
-                record = {"pack": pack, "structured": structured, "row": row, "label": label, "request": start}
+                record = {"pack": pack, "structured": structured, "row": row, "label": label, "request": chunk[0][0]}
                 record |= {"input_tokens": usage.get("inputTokens"), "output_tokens": usage.get("outputTokens")}
                 if isinstance(got, ReviewAnswer):
                     record |= {"sentiment": got.sentiment, "summary": got.summary}
