@@ -103,7 +103,8 @@ CARDS: tuple[ModelCard, ...] = (
         eol="no sooner than 2026-10-01",
         replacement=HAIKU_55,
         sources=(
-            "AWS model card 'Claude Haiku 4.5'",
+            "AWS model card 'Claude Haiku 4.5' (prompt caching: at least 4,096 tokens per checkpoint, so our ~250-token"
+            " constant prefix cannot be cached; BENCHMARKS.md 'Cost')",
             "AWS 'Get validated JSON results from models' (structured outputs: Haiku 4.5, Sonnet 4.5, Opus 4.5/4.6)",
             "Anthropic 'Claude on Amazon Bedrock': regional endpoints +10% over global",
         ),

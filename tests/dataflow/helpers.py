@@ -37,6 +37,8 @@ def settings(**env: Any) -> Settings:
         "BEDROCK_BACKOFF_BASE_S": "0.01",
         "BEDROCK_BACKOFF_MAX_S": "0.05",
         "METRICS_PORT": "0",
+        # These tests script faults and counts per request; packing has its own tests (the default is 8).
+        "BEDROCK_REVIEWS_PER_REQUEST": "1",
     }
     base.update({k: str(v) for k, v in env.items()})
     return load_settings(base)

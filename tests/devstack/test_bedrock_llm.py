@@ -162,3 +162,56 @@ def test_llm_backend_answers_the_contract(llm_server: ManagedProcess) -> None:
     stats = admin(llm_server.url, "/_admin/stats")
     assert stats["backend"] == "llm" and stats["reviews"] == 4
     print(f"llm: {len(texts)} reviews in {elapsed:.2f} s ({elapsed / len(texts):.2f} s/review)")
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+@needs_model
+def test_joint_mode_decodes_under_the_request_schema_and_returns_a_cut_answer_as_max_tokens() -> None:
+    import re
+
+    from dataflow.enrich.schema import SUMMARY_PATTERN
+    from devstack.bedrock.backends.llm import SCHEMA_STRING_MAX_CHARS, LlmBackend
+    from devstack.bedrock.models import resolve_model
+    from devstack.bedrock.wire import parse_converse
+
+    backend = LlmBackend(mode="joint", threads=1, parallel=1, ctx_size=2048)
+    texts = [text for text, _ in REVIEWS[:2]]
+
+    async def scenario(max_tokens: int, system: str | None = None) -> object:
+        body = build_converse_request(MODEL_ID, texts, 120, structured=True)
+        body["inferenceConfig"]["maxTokens"] = max_tokens
+        if system:  # a prompt that pulls the small model away from bare JSON: only the grammar holds it
+            body["system"] = [{"text": system}]
+        return await backend.generate(parse_converse(MODEL_ID, body, resolve_model(MODEL_ID)))
+
+    fence = "Reply in Markdown: a ```json code block, then a short explanation of each review in prose."
+    try:
+        fenced, cut = run(scenario(200, fence)), run(scenario(12))
+    finally:
+        run(backend.close())
+    # Before: the schema went in `response_format`, which this llama.cpp build did not enforce while decoding
+    # (the model wrote a code fence and llama.cpp raised parsing it), and a cut-off answer raised too.
+    assert cut.stop_reason == "max_tokens" and cut.output_tokens == 12  # type: ignore[attr-defined]
+    assert cut.text.startswith('{"1":')  # type: ignore[attr-defined]
+    if fenced.stop_reason == "end_turn":  # type: ignore[attr-defined]
+        doc = orjson.loads(fenced.text)  # type: ignore[attr-defined]
+        assert sorted(doc) == ["1", "2"]
+        assert all(re.fullmatch(SUMMARY_PATTERN, entry["summary"]) for entry in doc.values()), doc
+        assert all(len(entry["summary"]) <= SCHEMA_STRING_MAX_CHARS for entry in doc.values()), doc
+    else:
+        assert fenced.text.startswith('{"1":{"summary":"')  # type: ignore[attr-defined]  # compact JSON
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None, reason="needs xllamacpp")
+def test_the_local_grammar_bounds_patterned_strings_and_leaves_the_request_schema_alone() -> None:
+    from dataflow.enrich.schema import answer_schema
+    from devstack.bedrock.backends.llm import SCHEMA_STRING_MAX_CHARS, schema_grammar
+
+    schema = answer_schema(2)
+    before = orjson.dumps(schema)
+    grammar = schema_grammar(schema)
+    assert grammar.startswith("%llguidance")
+    assert f'"maxLength":{SCHEMA_STRING_MAX_CHARS}' in grammar and '"whitespace_flexible":false' in grammar
+    assert grammar.count("maxLength") == 1  # the summary only: the sentiment enum has no pattern
+    assert orjson.dumps(schema) == before  # what the request said is not rewritten in place

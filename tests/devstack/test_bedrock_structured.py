@@ -26,6 +26,24 @@ def _schema_request(schema: object, model_id: str = MODEL_ID) -> dict:
     return request
 
 
+def _string_schema(constraints: dict) -> dict:
+    """An object with one string property carrying `constraints` (otherwise valid)."""
+    field = {"type": "string", **constraints}
+    return {"type": "object", "properties": {"a": field}, "required": ["a"], "additionalProperties": False}
+
+
+def test_supported_keywords_are_accepted_even_as_property_names(bedrock_url: str) -> None:
+    schema = _string_schema({"pattern": "^[^.!?\\n]+[.!?]$", "enum": ["A b."]})
+    schema["properties"]["maxLength"] = {"type": "string"}  # a property named like a keyword is just a name
+    schema["required"].append("maxLength")
+
+    async def scenario() -> dict:
+        async with bedrock_client(bedrock_url) as client:
+            return await client.converse(**_schema_request(schema))
+
+    assert run(scenario())["stopReason"] == "end_turn"
+
+
 def _refusal(request: dict, url: str) -> tuple[str, int, str]:
     async def scenario() -> tuple[str, int, str]:
         async with bedrock_client(url) as client:
@@ -67,6 +85,11 @@ def test_structured_answer_is_keyed_by_id_and_names_the_tier(bedrock_url: str) -
         ),
         ("{not json", "invalid"),
         ([1, 2], "invalid"),
+        (_string_schema({"maxLength": 200}), "maxLength"),
+        (_string_schema({"minLength": 1}), "minLength"),
+        (_string_schema({"pattern": "^(a)\\1$"}), "regex"),
+        (_string_schema({"pattern": "^(?!x).+$"}), "regex"),
+        (_string_schema({"pattern": "^[a-$"}), "compile"),
     ],
 )
 def test_invalid_schemas_are_refused_as_bedrock_does(bedrock_url: str, schema: object, needle: str) -> None:
@@ -122,3 +145,37 @@ def test_flex_waits_behind_the_other_tiers() -> None:
         return order
 
     assert run(scenario()) == ["default", "priority", "default", "flex", "flex"]
+
+
+def test_the_packing_benchmark_asks_a_bedrock_endpoint_through_boto3(
+    bedrock_url: str, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`packing_quality --bedrock` is the labelled 1-versus-8 comparison on Claude; here it runs on the local server."""
+    import csv
+    import json
+
+    from benchmarks import packing_quality
+
+    reviews = tmp_path / "reviews.csv"  # type: ignore[operator]
+    with reviews.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "sentiment"])
+        for n in range(8):
+            writer.writerows([[f"{GOOD} Number {n}.", "positive"], [f"{BAD} Number {n}.", "negative"]])
+    for name, value in {
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    records = tmp_path / "records.jsonl"  # type: ignore[operator]
+    args = [str(reviews), "--bedrock", "--skip", "0", "--count", "16", "--packs", "1,8", "--records", str(records)]
+    assert packing_quality.main(args) == 0
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == 16 * 4 and all("sentiment" in r and r["input_tokens"] > 0 for r in rows)
+    summary = {(s["pack"], s["structured"]): s for s in packing_quality.summarise([records])}
+    assert summary[(8, True)]["invalid_requests"] == "0/2" and summary[(1, False)]["invalid_requests"] == "0/16"
+    assert summary[(8, True)]["agreement"] == summary[(1, False)]["agreement"] == 1.0  # the lexicon agrees
+    assert summary[(8, True)]["vs_1_off"]["points"] == 0.0
+    assert admin(bedrock_url, "/_admin/stats")["requests"] == 16 + 16 + 2 + 2

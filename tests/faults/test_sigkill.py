@@ -40,7 +40,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     args = recovery_args(tmp_path / "recovery")
     # Slow enough that every kill point falls mid-run.
     faulty.bedrock_config(latency_mean_ms=30, latency_distribution="exponential", seed=SEED)
-    slow = {"BEDROCK_MAX_CONCURRENCY": "4"}
+    slow = {"BEDROCK_MAX_CONCURRENCY": "4", "BEDROCK_REVIEWS_PER_REQUEST": "1"}  # 8 per request outruns the kills
     at_kill: list[int] = []
     for run, point in enumerate(points):
         log = tmp_path / f"run{run}.log"
@@ -89,7 +89,9 @@ def test_a_kill_during_a_backlog_resumes_from_a_checkpoint(
     args = recovery_args(tmp_path / "recovery")
     faulty.bedrock_config(latency_mean_ms=30, latency_distribution="exponential", seed=SEED)
     log = tmp_path / "killed.log"
-    with flow_process(faulty, *args, log=log, extra_env={"BEDROCK_MAX_CONCURRENCY": "4"}) as proc:
+    # Counts requests as reviews: one review per request (the default packs 8).
+    env = {"BEDROCK_MAX_CONCURRENCY": "4", "BEDROCK_REVIEWS_PER_REQUEST": "1"}
+    with flow_process(faulty, *args, log=log, extra_env=env) as proc:
         # Enriched, not indexed: results leave the enrichment step in bursts while it blocks.
         faulty.wait_for(lambda: bedrock_stats(faulty)["requests"] >= TOTAL // 2, timeout=120, what="half enriched")
         kill_group(proc)

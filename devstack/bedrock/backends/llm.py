@@ -88,6 +88,34 @@ def answer_schema(ids: list[str]) -> dict:
     }
 
 
+# The local decoder's own bound on a patterned string (a summary), the per-review grammar's 200 characters.
+SCHEMA_STRING_MAX_CHARS = 200
+
+
+def schema_grammar(schema: dict) -> str:
+    """llama.cpp's grammar for a request's JSON schema (llguidance), passed as `grammar`, not `response_format`.
+
+    With `response_format` this llama.cpp build did not hold the model to the schema (it wrote a code fence) and
+    raised parsing the answer, also on one cut off at max_tokens, which Bedrock returns with stopReason
+    `max_tokens`. Two local decoding choices, not the request's: compact JSON (what Claude writes; the model
+    spent tokens on indentation) and a 200-character bound on strings that carry a `pattern` and no
+    `maxLength`: the 135M model otherwise loops inside a packed summary ("2, 3, 4, ...") until maxTokens, and
+    Bedrock refuses `maxLength` in the schema, so the dataflow cannot send the bound (BENCHMARKS.md, "Packing").
+    """
+    import xllamacpp
+
+    def bound(node: object) -> object:
+        if isinstance(node, dict):
+            out = {key: bound(value) for key, value in node.items()}
+            if out.get("type") == "string" and "pattern" in out and "maxLength" not in out:
+                out["maxLength"] = SCHEMA_STRING_MAX_CHARS
+            return out
+        return [bound(value) for value in node] if isinstance(node, list) else node
+
+    local = {**bound(schema), "x-guidance": {"whitespace_flexible": False}}  # type: ignore[dict-item]
+    return str(xllamacpp.json_schema_to_grammar(orjson.dumps(local).decode()))
+
+
 def _gbnf_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -200,7 +228,7 @@ class LlmBackend:
             "cache_prompt": True,
         }
         if isinstance(grammar, dict):
-            body["response_format"] = {"type": "json_schema", "json_schema": {"schema": grammar}}
+            body["grammar"] = schema_grammar(grammar)
         elif grammar:
             body["grammar"] = grammar
         if bias:
