@@ -1,6 +1,6 @@
 """Every setting of the dataflow, read from the environment in this one place.
 
-Each setting has a documented default (see README "Settings"). A missing or malformed value raises
+Each setting has a documented default (docs/REFERENCE.md, "Settings"). A missing or malformed value raises
 `SettingsError` whose message is one line naming the variable, so `python -m bytewax.run dataflow.flow`
 fails at start instead of minutes later.
 """
