@@ -80,8 +80,9 @@ class Settings:
     bedrock_max_throttled_attempts: int = 30
     bedrock_adaptive: bool = True
     bedrock_check_lifecycle: bool = True  # GetFoundationModel at start: one line when the model is not ACTIVE
-    # 8 with structured output: 47% of 1/request's cost on short reviews, 68% on long ones (BENCHMARKS.md, "Packing")
-    bedrock_reviews_per_request: int = 8
+    # 1: packing cost the only model measured here accuracy, and day 2 is proven at 1 (BENCHMARKS.md, "Packing");
+    # 8 with structured output pays 47% of 1/request's cost on short reviews, 68% on long ones
+    bedrock_reviews_per_request: int = 1
     bedrock_max_tokens_per_review: int = 120
     bedrock_backoff_base_s: float = 0.5
     bedrock_backoff_max_s: float = 20.0

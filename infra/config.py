@@ -66,7 +66,7 @@ class StackConfig:
     # Regions the model may be routed to; empty = derived from the inference profile's geography prefix.
     bedrock_model_regions: tuple[str, ...] = ()
     bedrock_max_concurrency: int = 16
-    bedrock_reviews_per_request: int = 8
+    bedrock_reviews_per_request: int = 1
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
     opensearch_engine_version: str = "OpenSearch_2.19"

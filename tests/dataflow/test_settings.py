@@ -15,7 +15,7 @@ def test_defaults_are_documented_values() -> None:
     assert s.kinesis_stream_name == "reviews" and s.kinesis_start_position.kind == "TRIM_HORIZON"
     assert s.bedrock_model_id.startswith("us.anthropic.claude-haiku")
     assert (s.bedrock_reviews_per_request, s.bedrock_service_tier, s.bedrock_structured_output) == (
-        8,
+        1,
         "default",
         "auto",
     )

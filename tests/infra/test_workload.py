@@ -100,7 +100,7 @@ def test_env_names_and_values_match_the_dataflow_settings(stack) -> None:
     # The dataflow's own settings loader accepts every value we hand it.
     settings = load_settings({k: v for k, v in env.items() if v is not None})
     assert settings.opensearch_auth == "sigv4"
-    assert settings.bedrock_reviews_per_request == 8
+    assert settings.bedrock_reviews_per_request == 1
     assert settings.metrics_port == METRICS_PORT
 
 

@@ -35,14 +35,12 @@ def test_the_schema_sent_carries_the_pattern_once_for_all_ids() -> None:
     assert "minLength" not in text and "maxLength" not in text and "{" not in SUMMARY_PATTERN
 
 
-def test_the_flow_at_the_default_packing_enriches_every_review_once() -> None:
-    from dataflow.settings import Settings
+def test_the_flow_packing_eight_enriches_every_review_once() -> None:
     from tests.dataflow.helpers import ids, record, run_flow, settings
     from tests.fakes import FakeBedrock
 
-    default = Settings.bedrock_reviews_per_request
     bedrock = FakeBedrock()
-    results, dead = run_flow([record(n) for n in range(50)], bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=default))
+    results, dead = run_flow([record(n) for n in range(50)], bedrock, settings(BEDROCK_REVIEWS_PER_REQUEST=8))
     assert dead == [] and sorted(ids(results)) == sorted(f"r{n}" for n in range(50))
     assert bedrock.calls < 50  # reviews shared requests
     assert sum(r.input_tokens for r in results) == bedrock.input_tokens  # each token charged to one review
