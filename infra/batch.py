@@ -24,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import partition_of, to_json
-from infra.recovery_store import tls_only_policy
+from infra.recovery_store import private_bucket
 
 PREFIX = "bedrock-batch"
 MIN_EXPIRE_DAYS = 8  # Bedrock's longest job timeout (168 h) and a day to read the output
@@ -153,26 +153,8 @@ def build_batch_store(
             f"batchJobFilesExpireDays={expire_days} is under {MIN_EXPIRE_DAYS}: a batch job may run 7 days and "
             "its output must outlive it"
         )
-    bucket = aws.s3.Bucket(f"{name}-batch", bucket_prefix=f"{name}-batch-", force_destroy=False, tags=tags)
-    encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-batch",
-        bucket=bucket.id,
-        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-    )
-    block = aws.s3.BucketPublicAccessBlock(
-        f"{name}-batch",
-        bucket=bucket.id,
-        block_public_acls=True,
-        block_public_policy=True,
-        ignore_public_acls=True,
-        restrict_public_buckets=True,
-    )
-    aws.s3.BucketPolicy(
-        f"{name}-batch",
-        bucket=bucket.id,
-        policy=bucket.arn.apply(lambda arn: to_json(tls_only_policy(arn))),
-        opts=pulumi.ResourceOptions(depends_on=[block]),
-    )
+    private = private_bucket(f"{name}-batch", tags)
+    bucket, encryption, block = private.bucket, private.encryption, private.block
     lifecycle = aws.s3.BucketLifecycleConfiguration(
         f"{name}-batch",
         bucket=bucket.id,

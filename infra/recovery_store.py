@@ -42,18 +42,24 @@ def tls_only_policy(bucket_arn: str) -> dict:
     }
 
 
-def build_recovery_store(name: str, tags: dict[str, str]) -> RecoveryStore:
-    bucket = aws.s3.Bucket(f"{name}-recovery", bucket_prefix=f"{name}-recovery-", force_destroy=False, tags=tags)
-    versioning = aws.s3.BucketVersioning(
-        f"{name}-recovery", bucket=bucket.id, versioning_configuration={"status": "Enabled"}
-    )
+@dataclass(frozen=True)
+class PrivateBucket:
+    bucket: aws.s3.Bucket
+    encryption: aws.s3.BucketServerSideEncryptionConfiguration
+    block: aws.s3.BucketPublicAccessBlock
+
+
+def private_bucket(resource: str, tags: dict[str, str]) -> PrivateBucket:
+    """A bucket no one outside the account reads: SSE-S3, every public access blocked, TLS only. `resource` is
+    the logical name of its resources (and its name's prefix), kept as it was so no stack replaces them."""
+    bucket = aws.s3.Bucket(resource, bucket_prefix=f"{resource}-", force_destroy=False, tags=tags)
     encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-recovery",
+        resource,
         bucket=bucket.id,
         rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
     )
     block = aws.s3.BucketPublicAccessBlock(
-        f"{name}-recovery",
+        resource,
         bucket=bucket.id,
         block_public_acls=True,
         block_public_policy=True,
@@ -61,10 +67,19 @@ def build_recovery_store(name: str, tags: dict[str, str]) -> RecoveryStore:
         restrict_public_buckets=True,
     )
     aws.s3.BucketPolicy(
-        f"{name}-recovery",
+        resource,
         bucket=bucket.id,
         policy=bucket.arn.apply(lambda arn: to_json(tls_only_policy(arn))),
         opts=pulumi.ResourceOptions(depends_on=[block]),
+    )
+    return PrivateBucket(bucket, encryption, block)
+
+
+def build_recovery_store(name: str, tags: dict[str, str]) -> RecoveryStore:
+    private = private_bucket(f"{name}-recovery", tags)
+    bucket, encryption, block = private.bucket, private.encryption, private.block
+    versioning = aws.s3.BucketVersioning(
+        f"{name}-recovery", bucket=bucket.id, versioning_configuration={"status": "Enabled"}
     )
     # Every backup pass writes a new version of the partitions that moved: keep the old ones a week, not forever.
     aws.s3.BucketLifecycleConfiguration(
