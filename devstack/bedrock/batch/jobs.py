@@ -11,7 +11,7 @@ import base64
 import secrets
 import string
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 ACCOUNT_ID = "123456789012"  # moto's default account, so ARNs agree across the local stack
@@ -45,6 +45,19 @@ def now() -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+_last_submit: list[datetime] = []
+
+
+def submit_now() -> datetime:
+    """`now()`, but after every earlier submission: two jobs created within one millisecond would otherwise tie,
+    so a listing by submit time (or filtered on one job's submitTime) would order them at random."""
+    t = now()
+    if _last_submit and t <= _last_submit[-1]:
+        t = _last_submit[-1] + timedelta(milliseconds=1)
+    _last_submit[:] = [t]
+    return t
+
+
 def iso(t: datetime | None) -> str | None:
     return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
@@ -61,7 +74,7 @@ class Job:
     job_id: str
     request: dict
     base_model: str = ""  # the foundation model behind modelId (profile or ARN): the quota counts per base model
-    submit_time: datetime = field(default_factory=now)
+    submit_time: datetime = field(default_factory=submit_now)
     status: JobStatus = JobStatus.SUBMITTED
     message: str | None = None
     last_modified: datetime | None = None
