@@ -9,8 +9,6 @@ time is this machine's, not Bedrock's: on AWS a job runs within its 24-hour wind
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,7 +18,7 @@ from typing import Any
 import boto3
 import orjson
 
-from benchmarks.harness import HTTP, ROOT, Bench
+from benchmarks.harness import HTTP, Bench, spawn_flow
 from producer.synthetic import synthetic_reviews
 
 BAD = [b"{not json", orjson.dumps({"review_id": "bench-bad-1", "user_id": "u", "date_time": 1})]
@@ -62,10 +60,7 @@ def backfill(bench: Bench, count: int = 5000, record_error_rate: float = 0.01) -
         }
         started = time.monotonic()
         with open(bench.log_dir / f"{run_id}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bytewax.run", "dataflow.backfill"],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            proc = spawn_flow(["dataflow.backfill"], env, log)
             _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak RSS and CPU
         wall = time.monotonic() - started
         assert os.waitstatus_to_exitcode(status) == 0, f"backfill failed: see {bench.log_dir / f'{run_id}.log'}"
@@ -123,8 +118,7 @@ def cpu_while_waiting(bench: Bench, env: dict[str, str], archive: Path) -> dict[
         return jobs[0]["status"] if jobs else None
 
     with open(bench.log_dir / f"{run_id}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bytewax.run", "dataflow.backfill"], env=env, cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = spawn_flow(["dataflow.backfill"], env, log)
         try:
             while status() != "InProgress":
                 time.sleep(0.2)

@@ -65,6 +65,15 @@ def run_backfill(env: dict[str, str], timeout: float = 300) -> str:
     return proc.stderr
 
 
+def start_backfill(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The backfill in its own process group (a test can kill it whole), its output in `log`."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflow.backfill"],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
 def jobs_of(env: dict[str, str]) -> list[dict]:
     bedrock = boto3.client("bedrock", endpoint_url=env["AWS_ENDPOINT_URL_BEDROCK"], region_name="us-east-1")
     return bedrock.list_model_invocation_jobs(maxResults=1000)["invocationJobSummaries"]
@@ -114,11 +123,7 @@ def test_a_kill_mid_job_and_a_restart_submit_no_job_twice(pipeline: Pipeline, tm
     batch_knobs(pipeline, submitted_s=0.5, validating_s=0.5, scheduled_s=0.5, record_ms=20, record_error_rate=0)
     ids = write_archive(tmp_path / "reviews.jsonl", 420, seed=31)
     env = backfill_env(pipeline, BACKFILL_ARCHIVE=str(tmp_path / "reviews.jsonl"), BACKFILL_RUN_ID="kill-1")
-    with open(tmp_path / "first.log", "wb") as out:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "dataflow.backfill"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    first = start_backfill(env, tmp_path / "first.log")
     try:
         deadline = time.monotonic() + 120
         while not any(j["status"] == "InProgress" for j in jobs_of(env) if j["jobName"].startswith("kill-1-")):
@@ -161,11 +166,7 @@ def test_results_of_a_finished_job_are_indexed_while_a_later_job_still_runs(pipe
     ids = write_archive(tmp_path / "reviews.jsonl", 600, seed=37)
     env = backfill_env(pipeline, BACKFILL_ARCHIVE=str(tmp_path / "reviews.jsonl"), BACKFILL_RUN_ID="stream-1",
                        BACKFILL_MAX_CONCURRENT_JOBS="1", BACKFILL_PAGE_RECORDS="50")  # fmt: skip
-    with open(tmp_path / "run.log", "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "dataflow.backfill"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = start_backfill(env, tmp_path / "run.log")
     try:
         pipeline.wait_for(lambda: pipeline.count() > 0, timeout=180, what="the first job's results")
         last = {j["jobName"]: j["status"] for j in jobs_of(env)}.get("stream-1-00003")
