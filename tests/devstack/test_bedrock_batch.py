@@ -151,6 +151,9 @@ def test_a_job_passes_every_status_and_writes_bedrocks_layout(batch: Batch) -> N
     batch.put_records("in/part-1.jsonl", ids(80, "a"))
     batch.put_records("in/nested/part-2.jsonl", ids(60, "b"))
     batch.s3.put_object(Bucket=batch.bucket, Key="in/notes.txt", Body=b"not an input file")
+    # InProgress lasts ~1.4 s (140 records, 20 ms each, 2 at a time): on the lexicon backend alone it can pass
+    # between two polls of a loaded machine, and the test then never sees it (seen once in CI).
+    batch.knobs(record_ms=20.0, parallel=2)
     arn = batch.create("layout-1")
 
     seen, job = batch.follow(arn)
