@@ -3,9 +3,10 @@
 `build_flow` takes its collaborators as arguments so tests can swap the outermost boundaries (the Kinesis
 source, the Bedrock client, the sinks) while the steps in between stay the production ones.
 
-Items flow one way. The two control signals that flow back are created here, once per flow, and handed to
+Items flow one way. The three control signals that flow back are created here, once per flow, and handed to
 both of their ends (dataflow/channels/): the backpressure gauge (enrichment -> source: how much room is
-left) and the store acknowledgements (results sink -> enrichment: what is stored). So is the heartbeat the
+left), the store acknowledgements (results sink -> enrichment: what is stored) and the shard routes (enrichment
+-> keyer: which key of a shard is enriched in this process). So is the heartbeat the
 source beats for the liveness probe.
 """
 
@@ -20,10 +21,11 @@ from bytewax.outputs import Sink
 
 from dataflow import metrics
 from dataflow.channels.backpressure import BufferGauge
+from dataflow.channels.routes import ShardRoutes
 from dataflow.channels.store_acks import StoreAcks
 from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
 from dataflow.enrich.registry import EngineRegistry
-from dataflow.enrich.step import EnrichLogic, InFlightState
+from dataflow.enrich.step import EnrichLogic, InFlightState, Routed
 from dataflow.heartbeat import Heartbeat
 from dataflow.kinesis_source.source import KinesisSource
 from dataflow.opensearch_sink.sink import OpenSearchSink
@@ -65,10 +67,18 @@ def build_flow(
 
     parsed = op.map("parse", records, parse)
     valid = op.branch("valid", parsed, lambda item: isinstance(item, Review))
-    by_shard = op.key_on("key_by_shard", valid.trues, lambda review: review.shard_id)
+    # Keyed by shard, under a key this process's enrichment receives (dataflow/channels/routes.py): the step gets
+    # the key with each review, to report where it arrived.
+    routes = ShardRoutes(settings.enrich_local_key_tries)
+
+    def key_by_shard(review: Review) -> tuple[str, Routed]:
+        key = routes.key_for(review.shard_id)
+        return key, (key, review)
+
+    by_shard = op.map("key_by_shard", valid.trues, key_by_shard)
 
     def enrich_logic(state: InFlightState | None) -> EnrichLogic:
-        return EnrichLogic(registry.for_current_worker(), state, acks)
+        return EnrichLogic(registry.for_current_worker(), state, acks, routes)
 
     enriched = op.stateful_batch("enrich", by_shard, enrich_logic)
     outcomes = op.map("unkey", enriched, lambda key_value: key_value[1])

@@ -75,6 +75,7 @@ class Settings:
     bedrock_latency_baseline_s: float = 300.0
     bedrock_max_timeout_attempts: int = 10
     enrich_notify_interval_s: float = 0.02
+    enrich_local_key_tries: int = 16  # keys tried per shard for one enriched in this process (channels/routes.py)
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
     bedrock_max_throttled_attempts: int = 30
@@ -240,6 +241,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "BEDROCK_MAX_TIMEOUT_ATTEMPTS", Settings.bedrock_max_timeout_attempts, 1, 10_000
         ),
         enrich_notify_interval_s=_float(env, "ENRICH_NOTIFY_INTERVAL_S", Settings.enrich_notify_interval_s, 0.001),
+        enrich_local_key_tries=_int(env, "ENRICH_LOCAL_KEY_TRIES", Settings.enrich_local_key_tries, 1, 64),
         bedrock_timeout_s=_float(env, "BEDROCK_TIMEOUT_S", Settings.bedrock_timeout_s, 0.05),
         bedrock_max_attempts=_int(env, "BEDROCK_MAX_ATTEMPTS", Settings.bedrock_max_attempts, 1, 100),
         bedrock_max_throttled_attempts=_int(

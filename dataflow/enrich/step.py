@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
+from dataflow.channels.routes import ShardRoutes
 from dataflow.channels.store_acks import StoreAcks
 from dataflow.enrich.engine import Done, EnrichEngine, EnrichOutput
 from dataflow.enrich.wake import DelayStats, next_tick
@@ -36,17 +37,25 @@ from dataflow.records import EnrichedReview, Review
 log = logging.getLogger(__name__)
 
 InFlightState = list[Review]
+Routed = tuple[str, Review]  # (the key it was sent under, the review): dataflow/channels/routes.py
 
 UNSTORED_CHECK_S = 0.5  # how often an otherwise idle key looks whether its last results are stored
 HOLD_BACK_FACTOR = 4  # a key's queue may hold this x BEDROCK_MAX_BUFFERED reviews before on_batch waits
 
 
-class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
+class EnrichLogic(StatefulBatchLogic[Routed, EnrichOutput, InFlightState]):
     """The Bytewax side of enrichment for one key: hand reviews to the engine as room allows, emit what finished."""
 
-    def __init__(self, engine: EnrichEngine, resume_state: InFlightState | None, acks: StoreAcks | None = None) -> None:
+    def __init__(
+        self,
+        engine: EnrichEngine,
+        resume_state: InFlightState | None,
+        acks: StoreAcks | None = None,
+        routes: ShardRoutes | None = None,
+    ) -> None:
         self._engine = engine
         self._acks = acks
+        self._routes = routes
         self._done: collections.deque[Done] = collections.deque()
         self._outstanding: dict[tuple[str, str], Review] = {}
         self._unstored: dict[tuple[str, str], Review] = {}  # emitted, not yet acknowledged by the writer
@@ -96,17 +105,22 @@ class EnrichLogic(StatefulBatchLogic[Review, EnrichOutput, InFlightState]):
             self._acks.check()  # the background writer halted: stop here too, before a checkpoint
             self._acks.claim(self._unstored)
 
-    def on_batch(self, values: list[Review]) -> tuple[Iterable[EnrichOutput], bool]:
+    def on_batch(self, values: list[Routed]) -> tuple[Iterable[EnrichOutput], bool]:
         self._check()
         if values and not self._noted:
-            self._engine.buffers.note_enriched(values[0].shard_id, id(self._engine))  # one key, one shard
+            key, first = values[0]  # one key, one shard
+            log.info("enrich.key_started worker=%s shard=%s key=%s", self._engine.worker, first.shard_id, key)
+            self._engine.buffers.note_enriched(first.shard_id, id(self._engine))
+            if self._routes is not None:
+                self._routes.arrived(first.shard_id, key)
             self._noted = True
-        self._queue.extend(values)
+        self._queue.extend(review for _, review in values)
         self._handoff()
         out = self._drain()
         cap = HOLD_BACK_FACTOR * self._engine.settings.max_buffered_reviews
         if len(self._queue) > cap:
-            # Only reviews read in another process get here (this process's reader holds back for the queue).
+            # Only reviews read in another process get here (this process's reader holds back for the queue), and
+            # only while the keyer looks for a local key or after it found none (dataflow/channels/routes.py).
             # Bytewax's one backpressure across processes is the epoch: no input reads a new epoch until every
             # step has finished the last one. So, as the last resort that bounds memory, this key waits here
             # until its queue is back under the cap (one answer, usually), then the epoch goes on.

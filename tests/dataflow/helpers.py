@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from dataflow.enrich import EngineRegistry
 from dataflow.pipeline import build_flow
-from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord
+from dataflow.records import DeadLetter, EnrichedReview, KinesisRecord, Review
 from dataflow.settings import Settings, load_settings
 
 
@@ -27,6 +28,11 @@ def record(n: int, shard: str = "shardId-000000000000", **fields: Any) -> Kinesi
 
 def raw_record(n: int, data: bytes, shard: str = "shardId-000000000000") -> KinesisRecord:
     return KinesisRecord(shard, str(1000 + n), f"k{n}", 1_700_000_000_000, data)
+
+
+def keyed(reviews: Iterable[Review]) -> list[tuple[str, Review]]:
+    """Reviews as the flow hands them to the enrichment step: under their shard's key (dataflow/pipeline.py)."""
+    return [(review.shard_id, review) for review in reviews]
 
 
 def settings(**env: Any) -> Settings:

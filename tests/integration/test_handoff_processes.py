@@ -1,7 +1,10 @@
-"""Two processes, one shard: the shard is read in one process and enriched in the other (the enrichment step
-is keyed by shard, and Bytewax routes keys by hash), so the reader's backpressure (its own, idle, buffers)
-cannot hold it back. Epochs, hence checkpoints, must keep closing while the enrichment works through what it
-was sent, and what it holds must stay bounded."""
+"""Two processes, one shard, read in one process and enriched in the other, so the reader's backpressure (its
+own, idle, buffers) cannot hold it back. Epochs, hence checkpoints, must keep closing while the enrichment works
+through what it was sent, and what it holds must stay bounded.
+
+Since the keyer finds each shard a key enriched where it is read (dataflow/channels/routes.py), this happens
+only when it finds none; ENRICH_LOCAL_KEY_TRIES=1 keys by shard id alone, which Bytewax sends to the other
+process here. The default is tested in test_local_routing.py."""
 
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ def test_enrichment_fed_from_another_process_never_stops_checkpoints(pipeline: P
         "BEDROCK_MAX_BUFFERED": "4",
         "OPENSEARCH_MAX_PENDING_DOCS": "4",
         "KINESIS_STOP_AT_END": "false",
+        "ENRICH_LOCAL_KEY_TRIES": "1",
     }
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     args = ("-w", "1", "-a", addresses, "-r", str(recovery), "-s", "1", "-b", "0")

@@ -12,7 +12,7 @@ from dataflow.enrich.engine import EnrichEngine
 from dataflow.enrich.step import EnrichLogic
 from dataflow.parse import parse_record
 from dataflow.records import EnrichedReview
-from tests.dataflow.helpers import record, settings
+from tests.dataflow.helpers import keyed, record, settings
 from tests.fakes import FakeBedrock
 
 
@@ -38,7 +38,7 @@ def test_on_batch_never_blocks_and_holds_back_what_does_not_fit() -> None:
     try:
         logic = EnrichLogic(engine, None)
         done: list = []
-        caller = threading.Thread(target=lambda: done.append(logic.on_batch(reviews)))
+        caller = threading.Thread(target=lambda: done.append(logic.on_batch(keyed(reviews))))
         caller.start()
         caller.join(timeout=30)  # a guard against hanging only: on_batch must return with nothing answered
         assert not caller.is_alive(), "on_batch blocked"
@@ -75,13 +75,13 @@ def test_a_key_over_its_queue_cap_lets_its_engine_hurry_while_it_holds_up_the_ep
     engine.window.hurry = hurry  # type: ignore[method-assign]
     try:
         logic = EnrichLogic(engine, None)
-        emitted, _ = logic.on_batch([parse_record(record(n), 1000) for n in range(10)])  # cap: 4 x 1
+        emitted, _ = logic.on_batch(keyed(parse_record(record(n), 1000) for n in range(10)))  # cap: 4 x 1
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0), engine._loop).result(timeout=10)  # after the calls
         assert seen == [True, False] and engine.window.pacer is not None and not engine.window.pacer.hurry
         out, _ = logic.on_eof()
         assert len(list(emitted)) + len(list(out)) == 10
         logic2 = EnrichLogic(engine, None)
-        logic2.on_batch([parse_record(record(n), 1000) for n in range(10, 12)])  # under the cap: no wait
+        logic2.on_batch(keyed(parse_record(record(n), 1000) for n in range(10, 12)))  # under the cap: no wait
         assert seen == [True, False]
         logic2.on_eof()
     finally:

@@ -21,7 +21,7 @@ from dataflow.opensearch_sink.errors import OpenSearchHalt
 from dataflow.parse import parse_record
 from dataflow.pipeline import build_flow
 from dataflow.records import EnrichedReview, KinesisRecord
-from tests.dataflow.helpers import record, settings
+from tests.dataflow.helpers import keyed, record, settings
 from tests.fakes import FakeBedrock
 from tests.fault_proxy import FaultProxy
 
@@ -99,7 +99,7 @@ def test_emitted_results_stay_in_the_snapshot_until_the_writer_stored_them() -> 
     reviews = [parse_record(record(n), 1000) for n in range(6)]
     try:
         logic = EnrichLogic(engine, None, acks)
-        first, _ = logic.on_batch(reviews)
+        first, _ = logic.on_batch(keyed(reviews))
         rest, _ = logic.on_eof()
         emitted = [r for r in [*first, *rest] if isinstance(r, EnrichedReview)]
         assert len(emitted) == 6
@@ -119,7 +119,7 @@ def test_without_a_ledger_emitted_results_leave_the_snapshot_at_once() -> None:
     engine = EnrichEngine(cfg, FakeBedrock().factory(), worker="t")
     try:
         logic = EnrichLogic(engine, None)
-        first, _ = logic.on_batch([parse_record(record(n), 1000) for n in range(3)])
+        first, _ = logic.on_batch(keyed(parse_record(record(n), 1000) for n in range(3)))
         rest, _ = logic.on_eof()
         assert len([*first, *rest]) == 3 and logic.snapshot() == []
     finally:

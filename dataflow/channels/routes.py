@@ -1,0 +1,100 @@
+"""Which key a shard's reviews reach the enrichment step under, so they are enriched in the process that read them.
+
+Bytewax sends a stateful step's keys to workers by a hash of the key, over every worker of the cluster, and
+assigns the source's partitions by another rule. Keyed by shard id alone, a shard read in one process was often
+enriched in the other: its reader could not see that engine's room, so the enriching step's queue passed its cap
+and waited there, holding the epoch of the whole cluster and emitting what it finished meanwhile in lumps
+(2 processes x 2 workers on 2 shards: documents per minute 40-129% of what the quota admits, BENCHMARKS.md
+"Uneven work"). Bytewax has no public way to send a key to a chosen worker, and its hash is private, so each
+process finds a local key by trying:
+
+- the keyer (`key_for`, in the worker that read the review) hands out the shard id, then, if no review under
+  that key has reached an enrichment step of this process within PROBE_S, `<shard>@1`, `<shard>@2`, ...;
+- the enrichment step reports the first key of each of its logics (`arrived`); a key that arrives here is local,
+  and the shard keeps it for the rest of the run (the first local key seen wins, a late one included);
+- after ENRICH_LOCAL_KEY_TRIES keys (default 16) without one arriving here, the shard goes back to its plain id
+  for good and the remote-read bounds take over (backpressure.py `room_for`, the queue cap in enrich/step.py).
+
+With P processes a try is local with chance 1/P (a key's worker is a hash), so 16 tries miss with chance
+(1 - 1/P)^16: 2^-16 at 2 processes. One process finds its first key local, so its keys stay the shard ids.
+Nothing depends on it for correctness: the step's state is per key, whichever key a review travels under, and
+a review is enriched and emitted by whichever worker its key reaches.
+
+One per built flow, created by `dataflow.pipeline.build_flow`: written by the enrichment step, read by the keyer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+PROBE_S = 1.0  # a key's reviews reach a step of this process in milliseconds when it is local
+SEPARATOR = "@"  # Kinesis shard ids are [a-zA-Z0-9_.-]: a key with it is never a plain shard id
+
+
+def routed_key(shard_id: str, attempt: int) -> str:
+    return shard_id if attempt == 0 else f"{shard_id}{SEPARATOR}{attempt}"
+
+
+@dataclass
+class _Route:
+    since: float  # when the current try's key was first handed out
+    attempt: int = 0
+    pinned: str | None = None  # a key seen arriving here
+    gave_up: bool = False
+
+
+class ShardRoutes:
+    """The key each shard read here is enriched under, found by trying keys until one arrives in this process."""
+
+    def __init__(self, tries: int = 16, clock: Callable[[], float] = time.monotonic) -> None:
+        self._tries = tries
+        self._lock = threading.Lock()
+        self._routes: dict[str, _Route] = {}
+        self._clock = clock
+
+    def key_for(self, shard_id: str) -> str:
+        """The key to send a review of `shard_id` under (called for every review, in the worker that read it)."""
+        with self._lock:
+            now = self._clock()
+            route = self._routes.get(shard_id)
+            if route is None:
+                route = self._routes[shard_id] = _Route(since=now)
+            if route.pinned is not None:
+                return route.pinned
+            if not route.gave_up and now - route.since >= PROBE_S:
+                if route.attempt + 1 < self._tries:
+                    route.attempt += 1
+                    route.since = now
+                    log.info("enrich.route_try shard=%s key=%s", shard_id, routed_key(shard_id, route.attempt))
+                else:
+                    route.attempt, route.gave_up = 0, True
+                    log.warning(
+                        "enrich.route_remote shard=%s tries=%d: enriched in another process, read with the "
+                        "remote bounds",
+                        shard_id,
+                        self._tries,
+                    )
+            return routed_key(shard_id, route.attempt)
+
+    def arrived(self, shard_id: str, key: str) -> None:
+        """An enrichment step of this process received reviews of `shard_id` under `key`: that key is local."""
+        with self._lock:
+            route = self._routes.get(shard_id)
+            if route is None:
+                return  # read in another process, whose keyer tries keys of its own
+            if route.pinned is None:
+                route.pinned = key
+                if route.attempt or key != shard_id:
+                    log.info("enrich.route_local shard=%s key=%s tries=%d", shard_id, key, route.attempt + 1)
+
+    def pinned(self, shard_id: str) -> str | None:
+        """The local key of `shard_id`, once one arrived here."""
+        with self._lock:
+            route = self._routes.get(shard_id)
+            return route.pinned if route else None

@@ -1,0 +1,132 @@
+"""The shard routes: each shard read here finds a key that is enriched here, and never keeps one that is not."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import zlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataflow.channels.routes import PROBE_S, ShardRoutes, routed_key
+
+SHARD = "shardId-000000000001"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_process_keeps_the_shard_id_as_its_key() -> None:
+    clock = Clock()
+    routes = ShardRoutes(clock=clock)
+    assert routes.key_for(SHARD) == SHARD
+    routes.arrived(SHARD, SHARD)
+    clock.now += 60
+    assert routes.key_for(SHARD) == SHARD and routes.pinned(SHARD) == SHARD
+
+
+def test_a_key_enriched_elsewhere_is_replaced_until_one_arrives_here(caplog) -> None:
+    caplog.set_level(logging.INFO, "dataflow.channels.routes")
+    clock = Clock()
+    routes = ShardRoutes(clock=clock)
+    assert routes.key_for(SHARD) == SHARD  # Bytewax sends it to the other process: it never arrives here
+    clock.now += PROBE_S / 2
+    assert routes.key_for(SHARD) == SHARD  # too soon to tell
+    clock.now += PROBE_S / 2
+    assert routes.key_for(SHARD) == routed_key(SHARD, 1) == f"{SHARD}@1"
+    clock.now += PROBE_S
+    assert routes.key_for(SHARD) == f"{SHARD}@2"
+    routes.arrived(SHARD, f"{SHARD}@2")
+    clock.now += 600
+    assert routes.key_for(SHARD) == f"{SHARD}@2"  # for good
+    assert "enrich.route_local shard=shardId-000000000001 key=shardId-000000000001@2 tries=3" in caplog.text
+
+
+def test_a_local_key_that_arrives_late_is_kept_even_after_the_keyer_moved_on() -> None:
+    clock = Clock()
+    routes = ShardRoutes(clock=clock)
+    routes.key_for(SHARD)
+    clock.now += PROBE_S  # its worker was busy: the first key's reviews have not arrived yet
+    assert routes.key_for(SHARD) == f"{SHARD}@1"
+    routes.arrived(SHARD, SHARD)
+    assert routes.key_for(SHARD) == SHARD
+    routes.arrived(SHARD, f"{SHARD}@1")  # a second local key changes nothing: the first one seen wins
+    assert routes.key_for(SHARD) == SHARD
+
+
+def test_after_its_tries_a_shard_goes_back_to_its_id_for_good(caplog) -> None:
+    clock = Clock()
+    routes = ShardRoutes(tries=3, clock=clock)
+    keys = []
+    for _ in range(6):
+        keys.append(routes.key_for(SHARD))
+        clock.now += PROBE_S
+    assert keys == [SHARD, f"{SHARD}@1", f"{SHARD}@2", SHARD, SHARD, SHARD]
+    assert caplog.text.count("enrich.route_remote") == 1
+
+
+def test_a_key_of_a_shard_read_in_another_process_is_ignored() -> None:
+    routes = ShardRoutes(clock=Clock())
+    routes.arrived(SHARD, f"{SHARD}@3")  # that process's keyer tried it; this one never handed it out
+    assert routes.pinned(SHARD) is None and routes.key_for(SHARD) == SHARD
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    processes=st.integers(1, 4),
+    reader=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+    tries=st.integers(1, 16),
+    gaps=st.lists(st.floats(0.01, 0.8), min_size=1, max_size=200),
+    delays=st.lists(st.floats(0.0, 1.5), min_size=1, max_size=50),
+)
+def test_a_pinned_key_is_always_local_and_a_local_key_is_found(
+    processes: int, reader: int, seed: int, tries: int, gaps: list[float], delays: list[float]
+) -> None:
+    """A simulated cluster: Bytewax sends each key to a process by a hash (any function of the key), a key's
+    reviews arrive there after a delay (sometimes longer than PROBE_S: a busy worker), and each process's step
+    reports a key the first time it arrives. Whatever the interleaving, the reader's routes never keep a key that
+    goes to another process; and once the reader has read past every try with deliveries faster than PROBE_S,
+    it keeps the first local key among its tries, or the shard id when there is none."""
+    reader %= processes
+
+    def process_of(key: str) -> int:
+        return zlib.crc32(f"{seed}:{key}".encode()) % processes
+
+    clock = Clock()
+    routes = [ShardRoutes(tries=tries, clock=clock) for _ in range(processes)]
+    arrivals: list[tuple[float, int, str]] = []  # (time, process, key): a key on its way
+    seen: set[str] = set()
+
+    def deliver(until: float) -> None:
+        while arrivals and arrivals[0][0] <= until:
+            at, process, key = heapq.heappop(arrivals)
+            clock.now = max(clock.now, at)
+            if key not in seen:  # a logic reports its key once, on its first batch
+                seen.add(key)
+                routes[process].arrived(SHARD, key)
+
+    # Read at random gaps; each review's delivery delay is drawn from `delays` in turn.
+    for reads, gap in enumerate(gaps):
+        deliver(clock.now + gap)
+        clock.now += gap
+        key = routes[reader].key_for(SHARD)
+        pinned = routes[reader].pinned(SHARD)
+        assert pinned is None or process_of(pinned) == reader, "kept a key enriched in another process"
+        assert pinned is None or key == pinned
+        heapq.heappush(arrivals, (clock.now + delays[reads % len(delays)], process_of(key), key))
+    pinned = routes[reader].pinned(SHARD)
+    assert pinned is None or process_of(pinned) == reader
+    # Liveness: with every delay under PROBE_S, reads past all tries end on the right key.
+    if all(d < PROBE_S for d in delays) and sum(gaps) > tries * (PROBE_S + 0.8) + 0.8:
+        deliver(float("inf"))
+        local = [routed_key(SHARD, n) for n in range(tries) if process_of(routed_key(SHARD, n)) == reader]
+        expected = local[0] if local else SHARD
+        assert routes[reader].key_for(SHARD) == expected
+        assert (routes[reader].pinned(SHARD) == expected) == bool(local)
