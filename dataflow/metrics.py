@@ -32,6 +32,9 @@ BEDROCK_LATENCY = Histogram(
 )
 BEDROCK_IN_FLIGHT = Gauge("reviewstream_bedrock_in_flight", "Bedrock requests in flight", ["worker"])
 BEDROCK_LIMIT = Gauge("reviewstream_bedrock_concurrency_limit", "Current adaptive concurrency limit", ["worker"])
+BEDROCK_PACE = Gauge(
+    "reviewstream_bedrock_pace_rps", "Requests per second the quota pacer allows (0: not pacing)", ["worker"]
+)
 BEDROCK_TOKENS = Counter("reviewstream_bedrock_tokens_total", "Bedrock tokens", ["direction"])
 BEDROCK_COST = Counter("reviewstream_bedrock_cost_usd_total", "Estimated Bedrock cost in USD")
 ENRICH_BUFFERED = Gauge("reviewstream_enrich_buffered_reviews", "Reviews held by the enrichment step", ["worker"])

@@ -275,6 +275,7 @@ class EnrichEngine:
             self.load.finished()
             metrics.BEDROCK_IN_FLIGHT.labels(self.worker).set(self._in_flight)
             metrics.BEDROCK_LIMIT.labels(self.worker).set(self.window.current)
+            metrics.BEDROCK_PACE.labels(self.worker).set(self.window.pace_rps or 0.0)
             assert self._wake is not None
             self._wake.set()
 

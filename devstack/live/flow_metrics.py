@@ -16,6 +16,7 @@ class FlowMetrics:
     lag_ms: float = 0.0  # the largest MillisBehindLatest over shards
     in_flight: float = 0.0
     window_limit: float = 0.0
+    pace_rps: float = 0.0  # what the pacers allow, summed over workers (0: none paces)
     requests: dict[str, float] = field(default_factory=dict)  # by outcome
     throttles: float = 0.0
     latency_s: dict[str, float] = field(default_factory=dict)  # p50, p95, p99
@@ -52,7 +53,7 @@ def parse(text: str) -> FlowMetrics:
     values: dict[str, float] = {}
     requests: dict[str, float] = {}
     buckets: dict[float, float] = {}
-    lag = in_flight = limit = 0.0
+    lag = in_flight = limit = pace = 0.0
     backup_age: float | None = None
     epoch_age: float | None = None
     for family in text_string_to_metric_families(text):
@@ -64,6 +65,8 @@ def parse(text: str) -> FlowMetrics:
                 in_flight += s.value
             elif name == "reviewstream_bedrock_concurrency_limit":
                 limit += s.value
+            elif name == "reviewstream_bedrock_pace_rps":
+                pace += s.value
             elif name == "reviewstream_bedrock_requests_total":
                 requests[labels.get("outcome", "?")] = requests.get(labels.get("outcome", "?"), 0.0) + s.value
             elif name == "reviewstream_bedrock_latency_seconds_bucket":
@@ -84,6 +87,7 @@ def parse(text: str) -> FlowMetrics:
         lag_ms=lag,
         in_flight=in_flight,
         window_limit=limit,
+        pace_rps=pace,
         requests=requests,
         throttles=values.get("reviewstream_bedrock_throttles_total", 0.0),
         latency_s={f"p{int(q * 100)}": quantile(pairs, q) for q in (0.5, 0.95, 0.99)} if pairs else {},

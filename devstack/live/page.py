@@ -51,6 +51,7 @@ def tiles(state: LiveState) -> str:
         ("throughput", _number(state.rate_per_s, "{:.1f}", " reviews/s"), "throughput"),
         ("lag behind the stream", _number(m.lag_ms / 1000 if m else None, "{:.1f}", " s"), "lag"),
         ("Bedrock in flight / window", f"{m.in_flight:.0f} / {m.window_limit:.0f}" if m else "-", "window"),
+        ("Bedrock pace (quota)", _number(m.pace_rps * 60 if m and m.pace_rps else None, "{:.0f}", " req/min"), "pace"),
         ("Bedrock throttled", _number(None if throttled is None else throttled * 100, "{:.1f}", " %"), "throttled"),
         (
             "model latency p50 / p95 / p99",

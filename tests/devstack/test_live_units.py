@@ -16,6 +16,7 @@ def test_the_page_reads_the_flow_s_own_metric_names() -> None:
     metrics.SHARD_LAG_MS.labels("shardId-000000000000").set(1500)
     metrics.BEDROCK_IN_FLIGHT.labels("w9").set(2)
     metrics.BEDROCK_LIMIT.labels("w9").set(8)
+    metrics.BEDROCK_PACE.labels("w9").set(1.5)
     metrics.BEDROCK_REQUESTS.labels("ok").inc(4)
     metrics.BEDROCK_THROTTLES.inc(1)
     metrics.BEDROCK_LATENCY.observe(0.4)
@@ -26,6 +27,7 @@ def test_the_page_reads_the_flow_s_own_metric_names() -> None:
     assert after.records_read - before.records_read == 3
     assert after.lag_ms >= 1500
     assert after.in_flight - before.in_flight == 2 and after.window_limit - before.window_limit == 8
+    assert after.pace_rps - before.pace_rps == 1.5
     assert after.requests["ok"] - before.requests.get("ok", 0) == 4
     assert after.throttles - before.throttles == 1
     assert after.input_tokens - before.input_tokens == 100 and after.output_tokens - before.output_tokens == 20
