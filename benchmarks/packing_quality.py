@@ -98,6 +98,7 @@ async def run(
             for n, (row, _, label) in enumerate(chunk, start=1):
                 got = answers.get(n, error or "missing")
                 record = {"pack": pack, "structured": structured, "row": row, "label": label, "request": chunk[0][0]}
+                record["size"] = len(chunk)  # the last request of a sample may be short
                 record |= {"input_tokens": usage.get("inputTokens"), "output_tokens": usage.get("outputTokens")}
                 if isinstance(got, ReviewAnswer):
                     record |= {"sentiment": got.sentiment, "summary": got.summary}
@@ -170,9 +171,11 @@ def _tokens_per_review(requests: list[list[dict]]) -> float | None:
 def _complete(rows: dict[int, dict], pack: int) -> bool:
     """Whether every request this configuration started has all its rows (a killed run leaves none half)."""
     sizes: dict[int, int] = defaultdict(int)
+    expected: dict[int, int] = {}
     for r in rows.values():
         sizes[r["request"]] += 1
-    return bool(rows) and all(size == pack for size in sizes.values())
+        expected[r["request"]] = r.get("size", pack)  # records before `size` was kept: full requests only
+    return bool(rows) and all(size == expected[request] for request, size in sizes.items())
 
 
 def main(argv: list[str] | None = None) -> int:
