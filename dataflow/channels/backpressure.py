@@ -84,13 +84,19 @@ class BufferGauge:
 
     def room_for(self, shard_id: str) -> int | None:
         """Room for more records of `shard_id`: the room of the engine that enriches it here (one worker's full
-        buffer must not starve another worker's shard), `room()` while that is not known yet, or an idle
-        engine's limit for a shard enriched in another process (None without any engine registered)."""
+        buffer must not starve another worker's shard); an idle engine's limit for its first read, `room()` after
+        it while the engine is not known yet, and an idle engine's limit again for a shard enriched in another
+        process (None without any engine registered)."""
         with self._lock:
             owner = self._enricher.get(shard_id)
             if owner is not None and owner in self._limits:
                 return max(0, self._limits[owner] - self._held.get(owner, 0))
             first = self._first_read.get(shard_id)
+            if owner is None and first is None:
+                # Never read here: one read as large as an idle engine's, whatever this process holds. Bounded by
+                # this process's room, a shard was not read for minutes while another shard kept a local engine
+                # full (2 x 2 on 4 shards), and its engine then started late into a quota the others had filled.
+                return max(self._limits.values(), default=None)
             if owner is None and first is not None and self._clock() - first >= REMOTE_AFTER_S:
                 # As much as an idle engine here would take, whatever this process holds: unlimited, a reader
                 # sent its process's whole backlog at once and the enriching step held up the epoch for it.

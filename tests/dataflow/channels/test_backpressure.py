@@ -19,8 +19,9 @@ def test_a_shard_enriched_elsewhere_is_not_held_back_by_this_process_being_full(
     gauge.register(1, 10)
     gauge.set(1, 10)  # this process's engine is full
     for shard in ("local", "remote"):
-        assert gauge.room_for(shard) == 0  # never read yet: held back like the rest
+        assert gauge.room_for(shard) == 10  # never read yet: one read, as an idle engine would take
         gauge.note_read(shard)
+        assert gauge.room_for(shard) == 0  # then held back like the rest until its enricher is known
     gauge.note_enriched("local", 1)
     clock.now += REMOTE_AFTER_S / 2
     assert gauge.room_for("remote") == 0  # its reviews may still be on their way to a step here
@@ -47,3 +48,16 @@ def test_one_full_engine_does_not_starve_another_engines_shard() -> None:
     gauge.set(1, 30)  # its step queues far more than its engine holds: the process's total room is 0
     assert gauge.room() == 0
     assert gauge.room_for("busy") == 0 and gauge.room_for("idle") == 10
+
+
+def test_a_shard_never_read_is_not_starved_by_the_engines_of_the_others() -> None:
+    """2 x 2 on 4 shards: a process's one engine was full with its first shard, so the process's room was 0, and a
+    shard whose reviews had never been read (its enricher unknown) was not read for two minutes; when it was, a
+    third engine started into a quota the others had filled, and throttled 37% of the cluster's requests."""
+    gauge = BufferGauge(Clock())
+    gauge.register(1, 10)
+    gauge.note_read("first")
+    gauge.note_enriched("first", 1)
+    gauge.set(1, 10)
+    assert gauge.room() == 0 and gauge.room_for("first") == 0
+    assert gauge.room_for("second") == 10  # read once, so the step that enriches it can be known

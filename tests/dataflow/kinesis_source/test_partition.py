@@ -225,6 +225,7 @@ def test_held_back_source_backs_off_and_looks_again_soon_when_room_frees(client,
     part = KinesisPartition(factory(), settings, 0, None, ledger=DrainLedger(), buffers=buffers, now=clock)
     owner = object()
     buffers.register(id(owner), 4)
+    buffers.note_enriched(open_shards(client, stream_name)[0]["ShardId"], id(owner))  # its engine is this one
     buffers.set(id(owner), 4)  # full
     waits = waits_after_batches(part, clock, 8)
     assert waits[0] == pytest.approx(BACKPRESSURE_WAIT_S)
@@ -316,6 +317,7 @@ def test_a_partition_without_a_shard_still_wakes_every_epoch(client, factory, st
     buffers = BufferGauge()
     held = KinesisPartition(factory(), slow, 0, None, ledger=DrainLedger(), buffers=buffers, now=clock)
     buffers.register(1, 4)
+    buffers.note_enriched(open_shards(client, stream_name)[0]["ShardId"], 1)  # its engine is this one
     buffers.set(1, 4)
     assert max(waits_after_batches(held, clock, 10)) == pytest.approx(EPOCH_WAKE_S)
 
