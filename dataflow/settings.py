@@ -75,7 +75,7 @@ class Settings:
     bedrock_latency_baseline_s: float = 300.0
     bedrock_max_timeout_attempts: int = 10
     enrich_notify_interval_s: float = 0.02
-    enrich_local_key_tries: int = 16  # keys tried per shard for one enriched in this process (channels/routes.py)
+    enrich_local_key_tries: int = 1  # keys tried per shard for one enriched in this process (channels/routes.py)
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
     bedrock_max_throttled_attempts: int = 30

@@ -12,13 +12,17 @@ process finds a local key by trying:
   that key has reached an enrichment step of this process within PROBE_S, `<shard>@1`, `<shard>@2`, ...;
 - the enrichment step reports the first key of each of its logics (`arrived`); a key that arrives here is local,
   and the shard keeps it for the rest of the run (the first local key seen wins, a late one included);
-- after ENRICH_LOCAL_KEY_TRIES keys (default 16) without one arriving here, the shard goes back to its plain id
+- after ENRICH_LOCAL_KEY_TRIES keys without one arriving here, the shard goes back to its plain id
   for good and the remote-read bounds take over (backpressure.py `room_for`, the queue cap in enrich/step.py).
 
 With P processes a try is local with chance 1/P (a key's worker is a hash), so 16 tries miss with chance
 (1 - 1/P)^16: 2^-16 at 2 processes. One process finds its first key local, so its keys stay the shard ids.
 Nothing depends on it for correctness: the step's state is per key, whichever key a review travels under, and
 a review is enriched and emitted by whichever worker its key reaches.
+
+Opt-in (ENRICH_LOCAL_KEY_TRIES=16; the default, 1, keys by shard id as before): at 1 worker per pod on 4 pods,
+the day-2 loss test re-read 2 reviews past its allowance in 2 of 6 runs with it on, likely while the keyer tried
+keys during a burst (reviews sent to other pods filled their queues past the cap, which holds epochs back).
 
 One per built flow, created by `dataflow.pipeline.build_flow`: written by the enrichment step, read by the keyer.
 """

@@ -3,8 +3,8 @@ enriched in the process that reads it, so its reader's backpressure holds, no st
 holding up the cluster's epochs, and results leave as they finish rather than in lumps (BENCHMARKS.md "Uneven
 work"; dataflow/channels/routes.py).
 
-Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, the code before), Bytewax sends a shard of this stream to
-the other process, and this test fails on both counts."""
+Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, the default until routing is proven on day 2), Bytewax
+sends a shard of this stream to the other process, and this test fails on both counts."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def test_each_shard_is_enriched_where_it_is_read(pipeline: Pipeline, tmp_path: P
         "BEDROCK_MAX_BUFFERED": "8",
         "KINESIS_POLL_INTERVAL_S": "0.2",
         "LOG_LEVEL": "INFO",
+        "ENRICH_LOCAL_KEY_TRIES": "16",
     }
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     logs = [tmp_path / f"proc{i}.log" for i in range(2)]
