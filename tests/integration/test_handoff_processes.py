@@ -8,9 +8,7 @@ process here. The default is tested in test_local_routing.py."""
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import create_stream
+from tests.faults.accounting import kill_group
 from tests.integration.conftest import ROOT, Pipeline
 
 pytestmark = pytest.mark.integration
@@ -94,9 +93,7 @@ def test_enrichment_fed_from_another_process_never_stops_checkpoints(pipeline: P
         one_shard.wait_for(progress, timeout=180, what="three quarters of the reviews indexed")
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            kill_group(proc)
     text = [log.read_text() for log in logs]
     reader = [i for i in range(2) if "kinesis.shard_started" in text[i]]
     enricher = [i for i in range(2) if "enrich.engine_started" in text[i]]

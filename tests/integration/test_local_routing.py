@@ -8,15 +8,14 @@ sends a shard of this stream to the other process, and this test fails on both c
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import uuid
 from pathlib import Path
 
 import pytest
 
 from devstack.stack import create_stream
+from tests.faults.accounting import kill_group
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -67,9 +66,7 @@ def test_each_shard_is_enriched_where_it_is_read(pipeline: Pipeline, tmp_path: P
             assert proc.wait(timeout=300) == 0, "a dataflow process failed"
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            kill_group(proc)
     text = [log.read_text() for log in logs]
     assert sorted(two_shards.ids()) == sorted(set(two_shards.ids())) and two_shards.count() == total
     read = [shards_read(t) for t in text]
