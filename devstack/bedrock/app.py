@@ -145,6 +145,7 @@ async def _run_model(state: ServerState, request: ModelRequest, spec: ModelSpec)
         state.stats.input_tokens += result.input_tokens
         state.stats.output_tokens += result.output_tokens
         state.stats.reviews += result.reviews
+        state.stats.note_answered([text for _ident, text in request.reviews()])
         state.stats.by_tier[request.service_tier] += 1
         return result
     finally:
@@ -218,6 +219,11 @@ async def get_stats(http_request: web.Request) -> web.Response:
     return _json(out)
 
 
+async def get_answered(http_request: web.Request) -> web.Response:
+    """Every review answered since the last reset, oldest first: [monotonic time, fingerprint of its text]."""
+    return _json({"answered": list(http_request.app[STATE_KEY].stats.answered)})
+
+
 async def post_reset(http_request: web.Request) -> web.Response:
     state: ServerState = http_request.app[STATE_KEY]
     state.stats.reset()
@@ -256,6 +262,7 @@ def create_app(
     app.router.add_get("/_admin/config", get_config)
     app.router.add_post("/_admin/config", post_config)
     app.router.add_get("/_admin/stats", get_stats)
+    app.router.add_get("/_admin/answered", get_answered)
     app.router.add_post("/_admin/reset", post_reset)
     app.router.add_get("/_admin/health", health)
     app.router.add_get("/ping", health)

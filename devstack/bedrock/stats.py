@@ -1,10 +1,20 @@
-"""Counters for every request the server saw, read by tests and benchmarks over `GET /_admin/stats`."""
+"""Counters for every request the server saw, read by tests and benchmarks over `GET /_admin/stats`; and what
+it answered, review by review (`GET /_admin/answered`), so a fault test can name what a restart asked for again
+instead of inferring it from counts and clocks."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+
+ANSWERED_KEPT = 200_000  # the newest answers kept (a few MB); the tests that read them answer a few thousand
+
+
+def fingerprint(text: str) -> str:
+    """Names a review by its text: the server never sees the pipeline's review ids."""
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -30,6 +40,8 @@ class Stats:
     latency_ms_sum: float = 0.0
     latency_ms_max: float = 0.0
     started_at: float = field(default_factory=time.time)
+    # (time.monotonic() of the answer, fingerprint of the review's text): comparable with a test's own clock
+    answered: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=ANSWERED_KEPT))
 
     def begin(self, operation: str) -> None:
         self.requests += 1
@@ -46,6 +58,10 @@ class Stats:
             self.errors[error_code] += 1
             if error_code == "ThrottlingException":
                 self.throttles += 1
+
+    def note_answered(self, texts: list[str]) -> None:
+        now = time.monotonic()
+        self.answered.extend((now, fingerprint(text)) for text in texts)
 
     def to_dict(self) -> dict:
         completed = self.by_status.get("200", 0)

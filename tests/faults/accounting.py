@@ -82,6 +82,11 @@ def bedrock_stats(pipeline: Pipeline) -> dict[str, Any]:
     return _admin(pipeline, "GET", "stats")
 
 
+def bedrock_answered(pipeline: Pipeline) -> list[tuple[float, str]]:
+    """What the local Bedrock answered since its reset, review by review: (time.monotonic(), text fingerprint)."""
+    return [(float(at), str(print_)) for at, print_ in _admin(pipeline, "GET", "answered")["answered"]]
+
+
 def reset_bedrock(pipeline: Pipeline) -> None:
     """No faults, the small noisy latency, zeroed stats: each test's counts are its own (tests run one at a time)."""
     _admin(pipeline, "POST", "config", NO_FAULTS)

@@ -174,11 +174,9 @@ class Cluster:
 
 
 class Progress:
-    """The model's count of reviews enriched, sampled every 0.2 s, to size what a restart may enrich again.
-
-    Bytewax resumes from the last epoch the whole cluster completed, and an epoch is complete only once every
-    review read in it is indexed; so what is read again began a few intervals before the oldest review still
-    unindexed at the kill was read, which is after it was produced (the test's `allowance_now` counts them)."""
+    """The model's count of reviews enriched, sampled every 0.2 s: how far the cluster has got, and when a dead
+    cluster's requests have all come back (`settle`). Which reviews a restart asked for again is named review by
+    review from the model's own log (`accounting.bedrock_answered`), not from this count."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
