@@ -70,6 +70,7 @@ def build_flow(
     # Keyed by shard, under a key this process's enrichment receives (dataflow/channels/routes.py): the step gets
     # the key with each review, to report where it arrived.
     routes = ShardRoutes(settings.enrich_local_key_tries)
+    buffers.route_search(routes.searching)  # the source reads a probe's worth while a shard's key is searched for
 
     def key_by_shard(review: Review) -> tuple[str, Routed]:
         key = routes.key_for(review.shard_id)

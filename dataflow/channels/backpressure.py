@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 REMOTE_AFTER_S = 2.0  # a shard read this long ago and still not enriched here is enriched in another process
+PROBE_RECORDS = 10  # read per poll of a shard whose local key is still searched for (routes.py)
 
 
 class BufferGauge:
@@ -39,6 +40,7 @@ class BufferGauge:
         self._clock = clock
         self._first_read: dict[str, float] = {}
         self._enricher: dict[str, int] = {}  # shard -> the owner (engine) that enriches it in this process
+        self._searching: Callable[[str], bool] = lambda _shard: False
 
     def register(self, owner: int, limit: int) -> None:
         with self._lock:
@@ -82,11 +84,23 @@ class BufferGauge:
         with self._lock:
             return self._enricher.get(shard_id)
 
+    def route_search(self, searching: Callable[[str], bool]) -> None:
+        """Shards are routed by local key (routes.py `ShardRoutes.searching`): while a shard's key is searched
+        for, the source reads PROBE_RECORDS of it per poll. A try needs one review, and every review read meanwhile
+        may reach another process: read at an idle engine's room, ~1,000 reviews went there during the tries, that
+        process's engine was throttled with the others in the first minute and its pacer kept a share of the
+        quota after it ran dry (2 x 2 on 2 shards: 80% of the quota, BENCHMARKS.md "Uneven work")."""
+        with self._lock:
+            self._searching = searching
+
     def room_for(self, shard_id: str) -> int | None:
         """Room for more records of `shard_id`: the room of the engine that enriches it here (one worker's full
         buffer must not starve another worker's shard); an idle engine's limit for its first read, `room()` after
         it while the engine is not known yet, and an idle engine's limit again for a shard enriched in another
-        process (None without any engine registered)."""
+        process (None without any engine registered); PROBE_RECORDS while its local key is searched for."""
+        if self._searching(shard_id):  # outside the lock: the routes have a lock of their own
+            with self._lock:
+                return min(PROBE_RECORDS, max(self._limits.values())) if self._limits else None
         with self._lock:
             owner = self._enricher.get(shard_id)
             if owner is not None and owner in self._limits:

@@ -97,6 +97,15 @@ class ShardRoutes:
                 if route.attempt or key != shard_id:
                     log.info("enrich.route_local shard=%s key=%s tries=%d", shard_id, key, route.attempt + 1)
 
+    def searching(self, shard_id: str) -> bool:
+        """Whether the keyer still looks for `shard_id`'s local key (also before its first review): while it does,
+        the source reads only a probe's worth of the shard (backpressure.py `route_search`)."""
+        if self._tries <= 1:
+            return False
+        with self._lock:
+            route = self._routes.get(shard_id)
+            return route is None or (route.pinned is None and not route.gave_up)
+
     def pinned(self, shard_id: str) -> str | None:
         """The local key of `shard_id`, once one arrived here."""
         with self._lock:

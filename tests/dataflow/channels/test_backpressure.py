@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataflow.channels.backpressure import REMOTE_AFTER_S, BufferGauge
+from dataflow.channels.backpressure import PROBE_RECORDS, REMOTE_AFTER_S, BufferGauge
+from dataflow.channels.routes import PROBE_S, ShardRoutes
 
 
 class Clock:
@@ -61,3 +62,36 @@ def test_a_shard_never_read_is_not_starved_by_the_engines_of_the_others() -> Non
     gauge.set(1, 10)
     assert gauge.room() == 0 and gauge.room_for("first") == 0
     assert gauge.room_for("second") == 10  # read once, so the step that enriches it can be known
+
+
+def test_a_shard_whose_local_key_is_searched_for_is_read_a_probe_at_a_time() -> None:
+    """Routing by local key (routes.py): every review read while the keyer tries keys may reach another process.
+    Read at an idle engine's room, ~1,000 did in the first two seconds (2 x 2 on 2 shards), and that process's
+    engine then held a share of the quota it no longer used. Once the key is found, or given up, the usual room."""
+    clock = Clock()
+    routes = ShardRoutes(tries=3, clock=clock)
+    gauge = BufferGauge(clock)
+    gauge.register(1, 512)
+    gauge.route_search(routes.searching)
+    assert gauge.room_for("here") == PROBE_RECORDS  # before its first review: the first read is a probe too
+    routes.key_for("here")
+    gauge.note_read("here")
+    assert gauge.room_for("here") == PROBE_RECORDS
+    routes.arrived("here", "here")
+    gauge.note_enriched("here", 1)
+    assert gauge.room_for("here") == 512
+    routes.key_for("elsewhere")
+    gauge.note_read("elsewhere")
+    for _ in range(3):
+        assert gauge.room_for("elsewhere") == PROBE_RECORDS
+        clock.now += PROBE_S
+        routes.key_for("elsewhere")
+    assert not routes.searching("elsewhere")  # given up: enriched in another process, read with the remote bounds
+    assert gauge.room_for("elsewhere") == 512
+
+
+def test_without_routing_no_shard_is_searched_for() -> None:
+    gauge = BufferGauge(Clock())
+    gauge.register(1, 512)
+    gauge.route_search(ShardRoutes(tries=1).searching)
+    assert gauge.room_for("s") == 512
