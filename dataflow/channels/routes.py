@@ -20,9 +20,12 @@ With P processes a try is local with chance 1/P (a key's worker is a hash), so 1
 Nothing depends on it for correctness: the step's state is per key, whichever key a review travels under, and
 a review is enriched and emitted by whichever worker its key reaches.
 
-Opt-in (ENRICH_LOCAL_KEY_TRIES=16; the default, 1, keys by shard id as before): at 1 worker per pod on 4 pods,
-the day-2 loss test re-read 2 reviews past its allowance in 2 of 6 runs with it on, likely while the keyer tried
-keys during a burst (reviews sent to other pods filled their queues past the cap, which holds epochs back).
+While a shard's key is searched for (`searching`), its source reads a probe's worth of it per poll
+(backpressure.py `route_search`): what is read meanwhile may reach another process.
+
+Opt-in (ENRICH_LOCAL_KEY_TRIES=16; the default, 1, keys by shard id as before): with it, 2 processes x 2 workers
+used 92% of the quota on 2 shards (84% without) but 82% on 4 shards (94% without), BENCHMARKS.md "Uneven work".
+So it is for streams with fewer shards than the cluster has workers. Day 2 passes with it on.
 
 One per built flow, created by `dataflow.pipeline.build_flow`: written by the enrichment step, read by the keyer.
 """
