@@ -3,7 +3,7 @@ enriched in the process that reads it, so its reader's backpressure holds, no st
 holding up the cluster's epochs, and results leave as they finish rather than in lumps (BENCHMARKS.md "Uneven
 work"; dataflow/channels/routes.py).
 
-Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, the default until routing is proven on day 2), Bytewax
+Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, the default: routing costs 4 shards some of the quota), Bytewax
 sends a shard of this stream to the other process, and this test fails on both counts."""
 
 from __future__ import annotations
