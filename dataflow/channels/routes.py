@@ -25,7 +25,8 @@ While a shard's key is searched for (`searching`), its source reads a probe's wo
 
 Opt-in (ENRICH_LOCAL_KEY_TRIES=16; the default, 1, keys by shard id as before): with it, 2 processes x 2 workers
 used 92% of the quota on 2 shards (84% without) but 82% on 4 shards (94% without), BENCHMARKS.md "Uneven work".
-So it is for streams with fewer shards than the cluster has workers. Day 2 passes with it on.
+So it is for streams with fewer shards than the cluster has workers, where the stack turns it on
+(infra/config.py `enrich_local_key_tries`). Day 2 passes with it on.
 
 One per built flow, created by `dataflow.pipeline.build_flow`: written by the enrichment step, read by the keyer.
 """
