@@ -6,8 +6,8 @@ source, the Bedrock client, the sinks) while the steps in between stay the produ
 Items flow one way. The three control signals that flow back are created here, once per flow, and handed to
 both of their ends (dataflow/channels/): the backpressure gauge (enrichment -> source: how much room is
 left), the store acknowledgements (results sink -> enrichment: what is stored) and the shard routes (enrichment
--> keyer: which key of a shard is enriched in this process). So is the heartbeat the
-source beats for the liveness probe.
+-> keyer: which key of a shard is enriched in this process; the source tells it how wide the stream is). So is
+the heartbeat the source beats for the liveness probe.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataflow import metrics
 from dataflow.channels.backpressure import BufferGauge
 from dataflow.channels.routes import ShardRoutes
 from dataflow.channels.store_acks import StoreAcks
+from dataflow.cluster import ClusterShape
 from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
 from dataflow.enrich.registry import EngineRegistry
 from dataflow.enrich.step import EnrichLogic, InFlightState, Routed
@@ -54,7 +55,13 @@ def build_flow(
     # stored, so enrichment keeps emitted results in its checkpoint until then (dataflow/channels/store_acks.py).
     # A sink passed in by a caller writes before it returns, as Bytewax assumes.
     acks = StoreAcks() if results_sink is None and settings.opensearch_max_pending_docs > 0 else None
-    source = source or KinesisSource(settings, buffers=buffers, heartbeat=Heartbeat(settings.heartbeat_file))
+    # Shard routes: which key of a shard is enriched in this process (dataflow/channels/routes.py); `auto`
+    # decides at the source's first listing, from the stream's width and the cluster's shape.
+    routes = ShardRoutes(settings.enrich_local_key_tries, ClusterShape.from_bytewax_run())
+    buffers.route_search(routes.searching)  # the source reads a probe's worth while a shard's key is searched for
+    source = source or KinesisSource(
+        settings, buffers=buffers, heartbeat=Heartbeat(settings.heartbeat_file), on_listing=routes.stream_listed
+    )
 
     flow = Dataflow(flow_id)
     records = op.input("kinesis", flow, source)
@@ -67,10 +74,8 @@ def build_flow(
 
     parsed = op.map("parse", records, parse)
     valid = op.branch("valid", parsed, lambda item: isinstance(item, Review))
-    # Keyed by shard, under a key this process's enrichment receives (dataflow/channels/routes.py): the step gets
-    # the key with each review, to report where it arrived.
-    routes = ShardRoutes(settings.enrich_local_key_tries)
-    buffers.route_search(routes.searching)  # the source reads a probe's worth while a shard's key is searched for
+    # Keyed by shard, under a key this process's enrichment receives: the step gets the key with each review, to
+    # report where it arrived.
 
     def key_by_shard(review: Review) -> tuple[str, Routed]:
         key = routes.key_for(review.shard_id)

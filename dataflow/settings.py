@@ -75,7 +75,9 @@ class Settings:
     bedrock_latency_baseline_s: float = 300.0
     bedrock_max_timeout_attempts: int = 10
     enrich_notify_interval_s: float = 0.02
-    enrich_local_key_tries: int = 1  # keys tried per shard for one enriched in this process (channels/routes.py)
+    # keys tried per shard for one enriched in this process (channels/routes.py); None = auto: 16 with fewer
+    # open shards than the cluster has workers, else 1
+    enrich_local_key_tries: int | None = None
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
     bedrock_max_throttled_attempts: int = 30
@@ -203,6 +205,16 @@ def _one_of(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
+def _local_key_tries(env: Mapping[str, str]) -> int | None:
+    """ENRICH_LOCAL_KEY_TRIES: `auto` (None: channels/routes.py decides from the stream and the cluster) or 1-64."""
+    raw = _str(env, "ENRICH_LOCAL_KEY_TRIES", "auto").strip().lower()
+    if raw == "auto":
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise SettingsError(f"ENRICH_LOCAL_KEY_TRIES: {raw!r} is not 'auto' or a number of tries from 1 to 64")
+    return int(raw)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `SettingsError` naming the first bad one."""
     env = os.environ if env is None else env
@@ -241,7 +253,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "BEDROCK_MAX_TIMEOUT_ATTEMPTS", Settings.bedrock_max_timeout_attempts, 1, 10_000
         ),
         enrich_notify_interval_s=_float(env, "ENRICH_NOTIFY_INTERVAL_S", Settings.enrich_notify_interval_s, 0.001),
-        enrich_local_key_tries=_int(env, "ENRICH_LOCAL_KEY_TRIES", Settings.enrich_local_key_tries, 1, 64),
+        enrich_local_key_tries=_local_key_tries(env),
         bedrock_timeout_s=_float(env, "BEDROCK_TIMEOUT_S", Settings.bedrock_timeout_s, 0.05),
         bedrock_max_attempts=_int(env, "BEDROCK_MAX_ATTEMPTS", Settings.bedrock_max_attempts, 1, 100),
         bedrock_max_throttled_attempts=_int(

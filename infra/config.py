@@ -14,8 +14,6 @@ from infra.versions import DEFAULT_VERSION
 
 DEFAULT_MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 CAPACITY_MODES = ("ON_DEMAND", "PROVISIONED")
-ON_DEMAND_START_SHARDS = 4  # an on-demand stream starts at 4 MB/s of writes, about 4 shards (AWS's default)
-LOCAL_KEY_TRIES = 16  # ENRICH_LOCAL_KEY_TRIES when the stream starts with fewer shards than the cluster has workers
 ZONE_COUNT = 2  # subnets, EKS control-plane zones and OpenSearch zones alike
 PUBLIC_ACCESS_HINT = (
     "reviewstream:clusterPublicAccessCidrs is empty: `pulumi up` needs the Kubernetes API. Set your address "
@@ -145,16 +143,6 @@ class StackConfig:
     def name(self) -> str:
         """Prefix of every physical name, so two stacks in one account never collide."""
         return f"{self.project}-{self.stack}"
-
-    @property
-    def enrich_local_key_tries(self) -> int:
-        """ENRICH_LOCAL_KEY_TRIES for the dataflow (dataflow/channels/routes.py): route each shard to the pod that
-        reads it only when the stream starts with fewer shards than the cluster has workers. There it lifts the
-        quota's use (2 x 2 on 2 shards: 92% against 84%); with a shard per worker it lowers it (82% against 94%),
-        BENCHMARKS.md "Uneven work"."""
-        shards = self.stream_shard_count if self.stream_capacity_mode == "PROVISIONED" else ON_DEMAND_START_SHARDS
-        workers = self.dataflow_replicas * self.dataflow_workers_per_process
-        return LOCAL_KEY_TRIES if shards < workers else 1
 
     @property
     def resource_tags(self) -> dict[str, str]:

@@ -216,7 +216,6 @@ def build(cfg: StackConfig) -> Program:
             index=cfg.opensearch_index,
             dlq_index=cfg.opensearch_dlq_index,
             enrichment_generation=cfg.enrichment_generation,
-            local_key_tries=cfg.enrich_local_key_tries,
             backfill_job_url=batch.job_url,
             backfill_role_arn=batch.role_arn,
         ),

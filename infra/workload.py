@@ -56,7 +56,6 @@ class DataflowSettings:
     index: str
     dlq_index: str
     enrichment_generation: int = 0
-    local_key_tries: int = 1  # ENRICH_LOCAL_KEY_TRIES (StackConfig.enrich_local_key_tries says when it is 16)
     # What the backfill (`python -m bytewax.run dataflow.backfill`, run in a pod of this image) reads: where job
     # files go and the role Bedrock assumes (infra/batch.py).
     backfill_job_url: pulumi.Input[str] = ""
@@ -109,7 +108,6 @@ def dataflow_env(s: DataflowSettings, workers_per_process: int, replicas: int, s
         "OPENSEARCH_INDEX": s.index,
         "OPENSEARCH_DLQ_INDEX": s.dlq_index,
         "ENRICHMENT_GENERATION": str(s.enrichment_generation),
-        "ENRICH_LOCAL_KEY_TRIES": str(s.local_key_tries),
         "BACKFILL_JOB_URL": s.backfill_job_url,
         "BACKFILL_ROLE_ARN": s.backfill_role_arn,
         "METRICS_PORT": str(METRICS_PORT),

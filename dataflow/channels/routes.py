@@ -23,10 +23,13 @@ a review is enriched and emitted by whichever worker its key reaches.
 While a shard's key is searched for (`searching`), its source reads a probe's worth of it per poll
 (backpressure.py `route_search`): what is read meanwhile may reach another process.
 
-Opt-in (ENRICH_LOCAL_KEY_TRIES=16; the default, 1, keys by shard id as before): with it, 2 processes x 2 workers
-used 92% of the quota on 2 shards (84% without) but 82% on 4 shards (94% without), BENCHMARKS.md "Uneven work".
-So it is for streams with fewer shards than the cluster has workers, where the stack turns it on
-(infra/config.py `enrich_local_key_tries`). Day 2 passes with it on.
+When to route (ENRICH_LOCAL_KEY_TRIES, default `auto`): at 2 processes x 2 workers, routing used 92% of the
+quota on 2 shards (84% keyed by shard id) but 82% on 4 shards (94% keyed by shard id), BENCHMARKS.md "Uneven
+work". So `auto` routes (LOCAL_KEY_TRIES) when the stream has fewer open shards than the cluster has workers and
+there is more than one process, and keys by shard id otherwise. It decides once, at the source's first listing
+of the stream (`stream_listed`), in every process alike (each lists the whole stream and reads the same command
+line, dataflow/cluster.py); a reshard is judged again at the next start. Until then, and in a flow whose source
+never lists (tests), it keys by shard id. A number pins it: `1` never routes. Day 2 passes with it on.
 
 One per built flow, created by `dataflow.pipeline.build_flow`: written by the enrichment step, read by the keyer.
 """
@@ -39,8 +42,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dataflow.cluster import ClusterShape
+
 log = logging.getLogger(__name__)
 
+LOCAL_KEY_TRIES = 16  # `auto`'s tries: 16 keys all land in the other of 2 processes with chance 2^-16
 PROBE_S = 1.0  # a key's reviews reach a step of this process in milliseconds when it is local
 SEPARATOR = "@"  # Kinesis shard ids are [a-zA-Z0-9_.-]: a key with it is never a plain shard id
 
@@ -60,11 +66,40 @@ class _Route:
 class ShardRoutes:
     """The key each shard read here is enriched under, found by trying keys until one arrives in this process."""
 
-    def __init__(self, tries: int = 16, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        tries: int | None = LOCAL_KEY_TRIES,
+        shape: ClusterShape | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`tries` None is `auto`: decided by `stream_listed` from the open shards and the cluster's `shape`."""
         self._tries = tries
+        self._shape = shape or ClusterShape()
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
         self._clock = clock
+
+    @property
+    def tries(self) -> int:
+        """Keys tried per shard: 1 keys by shard id (also while `auto` has not decided)."""
+        return self._tries or 1
+
+    def stream_listed(self, open_shards: int) -> None:
+        """The source listed the stream (called after every listing): `auto` decides at the first one."""
+        with self._lock:
+            if self._tries is not None:
+                return
+            shape = self._shape
+            route = shape.processes > 1 and open_shards < shape.workers
+            self._tries = LOCAL_KEY_TRIES if route else 1
+        log.info(
+            "enrich.route_auto open_shards=%d processes=%d workers=%d tries=%d: %s",
+            open_shards,
+            shape.processes,
+            shape.workers,
+            self._tries,
+            "each shard enriched in the process that reads it" if route else "keyed by shard id",
+        )
 
     def key_for(self, shard_id: str) -> str:
         """The key to send a review of `shard_id` under (called for every review, in the worker that read it)."""
@@ -76,7 +111,7 @@ class ShardRoutes:
             if route.pinned is not None:
                 return route.pinned
             if not route.gave_up and now - route.since >= PROBE_S:
-                if route.attempt + 1 < self._tries:
+                if route.attempt + 1 < self.tries:
                     route.attempt += 1
                     route.since = now
                     log.info("enrich.route_try shard=%s key=%s", shard_id, routed_key(shard_id, route.attempt))
@@ -86,7 +121,7 @@ class ShardRoutes:
                         "enrich.route_remote shard=%s tries=%d: enriched in another process, read with the "
                         "remote bounds",
                         shard_id,
-                        self._tries,
+                        self.tries,
                     )
             return routed_key(shard_id, route.attempt)
 
@@ -104,7 +139,7 @@ class ShardRoutes:
     def searching(self, shard_id: str) -> bool:
         """Whether the keyer still looks for `shard_id`'s local key (also before its first review): while it does,
         the source reads only a probe's worth of the shard (backpressure.py `route_search`)."""
-        if self._tries <= 1:
+        if self.tries <= 1:
             return False
         with self._lock:
             route = self._routes.get(shard_id)

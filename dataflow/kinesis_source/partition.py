@@ -64,10 +64,12 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         ledger: DrainLedger,
         buffers: BufferGauge | None = None,
         heartbeat: Heartbeat | None = None,
+        on_listing: Callable[[int], None] | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         """`ledger` is shared by the partitions of this process; `buffers` is the enrichment room this source
-        holds back for (none: read as fast as Kinesis allows); `heartbeat` is beaten on every poll."""
+        holds back for (none: read as fast as Kinesis allows); `heartbeat` is beaten on every poll; `on_listing` is
+        told how many shards of the stream are open after every listing."""
         self._client = client
         self._stream = settings.kinesis_stream_name
         self._partitions = settings.kinesis_partitions
@@ -82,6 +84,7 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._ledger = ledger
         self._buffers = buffers or BufferGauge()
         self._heartbeat = heartbeat or Heartbeat(None)
+        self._on_listing = on_listing
         self._now = now
         # Partitions of this process register as Bytewax builds them; until they all have, an owner missing
         # from the ledger may still be local, so it is not yet taken for another process's.
@@ -131,6 +134,8 @@ class KinesisPartition(StatefulSourcePartition[KinesisRecord, ShardPositions]):
         self._next_discovery = now + timedelta(seconds=self._discovery_s)
         self._forget_unlisted(listing)
         self._listing = listing
+        if self._on_listing is not None:
+            self._on_listing(sum(not shard.closed for shard in listing.values()))
         for shard in listing.values():
             if not self._owned(shard.shard_id):
                 continue

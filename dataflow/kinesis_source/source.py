@@ -3,8 +3,8 @@
 A fixed number of virtual partitions (KINESIS_PARTITIONS) each own the shards whose id hashes to them, so the
 partitioning never changes when the stream is resharded. Bytewax builds the flow once per process and asks
 this source for the partitions its workers own; the source hands each of them what the process shares: the
-drain ledger (which shards are drained, created here), the enrichment room to hold back for and the
-heartbeat (both created by `dataflow.pipeline.build_flow`).
+drain ledger (which shards are drained, created here), the enrichment room to hold back for, the heartbeat and
+whom to tell how wide the stream is (all three created by `dataflow.pipeline.build_flow`).
 """
 
 from __future__ import annotations
@@ -55,11 +55,14 @@ class KinesisSource(FixedPartitionedSource[KinesisRecord, ShardPositions]):
         *,
         buffers: BufferGauge | None = None,
         heartbeat: Heartbeat | None = None,
+        on_listing: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_listing` is told the stream's open shards after every listing (the key routing's `auto`)."""
         self._settings = settings
         self._client_factory = client_factory
         self._buffers = buffers
         self._heartbeat = heartbeat
+        self._on_listing = on_listing
         self.ledger = DrainLedger()
 
     def list_parts(self) -> list[str]:
@@ -75,4 +78,5 @@ class KinesisSource(FixedPartitionedSource[KinesisRecord, ShardPositions]):
             ledger=self.ledger,
             buffers=self._buffers,
             heartbeat=self._heartbeat,
+            on_listing=self._on_listing,
         )

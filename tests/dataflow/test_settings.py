@@ -21,6 +21,9 @@ def test_defaults_are_documented_values() -> None:
     )
     assert s.opensearch_index == "processed_reviews" and s.opensearch_dlq_index == "processed_reviews_dlq"
     assert s.max_buffered_reviews == 4 * s.bedrock_max_concurrency * s.bedrock_reviews_per_request
+    assert s.enrich_local_key_tries is None  # auto: channels/routes.py decides from the stream and the cluster
+    assert load_settings({"ENRICH_LOCAL_KEY_TRIES": "Auto"}).enrich_local_key_tries is None
+    assert load_settings({"ENRICH_LOCAL_KEY_TRIES": "1"}).enrich_local_key_tries == 1
 
 
 @pytest.mark.parametrize(
@@ -35,6 +38,9 @@ def test_defaults_are_documented_values() -> None:
         ({"BEDROCK_TIMEOUT_S": "-1"}, "BEDROCK_TIMEOUT_S"),
         ({"OPENSEARCH_REFRESH_INTERVAL": "fast"}, "OPENSEARCH_REFRESH_INTERVAL: 'fast' is not a time value"),
         ({"OPENSEARCH_REFRESH_INTERVAL": "0.2s"}, "OPENSEARCH_REFRESH_INTERVAL"),
+        ({"ENRICH_LOCAL_KEY_TRIES": "always"}, "ENRICH_LOCAL_KEY_TRIES: 'always' is not 'auto' or a number"),
+        ({"ENRICH_LOCAL_KEY_TRIES": "0"}, "ENRICH_LOCAL_KEY_TRIES: '0' is not 'auto'"),
+        ({"ENRICH_LOCAL_KEY_TRIES": "65"}, "ENRICH_LOCAL_KEY_TRIES"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict, message: str) -> None:

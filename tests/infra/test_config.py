@@ -153,29 +153,3 @@ def test_main_exports_the_documented_outputs(mocks) -> None:
 def test_even_opensearch_counts_and_one_are_accepted() -> None:
     for count in (1, 2, 4):
         assert StackConfig(opensearch_instance_count=count).opensearch_instance_count == count
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "tries"),
-    [
-        ({}, 1),  # on demand starts at about 4 shards: one per worker of 2 x 2
-        ({"dataflow_replicas": 4}, config.LOCAL_KEY_TRIES),  # 8 workers, 4 shards
-        ({"stream_capacity_mode": "PROVISIONED"}, config.LOCAL_KEY_TRIES),  # 2 shards (the default count), 4 workers
-        ({"stream_capacity_mode": "PROVISIONED", "stream_shard_count": 4}, 1),
-        ({"stream_capacity_mode": "PROVISIONED", "dataflow_replicas": 1}, 1),  # 2 shards, 2 workers
-        ({"stream_capacity_mode": "PROVISIONED", "stream_shard_count": 1, "dataflow_workers_per_process": 1}, 16),
-        (
-            {
-                "stream_capacity_mode": "PROVISIONED",
-                "stream_shard_count": 1,
-                "dataflow_replicas": 1,
-                "dataflow_workers_per_process": 1,
-            },
-            1,
-        ),
-    ],
-)
-def test_shards_are_routed_to_their_reader_only_with_fewer_shards_than_workers(kwargs: dict, tries: int) -> None:
-    """Routing lifts the quota's use where workers outnumber shards and lowers it with a shard per worker
-    (BENCHMARKS.md "Uneven work"), so the stack turns it on only in the first case."""
-    assert StackConfig(**kwargs).enrich_local_key_tries == tries

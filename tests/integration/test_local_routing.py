@@ -3,8 +3,10 @@ enriched in the process that reads it, so its reader's backpressure holds, no st
 holding up the cluster's epochs, and results leave as they finish rather than in lumps (BENCHMARKS.md "Uneven
 work"; dataflow/channels/routes.py).
 
-Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, the default: routing costs 4 shards some of the quota), Bytewax
-sends a shard of this stream to the other process, and this test fails on both counts."""
+The routing is left to ENRICH_LOCAL_KEY_TRIES's default, `auto`, which each process decides from the stream's open
+shards and the `-w`/`-a` it was started with. Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, what `auto`
+chooses for a shard per worker), Bytewax sends a shard of this stream to the other process, and this test fails
+on both counts."""
 
 from __future__ import annotations
 
@@ -55,7 +57,6 @@ def test_each_shard_is_enriched_where_it_is_read(pipeline: Pipeline, tmp_path: P
         "BEDROCK_MAX_BUFFERED": "8",
         "KINESIS_POLL_INTERVAL_S": "0.2",
         "LOG_LEVEL": "INFO",
-        "ENRICH_LOCAL_KEY_TRIES": "16",
     }
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     logs = [tmp_path / f"proc{i}.log" for i in range(2)]
@@ -68,6 +69,8 @@ def test_each_shard_is_enriched_where_it_is_read(pipeline: Pipeline, tmp_path: P
         for proc in procs:
             kill_group(proc)
     text = [log.read_text() for log in logs]
+    for i in (0, 1):
+        assert "enrich.route_auto open_shards=2 processes=2 workers=4 tries=16" in text[i], f"process {i}"
     assert sorted(two_shards.ids()) == sorted(set(two_shards.ids())) and two_shards.count() == total
     read = [shards_read(t) for t in text]
     assert sorted(read[0] | read[1]) == sorted(read[0] ^ read[1]) and len(read[0] | read[1]) == 2, read

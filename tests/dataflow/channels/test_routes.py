@@ -6,10 +6,12 @@ import heapq
 import logging
 import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflow.channels.routes import PROBE_S, ShardRoutes, routed_key
+from dataflow.channels.routes import LOCAL_KEY_TRIES, PROBE_S, ShardRoutes, routed_key
+from dataflow.cluster import ClusterShape
 
 SHARD = "shardId-000000000001"
 
@@ -130,3 +132,38 @@ def test_a_pinned_key_is_always_local_and_a_local_key_is_found(
         expected = local[0] if local else SHARD
         assert routes[reader].key_for(SHARD) == expected
         assert (routes[reader].pinned(SHARD) == expected) == bool(local)
+
+
+@pytest.mark.parametrize(
+    ("shape", "open_shards", "tries"),
+    [
+        (ClusterShape(2, 2), 2, LOCAL_KEY_TRIES),  # the default stack on a 2-shard stream: half the workers idle
+        (ClusterShape(2, 2), 3, LOCAL_KEY_TRIES),
+        (ClusterShape(2, 2), 4, 1),  # a shard per worker: keyed by shard id used more of the quota (94% vs 82%)
+        (ClusterShape(2, 2), 8, 1),
+        (ClusterShape(4, 2), 4, LOCAL_KEY_TRIES),
+        (ClusterShape(1, 4), 1, 1),  # one process: every key is local, nothing to find
+    ],
+)
+def test_auto_routes_when_the_stream_has_fewer_shards_than_the_cluster_has_workers(
+    shape: ClusterShape, open_shards: int, tries: int, caplog
+) -> None:
+    caplog.set_level(logging.INFO, "dataflow.channels.routes")
+    routes = ShardRoutes(None, shape, clock=Clock())
+    assert routes.tries == 1 and not routes.searching(SHARD)  # before the source lists: keyed by shard id
+    routes.stream_listed(open_shards)
+    assert routes.tries == tries
+    assert routes.searching(SHARD) is (tries > 1)
+    assert [r.message.split(":")[0] for r in caplog.records] == [
+        f"enrich.route_auto open_shards={open_shards} processes={shape.processes} workers={shape.workers} tries={tries}"
+    ]
+
+
+def test_auto_decides_once_and_a_number_is_never_overridden() -> None:
+    routes = ShardRoutes(None, ClusterShape(2, 2), clock=Clock())
+    routes.stream_listed(2)
+    routes.stream_listed(8)  # a reshard mid-run: judged again at the next start, not under keys already pinned
+    assert routes.tries == LOCAL_KEY_TRIES
+    pinned = ShardRoutes(1, ClusterShape(2, 2), clock=Clock())
+    pinned.stream_listed(2)
+    assert pinned.tries == 1 and not pinned.searching(SHARD)

@@ -130,3 +130,15 @@ def test_ownership_is_stable_and_spread() -> None:
     owners = [shard_owner(f"shardId-{n:012d}", 8) for n in range(64)]
     assert owners == [shard_owner(f"shardId-{n:012d}", 8) for n in range(64)]
     assert len(set(owners)) == 8
+
+
+def test_every_listing_tells_how_many_shards_are_open(client, factory, stream_name, kinesis_server) -> None:
+    """The key routing's `auto` decides from the stream's width (dataflow/channels/routes.py)."""
+    create(client, stream_name, 3)
+    told: list[int] = []
+    source = KinesisSource(cfg(stream_name), lambda _settings: factory(), on_listing=told.append)
+    part = source.build_part("kinesis", source.list_parts()[0], None)
+    assert told == [3]  # the first listing, as the partition is built: before any read
+    split(client, stream_name, open_shards(client, stream_name)[0])
+    part._discover()
+    assert told == [3, 4]  # the parent closed, its two children open
