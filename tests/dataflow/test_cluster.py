@@ -35,3 +35,12 @@ def test_shape_from_bytewax_run(argv: list[str], env: dict[str, str], shape: tup
 
 def test_this_process_is_one_worker_under_pytest() -> None:
     assert ClusterShape.from_bytewax_run(env={}) == ClusterShape(1, 1)
+
+
+def test_addresses_from_bytewax_run_s_hostfile(tmp_path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("pod-0:2101\npod-1:2101\n\npod-2:2101\n")
+    env = {"BYTEWAX_HOSTFILE_PATH": str(hosts), "BYTEWAX_WORKERS_PER_PROCESS": "2"}
+    assert ClusterShape.from_bytewax_run([RUN, "dataflow.flow", "-i", "0"], env) == ClusterShape(3, 2)
+    missing = {"BYTEWAX_HOSTFILE_PATH": str(tmp_path / "none")}
+    assert ClusterShape.from_bytewax_run([RUN, "dataflow.flow"], missing) == ClusterShape(1, 1)
