@@ -220,7 +220,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, elapsed: float) ->
 def quota_noise_section(results: dict[str, Any]) -> list[str]:
     """The quota under noisy latency (benchmarks/quota.py): RPM-bound and TPM-bound, one worker and 2 x 2."""
     rows = []
-    for kind in ("quota_noise", "quota_uneven", "quota_tpm"):
+    for kind in ("quota_noise", "quota_uneven", "quota_uneven_other", "quota_tpm"):
         for label, r in results.get(kind, {}).items():
             bound = r.get("admitted_per_min") or quota.RPM * quota.REVIEWS_PER_REQUEST
             rows.append(
@@ -260,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_uneven quota_tpm"
-        " outage backfill",
+        help="quota window straggler cpu latency scaling cost idle_cpu single_slot quota_noise quota_uneven"
+        " quota_uneven_other quota_tpm outage backfill",
     )
     args = p.parse_args(argv)
     args.repeat = 1 if args.quick else 3
@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         "single_slot": lambda b: median_of(args.repeat, lambda: waiting.single_slot(b)),
         "quota_noise": lambda b: median_of(args.repeat, lambda: quota.rpm_bound(b, args.quota_seconds + 30, 90)),
         "quota_uneven": lambda b: median_of(args.repeat, lambda: quota.uneven(b, args.quota_seconds + 30, 90)),
+        "quota_uneven_other": lambda b: median_of(
+            args.repeat, lambda: quota.uneven_other(b, args.quota_seconds + 30, 90)
+        ),
         "quota_tpm": lambda b: median_of(args.repeat, lambda: quota.tpm_bound(b, args.quota_seconds + 30, 90)),
         "outage": lambda b: median_of(args.repeat, lambda: outage.read_outage(b)),
         "backfill": lambda b: backfill_bench.backfill(b, 5000),  # one run: its figures are counts and tokens

@@ -24,6 +24,8 @@ TOPOLOGIES = {
     "1 worker": (1, 1, 4),
     "2 processes x 2 workers": (2, 2, 4),
     "2 processes x 2 workers, 2 shards": (2, 2, 2),
+    "2 processes x 2 workers, 3 shards": (2, 2, 3),  # a shape the uneven bar was not tuned on
+    "2 processes x 2 workers, 1 shard": (2, 2, 1),
 }
 EVEN = ("1 worker", "2 processes x 2 workers")
 TPM = 100_000  # ~200 quota tokens per review (output burned 5x): ~490 reviews/min, half of what 120 RPM admits
@@ -87,6 +89,12 @@ def uneven(bench: Bench, duration: float, warmup: float) -> dict[str, dict[str, 
     item 6; the bar: >= 90% of 960 reviews/min, < 2% throttled)."""
     topology = "2 processes x 2 workers, 2 shards"
     return {f"exponential, {topology}": steady(bench, "exponential", topology, duration, warmup)}
+
+
+def uneven_other(bench: Bench, duration: float, warmup: float) -> dict[str, dict[str, Any]]:
+    """The uneven shape on 3 shards and on 1, exponential: the default's routing measured where it was not chosen."""
+    shapes = ("2 processes x 2 workers, 3 shards", "2 processes x 2 workers, 1 shard")
+    return {f"exponential, {t}": steady(bench, "exponential", t, duration, warmup) for t in shapes}
 
 
 def tpm_bound(bench: Bench, duration: float, warmup: float) -> dict[str, dict[str, Any]]:
