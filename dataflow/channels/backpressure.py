@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 
 REMOTE_AFTER_S = 2.0  # a shard read this long ago and still not enriched here is enriched in another process
-PROBE_RECORDS = 10  # read per poll of a shard whose local key is still searched for (routes.py)
+PROBE_RECORDS = 1  # read per poll of a shard whose local key is still searched for (routes.py)
 
 
 class BufferGauge:
@@ -89,7 +89,9 @@ class BufferGauge:
         for, the source reads PROBE_RECORDS of it per poll. A try needs one review, and every review read meanwhile
         may reach another process: read at an idle engine's room, ~1,000 reviews went there during the tries, that
         process's engine was throttled with the others in the first minute and its pacer kept a share of the
-        quota after it ran dry (2 x 2 on 2 shards: 80% of the quota, BENCHMARKS.md "Uneven work")."""
+        quota after it ran dry (2 x 2 on 2 shards: 80% of the quota, BENCHMARKS.md "Uneven work"). At 10 records
+        per poll, ~100 reviews still went there and took ~10% of the start's burst (3 shards: 87-88%); at one, a
+        request or two (90%)."""
         with self._lock:
             self._searching = searching
 
