@@ -24,7 +24,7 @@ While a shard's key is searched for (`searching`), its source reads a probe's wo
 (backpressure.py `route_search`): what is read meanwhile may reach another process.
 
 When to route (ENRICH_LOCAL_KEY_TRIES, default `auto`): at 2 processes x 2 workers, routing used 94% of the
-quota on 2 shards (84% keyed by shard id) but 82% on 4 shards (94% keyed by shard id), BENCHMARKS.md "Uneven
+quota on 2 shards (84% keyed by shard id) but 90% on 4 shards (94% keyed by shard id), BENCHMARKS.md "Uneven
 work". So `auto` routes (LOCAL_KEY_TRIES) when the stream has fewer open shards than the cluster has workers and
 there is more than one process, and keys by shard id otherwise. It decides once, at the source's first listing
 of the stream (`stream_listed`), in every process alike (each lists the whole stream and reads the same command
