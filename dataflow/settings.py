@@ -210,7 +210,7 @@ def _local_key_tries(env: Mapping[str, str]) -> int | None:
     raw = _str(env, "ENRICH_LOCAL_KEY_TRIES", "auto").strip().lower()
     if raw == "auto":
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 64:
         raise SettingsError(f"ENRICH_LOCAL_KEY_TRIES: {raw!r} is not 'auto' or a number of tries from 1 to 64")
     return int(raw)
 

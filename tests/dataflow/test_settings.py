@@ -41,6 +41,7 @@ def test_defaults_are_documented_values() -> None:
         ({"ENRICH_LOCAL_KEY_TRIES": "always"}, "ENRICH_LOCAL_KEY_TRIES: 'always' is not 'auto' or a number"),
         ({"ENRICH_LOCAL_KEY_TRIES": "0"}, "ENRICH_LOCAL_KEY_TRIES: '0' is not 'auto'"),
         ({"ENRICH_LOCAL_KEY_TRIES": "65"}, "ENRICH_LOCAL_KEY_TRIES"),
+        ({"ENRICH_LOCAL_KEY_TRIES": "²"}, "ENRICH_LOCAL_KEY_TRIES: '²' is not 'auto'"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict, message: str) -> None:
