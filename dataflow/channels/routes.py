@@ -29,8 +29,8 @@ work". So `auto` routes (LOCAL_KEY_TRIES) when the stream has fewer open shards 
 there is more than one process, and keys by shard id otherwise. It decides once, at the source's first listing
 of the stream (`stream_listed`), in every process alike (each lists the whole stream and reads the same command
 line, dataflow/cluster.py; two that differed, as during a split, would cost throughput, not correctness); a
-reshard is judged again at the next start. Until then, and in a flow whose source
-never lists (tests), it keys by shard id. A number pins it: `1` never routes. Day 2 passes with it on.
+reshard is judged again at the next start. Until then, and in a flow whose source never lists (tests), it keys
+by shard id. A number pins it: `1` never routes. Day 2 passes with it on.
 
 One per built flow, created by `dataflow.pipeline.build_flow`: told the stream's width by the source, written by
 the enrichment step, read by the keyer.
