@@ -8,12 +8,13 @@ and waited there, holding the epoch of the whole cluster and emitting what it fi
 "Uneven work"). Bytewax has no public way to send a key to a chosen worker, and its hash is private, so each
 process finds a local key by trying:
 
-- the keyer (`key_for`, in the worker that read the review) hands out the shard id, then, if no review under
-  that key has reached an enrichment step of this process within PROBE_S, `<shard>@1`, `<shard>@2`, ...;
+- the keyer (`key_for`, in the worker that read the review) sends each review of the search under the next
+  untried key: the shard id, then `<shard>@1`, `<shard>@2`, ...;
 - the enrichment step reports the first key of each of its logics (`arrived`); a key that arrives here is local,
   and the shard keeps it for the rest of the run (the first local key seen wins, a late one included);
-- after ENRICH_LOCAL_KEY_TRIES keys without one arriving here, the shard goes back to its plain id
-  for good and the remote-read bounds take over (backpressure.py `room_for`, the queue cap in enrich/step.py).
+- once ENRICH_LOCAL_KEY_TRIES keys were handed out and none arrived here within PROBE_S of the last, the shard
+  goes back to its plain id for good and the remote-read bounds take over (backpressure.py `room_for`, the
+  queue cap in enrich/step.py).
 
 With P processes a try is local with chance 1/P (a key's worker is a hash), so 16 tries miss with chance
 (1 - 1/P)^16: 2^-16 at 2 processes. One process finds its first key local, so its keys stay the shard ids.
@@ -21,7 +22,8 @@ Nothing depends on it for correctness: the step's state is per key, whichever ke
 a review is enriched and emitted by whichever worker its key reaches.
 
 While a shard's key is searched for (`searching`), its source reads a probe's worth of it per poll
-(backpressure.py `route_search`): what is read meanwhile may reach another process.
+(backpressure.py `route_search`), so a local key arrives before the next try: a search takes about P polls
+(5 per second), and what is read meanwhile may reach another process.
 
 When to route (ENRICH_LOCAL_KEY_TRIES, `auto`, opt-in; default 1: day 2 failed with it in CI):
 2 processes x 2 workers: routing used 94% of the
@@ -60,8 +62,8 @@ def routed_key(shard_id: str, attempt: int) -> str:
 
 @dataclass
 class _Route:
-    since: float  # when the current try's key was first handed out
-    attempt: int = 0
+    since: float  # when the last try's key was handed out
+    tried: int = 0  # keys handed out: routed_key(shard, 0 .. tried - 1)
     pinned: str | None = None  # a key seen arriving here
     gave_up: bool = False
 
@@ -105,7 +107,12 @@ class ShardRoutes:
         )
 
     def key_for(self, shard_id: str) -> str:
-        """The key to send a review of `shard_id` under (called for every review, in the worker that read it)."""
+        """The key to send a review of `shard_id` under (called for every review, in the worker that read it).
+
+        While the search runs, each review carries the next untried key: a local key arrives in milliseconds,
+        before the next probe read (backpressure.py), so a search costs about P reads. One key per PROBE_S cost
+        seconds per try, and the shard was read a probe at a time all along: after a restart its replay crawled
+        for 10-16 s at 4 processes, and a clean stop meanwhile left it to be asked for again."""
         with self._lock:
             now = self._clock()
             route = self._routes.get(shard_id)
@@ -113,20 +120,20 @@ class ShardRoutes:
                 route = self._routes[shard_id] = _Route(since=now)
             if route.pinned is not None:
                 return route.pinned
-            if not route.gave_up and now - route.since >= PROBE_S:
-                if route.attempt + 1 < self.tries:
-                    route.attempt += 1
-                    route.since = now
-                    log.info("enrich.route_try shard=%s key=%s", shard_id, routed_key(shard_id, route.attempt))
-                else:
-                    route.attempt, route.gave_up = 0, True
-                    log.warning(
-                        "enrich.route_remote shard=%s tries=%d: enriched in another process, read with the "
-                        "remote bounds",
-                        shard_id,
-                        self.tries,
-                    )
-            return routed_key(shard_id, route.attempt)
+            if route.gave_up or self.tries <= 1:
+                return shard_id
+            if route.tried < self.tries:
+                route.tried += 1
+                route.since = now
+                return routed_key(shard_id, route.tried - 1)
+            if now - route.since >= PROBE_S:  # every key tried, and the last one's review did not arrive here
+                route.gave_up = True
+                log.warning(
+                    "enrich.route_remote shard=%s tries=%d: enriched in another process, read with the remote bounds",
+                    shard_id,
+                    self.tries,
+                )
+            return shard_id
 
     def arrived(self, shard_id: str, key: str) -> None:
         """An enrichment step of this process received reviews of `shard_id` under `key`: that key is local."""
@@ -136,8 +143,8 @@ class ShardRoutes:
                 return  # read in another process, whose keyer tries keys of its own
             if route.pinned is None:
                 route.pinned = key
-                if route.attempt or key != shard_id:
-                    log.info("enrich.route_local shard=%s key=%s tries=%d", shard_id, key, route.attempt + 1)
+                if key != shard_id:
+                    log.info("enrich.route_local shard=%s key=%s tries=%d", shard_id, key, route.tried)
 
     def searching(self, shard_id: str) -> bool:
         """Whether the keyer still looks for `shard_id`'s local key (also before its first review): while it does,
