@@ -76,8 +76,8 @@ class Settings:
     bedrock_max_timeout_attempts: int = 10
     enrich_notify_interval_s: float = 0.02
     # keys tried per shard for one enriched in this process (channels/routes.py); None = auto: 16 with fewer
-    # open shards than the cluster has workers, else 1. Opt-in: day 2 at 2 workers per pod fails with it in CI
-    enrich_local_key_tries: int | None = 1
+    # open shards than the cluster has workers, else 1
+    enrich_local_key_tries: int | None = None
     bedrock_timeout_s: float = 30.0
     bedrock_max_attempts: int = 5
     bedrock_max_throttled_attempts: int = 30
@@ -207,7 +207,7 @@ def _one_of(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
 
 def _local_key_tries(env: Mapping[str, str]) -> int | None:
     """ENRICH_LOCAL_KEY_TRIES: `auto` (None: channels/routes.py decides from the stream and the cluster) or 1-64."""
-    raw = _str(env, "ENRICH_LOCAL_KEY_TRIES", "1").strip().lower()
+    raw = _str(env, "ENRICH_LOCAL_KEY_TRIES", "auto").strip().lower()
     if raw == "auto":
         return None
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 64:

@@ -25,8 +25,7 @@ While a shard's key is searched for (`searching`), its source reads a probe's wo
 (backpressure.py `route_search`), so a local key arrives before the next try: a search takes about P polls
 (5 per second), and what is read meanwhile may reach another process.
 
-When to route (ENRICH_LOCAL_KEY_TRIES, `auto`, opt-in; default 1: day 2 failed with it in CI):
-2 processes x 2 workers: routing used 94% of the
+When to route (ENRICH_LOCAL_KEY_TRIES, default `auto`): at 2 processes x 2 workers, routing used 94% of the
 quota on 2 shards (84% keyed by shard id) but 90% on 4 shards (94% keyed by shard id), BENCHMARKS.md "Uneven
 work". So `auto` routes (LOCAL_KEY_TRIES) when the stream has fewer open shards than the cluster has workers and
 there is more than one process, and keys by shard id otherwise. It decides once, at the source's first listing

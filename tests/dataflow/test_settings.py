@@ -21,7 +21,7 @@ def test_defaults_are_documented_values() -> None:
     )
     assert s.opensearch_index == "processed_reviews" and s.opensearch_dlq_index == "processed_reviews_dlq"
     assert s.max_buffered_reviews == 4 * s.bedrock_max_concurrency * s.bedrock_reviews_per_request
-    assert s.enrich_local_key_tries == 1  # keyed by shard id; `auto` is opt-in (channels/routes.py)
+    assert s.enrich_local_key_tries is None  # auto: channels/routes.py decides from the stream and the cluster
     assert load_settings({"ENRICH_LOCAL_KEY_TRIES": "Auto"}).enrich_local_key_tries is None
     assert load_settings({"ENRICH_LOCAL_KEY_TRIES": "1"}).enrich_local_key_tries == 1
 

@@ -3,7 +3,7 @@ enriched in the process that reads it, so its reader's backpressure holds, no st
 holding up the cluster's epochs, and results leave as they finish rather than in lumps (BENCHMARKS.md "Uneven
 work"; dataflow/channels/routes.py).
 
-The routing is ENRICH_LOCAL_KEY_TRIES=`auto` (opt-in), which each process decides from the stream's open
+The routing is left to ENRICH_LOCAL_KEY_TRIES's default, `auto`, which each process decides from the stream's open
 shards and the `-w`/`-a` it was started with. Keyed by shard id alone (ENRICH_LOCAL_KEY_TRIES=1, what `auto`
 chooses for a shard per worker), Bytewax sends a shard of this stream to the other process, and this test fails
 on both counts."""
@@ -57,7 +57,6 @@ def test_each_shard_is_enriched_where_it_is_read(pipeline: Pipeline, tmp_path: P
         "BEDROCK_MAX_BUFFERED": "8",
         "KINESIS_POLL_INTERVAL_S": "0.2",
         "LOG_LEVEL": "INFO",
-        "ENRICH_LOCAL_KEY_TRIES": "auto",
     }
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     logs = [tmp_path / f"proc{i}.log" for i in range(2)]
