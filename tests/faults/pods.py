@@ -2,8 +2,8 @@
 
 Each pod is one process tree started by deploy/entrypoint.sh, after its init container's command
 (infra.workload.INIT_COMMAND), with its own directory standing for its emptyDir; the recovery store is moto's S3
-(the local Kinesis server answers S3 as well). `Progress` samples what the model enriched, to size what a
-restart may enrich again.
+(the local Kinesis server answers S3 as well). `Progress` follows what the model enriched, to tell when a dead
+cluster's requests have all come back and when a cluster has caught up.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -174,21 +173,12 @@ class Cluster:
 
 
 class Progress:
-    """The model's count of reviews enriched, sampled every 0.2 s: how far the cluster has got, and when a dead
-    cluster's requests have all come back (`settle`). Which reviews a restart asked for again is named review by
-    review from the model's own log (`accounting.bedrock_answered`), not from this count."""
+    """The model's count of reviews enriched: how far the cluster has got, and when a dead cluster's requests
+    have all come back (`settle`). Which reviews a restart asked for again is named review by review from the
+    model's own log (`accounting.bedrock_answered`), not from this count."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.now()))
-            self._stop.wait(0.2)
 
     def now(self) -> int:
         return int(bedrock_stats(self.pipeline)["reviews"])
@@ -202,12 +192,3 @@ class Progress:
             count = self.now()
             if count != last:
                 last, still_since = count, time.monotonic()
-
-    def since(self, at: float) -> int:
-        """Reviews enriched since `at` (monotonic)."""
-        earlier = [count for when, count in self.samples if when <= at]
-        return self.now() - (earlier[-1] if earlier else 0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()

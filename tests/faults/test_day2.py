@@ -206,7 +206,6 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
             settle(cluster, f"{len(produced)} indexed on {replicas} pods {changes}")
             stop(cluster)
     finally:
-        enriched.close()
         for cluster in clusters:
             cluster.kill_all()
 

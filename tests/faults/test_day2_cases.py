@@ -38,7 +38,7 @@ from dataflow.recovery.partition_file import file_name, read_info
 from dataflow.recovery.store import MANIFEST, Store
 from infra.config import StackConfig as InfraConfig
 from infra.workload import APP
-from tests.faults.accounting import check_accounting, kill_group, synthetic_ids
+from tests.faults.accounting import bedrock_answered, check_accounting, kill_group, synthetic_ids
 from tests.faults.pods import Cluster, Progress, pod_template, recovery_bucket
 from tests.plugins.stack import Pipeline
 
@@ -50,6 +50,7 @@ WORKERS = InfraConfig.dataflow_workers_per_process  # the deployment's shape: 2 
 SNAPSHOT_S = 1.0
 PER_PHASE = 40
 INPUT_STEP = "reviewstream.kinesis"  # the source's state: each shard's position
+RESUME_LAG_INTERVALS = 5  # see test_day2.py
 
 
 @dataclass
@@ -129,14 +130,30 @@ class Scenario:
         assert got is not None
         return int(got[0]["epoch"])
 
-    def allowance_now(self, stalled_at: float) -> int:
-        """What a restart now may enrich again: see test_day2.py `allowance_now` (three intervals are Bytewax's,
-        two the store's lag), counted from the oldest review not indexed yet or from when a pod's uploads
-        stalled (`stalled_at`, monotonic), whichever came first: the store vouches for nothing after that."""
+    def may_repeat_now(self, stalled_at: float) -> set[str]:
+        """What a restart now may ask the model for again, review by review (test_day2.py `Crash`: three intervals
+        are Bytewax's, two the store's lag): every review answered since RESUME_LAG_INTERVALS before the oldest
+        review not indexed yet or before a pod's uploads stalled (`stalled_at`, monotonic), whichever came first:
+        the store vouches for nothing after that."""
         indexed = set(self.pipeline.ids())
         with self.lock:
             waiting = [at for at, ids in self.batches if ids - indexed]
-        return self.enriched.since(min([*waiting, stalled_at]) - 5 * SNAPSHOT_S)
+        return self.answered_since(min([*waiting, stalled_at]) - RESUME_LAG_INTERVALS * SNAPSHOT_S)
+
+    def answered_since(self, at: float) -> set[str]:
+        """The reviews (text fingerprints) the model answered at or after `at` (monotonic)."""
+        return {print_ for when, print_ in bedrock_answered(self.pipeline) if when >= at}
+
+    def asked_again(self, at: float) -> list[str]:
+        """Each answer given at or after `at` to a review the model had answered before: a review asked for
+        twice more shows twice."""
+        seen: set[str] = set()
+        again = []
+        for when, print_ in bedrock_answered(self.pipeline):
+            if print_ in seen and when >= at:
+                again.append(print_)
+            seen.add(print_)
+        return again
 
     def stop(self, cluster: Cluster) -> None:
         codes = cluster.stop()
@@ -152,7 +169,6 @@ def scenario(faulty: Pipeline, tmp_path: Path) -> Iterator[Scenario]:
     try:
         yield running
     finally:
-        running.enriched.close()
         for proc in running.strays:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGCONT)
@@ -235,24 +251,31 @@ def test_lost_pod_right_after_a_snapshot(scenario: Scenario, record_property: Ca
     os.kill(cluster.procs[lost].pid, signal.SIGSTOP)  # the supervisor: its uploads stall, its Bytewax goes on
     stalled_at = time.monotonic()
     unstored = snapshot_past_the_store(sc, cluster, lost)
+    crashed_at = time.monotonic()
     kill_group(cluster.procs[lost])  # the node dies with its emptyDir
     shutil.rmtree(cluster.directory(lost))
     codes = cluster.wait_exit(timeout=60)
     sc.enriched.settle()
-    allowance = sc.allowance_now(stalled_at)
+    may_repeat = sc.may_repeat_now(stalled_at)
     cluster.init(only=(lost,))
     cluster.start()
     producer.join()
     sc.all_indexed(cluster, "every review after the loss")
     resume = sc.resume_epoch()
-    re_read = sc.enriched.now() - len(sc.produced)  # the first phase enriched nothing twice
     sc.store_catches_up()
     sc.stop(cluster)
-    summary = f"lost_after_snapshot {unstored} codes={codes} resumed_at={resume} re_read={re_read}/{allowance}"
+    again = sc.asked_again(0.0)  # the first phase asked for nothing twice: every repeat is the loss's
+    beyond = set(again) - may_repeat
+    summary = (
+        f"lost_after_snapshot {unstored} codes={codes} resumed_at={resume} re_read={len(again)} "
+        f"may_repeat={len(may_repeat)} beyond={len(beyond)}"
+    )
     check_accounting(sc.pipeline, sc.produced, "day2-lost-after-snapshot", record_property, summary)
     # The replacement resumes from what the store held: the snapshot it never stored is not claimed.
     assert resume <= unstored.stored_as_of <= unstored.epoch, summary
-    assert 0 <= re_read <= allowance, summary
+    assert sc.asked_again(crashed_at) == again, f"answered again before the loss: {summary}"
+    assert not beyond, f"the restart asked again for reviews the store had vouched for: {summary}"
+    assert len(again) == len(set(again)), f"the restart asked twice: {summary}"
 
 
 def test_stale_pod_keeps_uploading_and_is_fenced(
@@ -272,9 +295,10 @@ def test_stale_pod_keeps_uploading_and_is_fenced(
     unstored = snapshot_past_the_store(sc, cluster, 1)
     stale = cluster.replace(1)
     sc.strays.append(stale)
+    crashed_at = time.monotonic()
     kill_group(cluster.procs[0])
     sc.enriched.settle()
-    allowance = sc.allowance_now(stalled_at)
+    may_repeat = sc.may_repeat_now(stalled_at)
     first = sc.store.read_resume()
     assert first is not None
     cluster.init(only=(1,))
@@ -295,15 +319,21 @@ def test_stale_pod_keeps_uploading_and_is_fenced(
     after = {i: c for i, c in sc.store.copies(PARTITIONS).items() if i % REPLICAS == 1}
     sc.produce(PER_PHASE)
     sc.all_indexed(cluster, "reviews after the stale pod stopped")
-    re_read = sc.enriched.now() - len(sc.produced)
     sc.store_catches_up()
     sc.stop(cluster)
-    summary = f"stale_pod {unstored} exit={code} start={start and start[0]['start']} re_read={re_read}/{allowance}"
+    again = sc.asked_again(0.0)
+    beyond = set(again) - may_repeat
+    summary = (
+        f"stale_pod {unstored} exit={code} start={start and start[0]['start']} re_read={len(again)} "
+        f"may_repeat={len(may_repeat)} beyond={len(beyond)}"
+    )
     check_accounting(sc.pipeline, sc.produced, "day2-stale-pod", record_property, summary)
     assert code == 4, f"{summary}\n{stale_log[-3000:]}"
     assert "recovery.fenced" in stale_log, stale_log[-3000:]
     assert start is not None and all(c.start >= start[0]["start"] for c in after.values()), f"stale won: {after}"
-    assert 0 <= re_read <= allowance, summary
+    assert sc.asked_again(crashed_at) == again, f"answered again before the crash: {summary}"
+    assert not beyond, f"the restart asked again for reviews the store had vouched for: {summary}"
+    assert len(again) == len(set(again)), f"the restart asked twice: {summary}"
 
 
 def versions(sc: Scenario, name: str) -> list[dict[str, Any]]:
@@ -348,14 +378,15 @@ def test_restore_runbook(scenario: Scenario, record_property: Callable[[str, obj
     sc.store_catches_up()
     later, at_later = a_moment()  # the whole set is brought back as of this one, at the end
     sc.stop(cluster)  # scale to 0
-    allowance = sc.enriched.since(at_moment - 5 * SNAPSHOT_S)
-    allowance_later = sc.enriched.since(at_later - 5 * SNAPSHOT_S)
+    lag = RESUME_LAG_INTERVALS * SNAPSHOT_S
+    read_after = sc.answered_since(at_moment)  # the reviews read after the moment: a rollback reads them again
+    may_roll, may_later = sc.answered_since(at_moment - lag), sc.answered_since(at_later - lag)
     events: list[str] = []
 
     # Restore a partition: its last version before the moment, copied over its current object.
     restored = last_before(sc, file_name(3), moment)
     as_of = copy_back(sc, file_name(3), restored)
-    before = sc.enriched.now()
+    before, rolled_at = sc.enriched.now(), time.monotonic()
     cluster = sc.cluster(REPLICAS, RECOVERY_RETAIN_S="8")  # scale back; a shorter -b makes "too old" come soon
     sc.pipeline.wait_for(
         lambda: sc.enriched.now() - before >= after_moment, timeout=90, what="every review after the as-of again"
@@ -363,9 +394,12 @@ def test_restore_runbook(scenario: Scenario, record_property: Callable[[str, obj
     assert sc.resume_epoch() == as_of, "the set resumes from the restored version's as-of"
     sc.all_indexed(cluster, "the rolled-back reviews")
     sc.store_catches_up()
-    rolled = sc.enriched.now() - before  # what a rollback to this as-of re-reads
-    events.append(f"rollback as_of={as_of} re_read={rolled}/{allowance}")
-    assert after_moment <= rolled <= allowance, events
+    rolled = sc.asked_again(rolled_at)  # what a rollback to this as-of re-reads
+    events.append(f"rollback as_of={as_of} re_read={len(rolled)} read_after={len(read_after)} may={len(may_roll)}")
+    # Every review read after the moment is read again, and nothing the restored version vouched for, once each.
+    assert len(read_after) == after_moment and read_after <= set(rolled) <= may_roll, events
+    assert len(rolled) == len(set(rolled)), events
+    run_at = time.monotonic()
 
     # Too old: the other partitions were garbage-collected past that version's as-of since.
     rolled_back_run = PER_PHASE
@@ -396,7 +430,8 @@ def test_restore_runbook(scenario: Scenario, record_property: Callable[[str, obj
     # The whole set as of one moment (the later one): each partition's last version before it. It is one
     # lineage: it resumes from its own oldest as-of, whatever the rolled-back and the refused starts cut to.
     set_as_of = [copy_back(sc, file_name(i), last_before(sc, file_name(i), later)) for i in range(PARTITIONS)]
-    before = sc.enriched.now()
+    before, whole_at = sc.enriched.now(), time.monotonic()
+    run = sc.answered_since(run_at) - set(sc.asked_again(run_at))  # the rolled-back run's reviews (new ones)
     cluster = sc.cluster(REPLICAS)
     sc.pipeline.wait_for(
         lambda: sc.enriched.now() - before >= rolled_back_run, timeout=90, what="the rolled-back run's reviews again"
@@ -404,13 +439,14 @@ def test_restore_runbook(scenario: Scenario, record_property: Callable[[str, obj
     resumed = sc.resume_epoch()
     sc.all_indexed(cluster, "the whole set's rollback")
     sc.store_catches_up()
-    again = sc.enriched.now() - before
+    again = sc.asked_again(whole_at)
     sc.stop(cluster)
-    bound = f"{allowance_later}+{rolled_back_run}"
-    events.append(f"whole_set as_of={set_as_of} resumed_at={resumed} re_read={again}/{bound}")
+    bound = f"{len(may_later)}+{len(run)}"
+    events.append(f"whole_set as_of={set_as_of} resumed_at={resumed} re_read={len(again)}/{bound}")
     summary = " ".join(events)
     check_accounting(sc.pipeline, sc.produced, "day2-restore-runbook", record_property, summary)
     assert resumed == min(set_as_of), summary
     # What was read after the later moment (the rolled-back run's reviews) is read again; no more than that and
     # what that moment's copies did not yet vouch for (a shard re-read from its start would add the first 80).
-    assert rolled_back_run <= again <= rolled_back_run + allowance_later, summary
+    assert len(run) == rolled_back_run and run <= set(again) <= run | may_later, summary
+    assert len(again) == len(set(again)), summary
