@@ -25,14 +25,14 @@ While a shard's key is searched for (`searching`), its source reads a probe's wo
 (backpressure.py `route_search`), so a local key arrives before the next try: a search takes about P polls
 (5 per second), and what is read meanwhile may reach another process.
 
-When to route (ENRICH_LOCAL_KEY_TRIES, default `auto`): at 2 processes x 2 workers, routing used 94% of the
-quota on 2 shards (84% keyed by shard id) but 90% on 4 shards (94% keyed by shard id), BENCHMARKS.md "Uneven
-work". So `auto` routes (LOCAL_KEY_TRIES) when the stream has fewer open shards than the cluster has workers and
-there is more than one process, and keys by shard id otherwise. It decides once, at the source's first listing
-of the stream (`stream_listed`), in every process alike (each lists the whole stream and reads the same command
-line, dataflow/cluster.py; two that differed, as during a split, would cost throughput, not correctness); a
-reshard is judged again at the next start. Until then, and in a flow whose source never lists (tests), it keys
-by shard id. A number pins it: `1` never routes. Day 2 passes with it on.
+When to route (ENRICH_LOCAL_KEY_TRIES, default `auto`): at 2 processes x 2 workers, routing used 96% of the quota on
+2 shards (84% keyed by shard id) and 94% on 4 shards, as keying by shard id did, BENCHMARKS.md "Uneven work" (a key
+per second, before: 90% there). So `auto` routes (LOCAL_KEY_TRIES) when the stream has fewer open shards than the
+cluster has workers and there is more than one process, and keys by shard id otherwise. It decides once, at the
+source's first listing of the stream (`stream_listed`), in every process alike (each lists the whole stream and
+reads the same command line, dataflow/cluster.py; two that differed, as during a split, would cost throughput, not
+correctness); a reshard is judged again at the next start. Until then, and in a flow whose source never lists
+(tests), it keys by shard id. A number pins it: `1` never routes. Day 2 passes with it on.
 
 One per built flow, created by `dataflow.pipeline.build_flow`: told the stream's width by the source, written by
 the enrichment step, read by the keyer.
