@@ -87,6 +87,18 @@ def bedrock_answered(pipeline: Pipeline) -> list[tuple[float, str]]:
     return [(float(at), str(print_)) for at, print_ in _admin(pipeline, "GET", "answered")["answered"]]
 
 
+def answered_again(answered: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The answers (`bedrock_answered`) given to a review the model had answered before: a review asked for twice
+    more shows twice."""
+    seen: set[str] = set()
+    again = []
+    for at, print_ in answered:
+        if print_ in seen:
+            again.append((at, print_))
+        seen.add(print_)
+    return again
+
+
 def reset_bedrock(pipeline: Pipeline) -> None:
     """No faults, the small noisy latency, zeroed stats: each test's counts are its own (tests run one at a time)."""
     _admin(pipeline, "POST", "config", NO_FAULTS)

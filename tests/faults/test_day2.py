@@ -28,7 +28,14 @@ from pathlib import Path
 import pytest
 
 from infra.config import StackConfig as InfraConfig
-from tests.faults.accounting import bedrock_answered, bedrock_stats, check_accounting, kill_group, synthetic_ids
+from tests.faults.accounting import (
+    answered_again,
+    bedrock_answered,
+    bedrock_stats,
+    check_accounting,
+    kill_group,
+    synthetic_ids,
+)
 from tests.faults.pods import Cluster, Progress, pod_template, recovery_bucket
 from tests.plugins.stack import Pipeline
 
@@ -211,16 +218,14 @@ def test_rescale_kill_and_setting_change_lose_and_repeat_nothing(
 
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("*.log")))
     answered = bedrock_answered(faulty)
-    seen: set[str] = set()
+    seen = {print_ for _, print_ in answered}
     elsewhere: list[tuple[float, str]] = []  # answered again outside every crash's restart: a clean stop's doing
-    for at, print_ in answered:
-        if print_ in seen:
-            owner = next((c for c in crashes if c.at <= at < c.until), None)
-            if owner is None:
-                elsewhere.append((at, print_))
-            else:
-                owner.repeated.append(print_)
-        seen.add(print_)
+    for at, print_ in answered_again(answered):
+        owner = next((c for c in crashes if c.at <= at < c.until), None)
+        if owner is None:
+            elsewhere.append((at, print_))
+        else:
+            owner.repeated.append(print_)
     beyond = {c.name: len(set(c.repeated) - c.may_repeat) for c in crashes}
     summary = (
         f"workers={workers} phases=1,2,4(kill,lose),3,3(setting),1 produced={len(produced)} answered={len(answered)} "

@@ -38,7 +38,7 @@ from dataflow.recovery.partition_file import file_name, read_info
 from dataflow.recovery.store import MANIFEST, Store
 from infra.config import StackConfig as InfraConfig
 from infra.workload import APP
-from tests.faults.accounting import bedrock_answered, check_accounting, kill_group, synthetic_ids
+from tests.faults.accounting import answered_again, bedrock_answered, check_accounting, kill_group, synthetic_ids
 from tests.faults.pods import Cluster, Progress, pod_template, recovery_bucket
 from tests.plugins.stack import Pipeline
 
@@ -147,13 +147,7 @@ class Scenario:
     def asked_again(self, at: float) -> list[str]:
         """Each answer given at or after `at` to a review the model had answered before: a review asked for
         twice more shows twice."""
-        seen: set[str] = set()
-        again = []
-        for when, print_ in bedrock_answered(self.pipeline):
-            if print_ in seen and when >= at:
-                again.append(print_)
-            seen.add(print_)
-        return again
+        return [print_ for when, print_ in answered_again(bedrock_answered(self.pipeline)) if when >= at]
 
     def stop(self, cluster: Cluster) -> None:
         codes = cluster.stop()
