@@ -142,7 +142,7 @@ class ShardRoutes:
                 return  # read in another process, whose keyer tries keys of its own
             if route.pinned is None:
                 route.pinned = key
-                if key != shard_id:
+                if route.tried > 1 or key != shard_id:  # the shard id arriving late was a search too
                     log.info("enrich.route_local shard=%s key=%s tries=%d", shard_id, key, route.tried)
 
     def searching(self, shard_id: str) -> bool:

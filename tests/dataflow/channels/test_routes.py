@@ -49,7 +49,8 @@ def test_each_review_of_the_search_tries_the_next_key_until_one_arrives_here(cap
     assert "enrich.route_local shard=shardId-000000000001 key=shardId-000000000001@2 tries=3" in caplog.text
 
 
-def test_a_local_key_that_arrives_late_is_kept_even_after_the_keyer_moved_on() -> None:
+def test_a_local_key_that_arrives_late_is_kept_even_after_the_keyer_moved_on(caplog) -> None:
+    caplog.set_level(logging.INFO, "dataflow.channels.routes")
     clock = Clock()
     routes = ShardRoutes(clock=clock)
     routes.key_for(SHARD)  # its worker was busy: this review has not arrived when the next one is read
@@ -58,6 +59,7 @@ def test_a_local_key_that_arrives_late_is_kept_even_after_the_keyer_moved_on() -
     assert routes.key_for(SHARD) == SHARD
     routes.arrived(SHARD, f"{SHARD}@1")  # a second local key changes nothing: the first one seen wins
     assert routes.key_for(SHARD) == SHARD
+    assert "enrich.route_local shard=shardId-000000000001 key=shardId-000000000001 tries=2" in caplog.text
 
 
 def test_after_its_tries_and_a_probe_interval_a_shard_goes_back_to_its_id_for_good(caplog) -> None:
