@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from benchmarks.llm_quality import load_labelled
+from dataflow.enrich.audit import wilson
 from dataflow.enrich.prompt import AnswerError, ReviewAnswer, answer_text, build_converse_request, parse_answer
 from dataflow.enrich.schema import SUMMARY_PATTERN
 
@@ -106,16 +106,6 @@ async def run(
                     record |= {"error": str(got), "raw": json.dumps(response.get("output"))[:2000]}
                 out.write(json.dumps(record) + "\n")
         print(f"pack {pack} structured {structured}: {start + len(chunk)}/{len(sample)}", file=sys.stderr, flush=True)
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (sound at small n and near 0 or 1, unlike p +- 2 se)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def summarise(paths: list[Path]) -> list[dict]:

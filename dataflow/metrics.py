@@ -37,6 +37,11 @@ BEDROCK_PACE = Gauge(
 )
 BEDROCK_TOKENS = Counter("reviewstream_bedrock_tokens_total", "Bedrock tokens", ["direction"])
 BEDROCK_COST = Counter("reviewstream_bedrock_cost_usd_total", "Estimated Bedrock cost in USD")
+PACKING_AUDITS = Counter(
+    "reviewstream_packing_audits_total",
+    "Packed answers compared with the review's answer alone (enrich/audit.py), by result",
+    ["result"],
+)
 ENRICH_BUFFERED = Gauge("reviewstream_enrich_buffered_reviews", "Reviews held by the enrichment step", ["worker"])
 DOCS_INDEXED = Counter("reviewstream_documents_indexed_total", "Documents indexed", ["index"])
 INDEX_RETRIES = Counter("reviewstream_index_retries_total", "Bulk items retried", ["reason"])

@@ -86,6 +86,9 @@ class Settings:
     # 1: packing cost the only model measured here accuracy, and day 2 is proven at 1 (BENCHMARKS.md, "Packing");
     # 8 with structured output pays 47% of 1/request's cost on short reviews, 68% on long ones
     bedrock_reviews_per_request: int = 1
+    # When packing: one answer of every 50th pack is asked again alone; below 97% agreement the worker stops packing
+    bedrock_packing_audit_every: int = 50
+    bedrock_packing_min_agreement: float = 0.97
     bedrock_max_tokens_per_review: int = 120
     bedrock_backoff_base_s: float = 0.5
     bedrock_backoff_max_s: float = 20.0
@@ -153,6 +156,13 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
         raise SettingsError(f"{name}: {raw!r} is not a number") from err
     if value < minimum:
         raise SettingsError(f"{name}: {value} must be >= {minimum}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default, 0.0)
+    if value > 1.0:
+        raise SettingsError(f"{name}: {value} must be between 0 and 1")
     return value
 
 
@@ -263,6 +273,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bedrock_check_lifecycle=_bool(env, "BEDROCK_CHECK_LIFECYCLE", True),
         bedrock_reviews_per_request=_int(
             env, "BEDROCK_REVIEWS_PER_REQUEST", Settings.bedrock_reviews_per_request, 1, 50
+        ),
+        bedrock_packing_audit_every=_int(
+            env, "BEDROCK_PACKING_AUDIT_EVERY", Settings.bedrock_packing_audit_every, 0, 1_000_000
+        ),
+        bedrock_packing_min_agreement=_share(
+            env, "BEDROCK_PACKING_MIN_AGREEMENT", Settings.bedrock_packing_min_agreement
         ),
         bedrock_max_tokens_per_review=_int(
             env, "BEDROCK_MAX_TOKENS_PER_REVIEW", Settings.bedrock_max_tokens_per_review, 16, 4096

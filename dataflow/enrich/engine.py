@@ -22,6 +22,7 @@ from typing import Any
 
 from dataflow import metrics
 from dataflow.channels.backpressure import BufferGauge
+from dataflow.enrich.audit import PackingAudit
 from dataflow.enrich.bedrock import ClientFactory, converse, request_shape
 from dataflow.enrich.concurrency.load import ProcessLoad
 from dataflow.enrich.concurrency.window import Window
@@ -55,6 +56,7 @@ class EnrichEngine:
         worker: str,
         buffers: BufferGauge | None = None,
         load: ProcessLoad | None = None,
+        audit: PackingAudit | None = None,
     ) -> None:
         self.settings = settings
         self.load = load or ProcessLoad()  # shared by the engines of one flow (registry.py)
@@ -78,6 +80,8 @@ class EnrichEngine:
         self._client_cm: Any = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        s = settings  # the packing audit is shared by the engines of one flow (registry.py), as `load` is
+        self.audit = audit or PackingAudit(worker, s.bedrock_packing_audit_every, s.bedrock_packing_min_agreement)
         self.outcomes = RequestOutcomes(
             settings,
             worker,
@@ -87,6 +91,7 @@ class EnrichEngine:
             requeue_later=lambda delay, job: self._loop.call_later(delay, self._enqueue, [job], True),
             complete=self._complete,
             on_halt=self._notify,
+            audit=self.audit,
         )
         self.buffers.register(id(self), settings.max_buffered_reviews)
         self._thread = threading.Thread(target=self._run, name=f"bedrock-{worker}", daemon=True)
@@ -211,7 +216,7 @@ class EnrichEngine:
 
     def _take_request(self) -> list[Job]:
         first = self._pending.popleft()
-        if first.solo or self.settings.bedrock_reviews_per_request == 1:
+        if first.solo or self.settings.bedrock_reviews_per_request == 1 or not self.audit.packing:
             return [first]
         jobs = [first]
         skipped: list[Job] = []

@@ -25,6 +25,7 @@ from typing import Any
 from dataflow import metrics
 from dataflow.backoff import full_jitter
 from dataflow.enrich.answers import read_response
+from dataflow.enrich.audit import PackingAudit
 from dataflow.enrich.concurrency.limit import Outcome, Sample
 from dataflow.enrich.concurrency.window import Window
 from dataflow.enrich.errors import CallError, ErrorKind
@@ -63,6 +64,7 @@ class RequestOutcomes:
         requeue_later: RequeueLater,
         complete: Complete,
         on_halt: Callable[[], None],
+        audit: PackingAudit,
     ) -> None:
         self._settings = settings
         self._worker = worker
@@ -72,6 +74,7 @@ class RequestOutcomes:
         self._requeue_later = requeue_later
         self._complete = complete
         self._on_halt = on_halt
+        self._audit = audit
         self._config_errors = 0
         self.halt_reason: str | None = None
 
@@ -141,13 +144,20 @@ class RequestOutcomes:
         metrics.BEDROCK_COST.inc(cost_usd(reading.input_tokens, reading.output_tokens, price))
         metrics.BEDROCK_REQUESTS.labels("answered" if reading.valid else "invalid").inc()
         packed = len(jobs) > 1
+        answered: list[EnrichedReview] = []
         for job, outcome in zip(jobs, reading.outcomes, strict=True):
-            if isinstance(outcome, EnrichedReview):
+            if job.audit_of is not None:
+                self._audit.record(job.audit_of, outcome if isinstance(outcome, EnrichedReview) else None)
+            elif isinstance(outcome, EnrichedReview):
                 self._complete(job, outcome)
                 metrics.REVIEWS_ENRICHED.inc()
+                answered.append(outcome)
             else:
                 # A review the combined answer missed or botched goes alone next time, without waiting.
                 self.after_failure(job, outcome, packed=packed, answer=None if packed else reading.text)
+        if packed and (chosen := self._audit.pick(answered)):
+            # Asked again alone, ahead of the queue; an audit never completes, so its sink is never written.
+            self._requeue([Job(chosen.review, jobs[0].sink, solo=True, audit_of=chosen)])
 
     def _timed_out(self, jobs: list[Job], started: float) -> None:
         """A timeout is congestion (the window shrinks) until the review, alone at the minimum window, keeps
@@ -159,6 +169,9 @@ class RequestOutcomes:
             job.solo = job.solo or self._window.at_minimum
 
     def after_failure(self, job: Job, error: CallError, packed: bool, answer: str | None = None) -> None:
+        if job.audit_of is not None:  # an audit that fails is a comparison missing: never retried or dead-lettered
+            self._audit.record(job.audit_of, None)
+            return
         step = decide(job, error, self._settings, packed, answer)
         if step is Step.DEAD_LETTER:
             repeated = error.kind is ErrorKind.INVALID and answer is not None and job.invalid_answers.count(answer) > 1

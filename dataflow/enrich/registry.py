@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from dataflow.channels.backpressure import BufferGauge
+from dataflow.enrich.audit import PackingAudit
 from dataflow.enrich.bedrock import ClientFactory, aiobotocore_client
 from dataflow.enrich.concurrency.load import ProcessLoad
 from dataflow.enrich.engine import EnrichEngine
@@ -24,6 +25,9 @@ class EngineRegistry:
         self.client_factory = client_factory
         self.buffers = buffers or BufferGauge()
         self.load = ProcessLoad()  # requests in flight across this flow's engines, for the latency fit
+        # Whether this process's packed answers agree with answers alone: one body of evidence for all its engines
+        s = settings
+        self.audit = PackingAudit("process", s.bedrock_packing_audit_every, s.bedrock_packing_min_agreement)
         self._engines: dict[int, EnrichEngine] = {}
         self._lock = threading.Lock()
         # Engines start with their first review; until then this stands in for them, so the source's
@@ -36,7 +40,12 @@ class EngineRegistry:
             engine = self._engines.get(ident)
             if engine is None:
                 engine = EnrichEngine(
-                    self.settings, self.client_factory, str(len(self._engines)), self.buffers, load=self.load
+                    self.settings,
+                    self.client_factory,
+                    str(len(self._engines)),
+                    self.buffers,
+                    load=self.load,
+                    audit=self.audit,
                 )
                 self._engines[ident] = engine
                 self.buffers.unregister(id(self))

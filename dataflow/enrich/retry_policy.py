@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from dataflow.enrich.errors import CallError, ErrorKind
-from dataflow.records import Review
+from dataflow.records import EnrichedReview, Review
 from dataflow.settings import Settings
 
 
@@ -54,6 +54,7 @@ class Job:
     last_error: CallError | None = None
     invalid_answers: list[str] = field(default_factory=list)  # the model's rejected answers, newest last
     done: bool = False
+    audit_of: EnrichedReview | None = None  # an audit's request (audit.py): the packed answer it checks
 
     @property
     def counted_attempts(self) -> int:

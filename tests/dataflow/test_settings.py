@@ -21,6 +21,7 @@ def test_defaults_are_documented_values() -> None:
     )
     assert s.opensearch_index == "processed_reviews" and s.opensearch_dlq_index == "processed_reviews_dlq"
     assert s.max_buffered_reviews == 4 * s.bedrock_max_concurrency * s.bedrock_reviews_per_request
+    assert (s.bedrock_packing_audit_every, s.bedrock_packing_min_agreement) == (50, 0.97)
     assert s.enrich_local_key_tries is None  # auto: channels/routes.py decides from the stream and the cluster
     assert load_settings({"ENRICH_LOCAL_KEY_TRIES": "Auto"}).enrich_local_key_tries is None
     assert load_settings({"ENRICH_LOCAL_KEY_TRIES": "1"}).enrich_local_key_tries == 1
@@ -42,6 +43,8 @@ def test_defaults_are_documented_values() -> None:
         ({"ENRICH_LOCAL_KEY_TRIES": "0"}, "ENRICH_LOCAL_KEY_TRIES: '0' is not 'auto'"),
         ({"ENRICH_LOCAL_KEY_TRIES": "65"}, "ENRICH_LOCAL_KEY_TRIES"),
         ({"ENRICH_LOCAL_KEY_TRIES": "²"}, "ENRICH_LOCAL_KEY_TRIES: '²' is not 'auto'"),
+        ({"BEDROCK_PACKING_MIN_AGREEMENT": "97"}, "BEDROCK_PACKING_MIN_AGREEMENT: 97.0 must be between 0 and 1"),
+        ({"BEDROCK_PACKING_AUDIT_EVERY": "-1"}, "BEDROCK_PACKING_AUDIT_EVERY"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict, message: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from dataflow.enrich.audit import PackingAudit
 from dataflow.enrich.concurrency.window import Window
 from dataflow.enrich.errors import CallError, ErrorKind
 from dataflow.enrich.outcomes import CONFIG_ERRORS_TO_HALT, EngineStats, RequestOutcomes
@@ -26,6 +27,8 @@ class Recorder:
         self.later: list[tuple[float, Job]] = []
         self.done: list[tuple[Job, EnrichedReview | DeadLetter]] = []
         self.halts = 0
+        s = self.settings
+        self.audit = PackingAudit("t", s.bedrock_packing_audit_every, s.bedrock_packing_min_agreement)
         self.outcomes = RequestOutcomes(
             self.settings,
             "t",
@@ -35,6 +38,7 @@ class Recorder:
             requeue_later=lambda delay, job: self.later.append((delay, job)),
             complete=lambda job, result: self.done.append((job, result)),
             on_halt=self._halted,
+            audit=self.audit,
         )
 
     def _halted(self) -> None:
@@ -139,3 +143,40 @@ def test_a_throttle_the_window_ignores_resets_the_config_count_as_other_failures
     r.outcomes.failed(jobs(1), throttled, started=0.0)  # sent before the cut: the rest of the burst
     r.outcomes.failed(jobs(1), denied, started=0.0)
     assert r.outcomes.halt_reason is None
+
+
+def test_an_audited_answer_is_asked_again_alone_and_only_compared() -> None:
+    r = Recorder(BEDROCK_PACKING_AUDIT_EVERY="10")  # every pack at first
+    entries = [{"id": str(i + 1), "summary": f"Review {i} is fine.", "sentiment": "positive"} for i in range(4)]
+    audits = []
+    for _ in range(2):
+        r.outcomes.answered(jobs(4), response(entries), started=0.0, in_flight=1)
+        audits += r.now
+        r.now.clear()
+    assert len(r.done) == 8  # the packed answers are the results
+    assert [a.review.review_id for a in audits] == ["r1", "r2"] and all(a.solo for a in audits)
+    assert [a.audit_of.review.review_id for a in audits if a.audit_of] == ["r1", "r2"]
+    for a in audits:
+        a.attempts = 1
+    agree = [{"id": "1", "summary": "Fine alone.", "sentiment": "positive"}]
+    r.outcomes.answered([audits[0]], response(agree), started=0.0, in_flight=1)
+    r.outcomes.answered([audits[1]], response([agree[0] | {"sentiment": "negative"}]), started=0.0, in_flight=1)
+    assert len(r.done) == 8 and r.now == [] and r.later == []  # an audit's answer is never a result
+    assert (r.audit.audited, r.audit.agreed) == (2, 1)
+    r.outcomes.answered(jobs(1), response(agree), started=0.0, in_flight=1)
+    assert r.now == []  # a request of one review is not a pack: nothing to audit
+
+
+def test_a_failed_audit_is_neither_retried_nor_dead_lettered() -> None:
+    r = Recorder(BEDROCK_PACKING_AUDIT_EVERY="1")
+    entries = [{"id": str(i + 1), "summary": "Fine.", "sentiment": "positive"} for i in range(2)]
+    for _ in range(2):
+        r.outcomes.answered(jobs(2), response(entries), started=0.0, in_flight=1)
+    audits, done = list(r.now), len(r.done)
+    r.now.clear()
+    for a in audits:
+        a.attempts = 1
+    r.outcomes.failed([audits[0]], CallError(ErrorKind.THROTTLED, "ThrottlingException", "slow down"), 0.0)
+    r.outcomes.answered([audits[1]], response([]), started=0.0, in_flight=1)  # no entry: an invalid answer
+    assert r.now == [] and r.later == [] and len(r.done) == done
+    assert r.audit.audited == 0  # a missing comparison is not evidence either way
