@@ -74,6 +74,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         default=os.cpu_count() or 1,
         help="llama.cpp threads (default: every core; the dataflow costs ~1.5%% of a core per worker while it waits)",
     )
+    p.add_argument(
+        "--llm-mode",
+        choices=("per-review", "joint"),
+        default="per-review",
+        help="per-review: each review of a request answered alone; joint: one generation answers a whole pack, so "
+        "packing can change the answers (what BEDROCK_PACKING_AUDIT_EVERY catches)",
+    )
     p.add_argument("--html", type=Path, default=Path("out/report.html"))
     p.add_argument("--live-port", type=int, default=0, help="the live page's port (0: any free one)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds the dataflow may take")
@@ -159,6 +166,8 @@ def demo(args: argparse.Namespace) -> int:
     reviews = args.reviews or (100 if llm else 500)
     args.logs.mkdir(parents=True, exist_ok=True)
     bedrock_args = ["--llm-threads", str(args.llm_threads)] if llm and args.llm_threads else []
+    if llm:
+        bedrock_args += ["--llm-mode", args.llm_mode]
     config = StackConfig(shards=args.shards, backend=args.backend, log_dir=args.logs, bedrock_args=bedrock_args)
     print(f"starting the local stack ({args.backend} model, {args.shards} shards) ...", flush=True)
     with LocalStack(config) as stack:

@@ -25,6 +25,7 @@ class FlowMetrics:
     cost_usd: float = 0.0
     backup_age_s: float | None = None  # the oldest partition's, when recovery is on
     epoch_age_s: float | None = None
+    audits: dict[str, float] = field(default_factory=dict)  # packed answers compared alone, by result
 
 
 SUMMED = (
@@ -52,6 +53,7 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
 def parse(text: str) -> FlowMetrics:
     values: dict[str, float] = {}
     requests: dict[str, float] = {}
+    audits: dict[str, float] = {}
     buckets: dict[float, float] = {}
     lag = in_flight = limit = pace = 0.0
     backup_age: float | None = None
@@ -69,6 +71,8 @@ def parse(text: str) -> FlowMetrics:
                 pace += s.value
             elif name == "reviewstream_bedrock_requests_total":
                 requests[labels.get("outcome", "?")] = requests.get(labels.get("outcome", "?"), 0.0) + s.value
+            elif name == "reviewstream_packing_audits_total":
+                audits[labels.get("result", "?")] = audits.get(labels.get("result", "?"), 0.0) + s.value
             elif name == "reviewstream_bedrock_latency_seconds_bucket":
                 le = float(labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + s.value
@@ -96,6 +100,7 @@ def parse(text: str) -> FlowMetrics:
         cost_usd=values.get("reviewstream_bedrock_cost_usd_total", 0.0),
         backup_age_s=backup_age,
         epoch_age_s=epoch_age,
+        audits=audits,
     )
 
 

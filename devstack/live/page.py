@@ -63,6 +63,10 @@ def tiles(state: LiveState) -> str:
     ]
     if m and m.backup_age_s is not None:
         items.append(("recovery backup age", _number(m.backup_age_s, "{:.0f}", " s"), "backup-age"))
+    if m and (compared := m.audits.get("agree", 0.0) + m.audits.get("disagree", 0.0)):
+        agreed = m.audits.get("agree", 0.0)
+        value = f"{agreed:.0f} of {compared:.0f} agree ({agreed / compared:.0%})"
+        items.append(("packed answers vs. alone (audit)", value, "packing-audit"))
     if m and m.epoch_age_s is not None:
         items.append(("last completed epoch", _number(m.epoch_age_s, "{:.0f}", " s ago"), "epoch-age"))
     return '<div class="tiles">' + "".join(_tile(*item) for item in items) + "</div>"

@@ -23,6 +23,8 @@ def test_the_page_reads_the_flow_s_own_metric_names() -> None:
     metrics.BEDROCK_TOKENS.labels("input").inc(100)
     metrics.BEDROCK_TOKENS.labels("output").inc(20)
     metrics.BEDROCK_COST.inc(0.01)
+    metrics.PACKING_AUDITS.labels("agree").inc(9)
+    metrics.PACKING_AUDITS.labels("disagree").inc(1)
     after = flow_metrics.parse(generate_latest().decode())
     assert after.records_read - before.records_read == 3
     assert after.lag_ms >= 1500
@@ -33,6 +35,15 @@ def test_the_page_reads_the_flow_s_own_metric_names() -> None:
     assert after.input_tokens - before.input_tokens == 100 and after.output_tokens - before.output_tokens == 20
     assert after.cost_usd - before.cost_usd > 0.0099
     assert set(after.latency_s) == {"p50", "p95", "p99"}
+    assert after.audits["agree"] - before.audits.get("agree", 0) == 9
+    assert after.audits["disagree"] - before.audits.get("disagree", 0) == 1
+
+
+def test_the_packing_audit_shows_only_when_packs_were_compared() -> None:
+    m = flow_metrics.FlowMetrics(audits={"agree": 9.0, "disagree": 3.0, "failed": 1.0})
+    html = page.tiles(LiveState(at=0, metrics=m))
+    assert 'data-testid="packing-audit"' in html and "9 of 12 agree (75%)" in html
+    assert "packing-audit" not in page.tiles(LiveState(at=0, metrics=flow_metrics.FlowMetrics(audits={"failed": 2})))
 
 
 def test_quantiles_interpolate_within_a_bucket_as_prometheus_does() -> None:
