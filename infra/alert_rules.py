@@ -96,6 +96,7 @@ def rules(t: AlarmThresholds) -> list[Rule]:
     w = RATE_WINDOW
     n = f"{t.no_index_minutes}m"
     errors = "|".join(BEDROCK_ERROR_OUTCOMES)
+    compared = "agree|disagree"  # a failed audit is no evidence
     return [
         Rule(
             "ReviewstreamMetricsMissing",
@@ -138,6 +139,16 @@ def rules(t: AlarmThresholds) -> list[Rule]:
             f" / sum(rate(reviewstream_bedrock_requests_total[{w}])) > {t.bedrock_error_ratio}",
             "10m",
             f"More than {t.bedrock_error_ratio:.0%} of Bedrock requests fail ({errors})",
+        ),
+        Rule(
+            "ReviewstreamPackingDisagrees",
+            'sum(increase(reviewstream_packing_audits_total{result="disagree"}[1h]))'
+            f' / sum(increase(reviewstream_packing_audits_total{{result=~"{compared}"}}[1h]))'
+            f" > {t.packing_disagree_ratio}"
+            f' and sum(increase(reviewstream_packing_audits_total{{result=~"{compared}"}}[1h])) >= 10',
+            "0m",
+            f"More than {t.packing_disagree_ratio:.0%} of the packed answers audited in the last hour disagree with"
+            " the answer alone: packing changes answers (the pods stop packing; set bedrockReviewsPerRequest 1)",
         ),
         Rule(
             "ReviewstreamRecoveryBackupStale",

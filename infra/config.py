@@ -36,11 +36,16 @@ class AlarmThresholds:
     pod_restarts: int = 3  # container restarts in the namespace within 15 minutes
     backup_age_s: int = 900  # a recovery partition's copy in S3 older than this
     epoch_age_s: int = 300  # the last completed epoch (checkpoint) older than this (10 snapshot intervals)
+    packing_disagree_ratio: float = 0.03  # packed answers whose audit alone disagrees, over an hour (10+ compared)
 
     def __post_init__(self) -> None:
-        for ratio in (self.dead_letter_ratio, self.bedrock_throttled_ratio, self.bedrock_error_ratio):
+        ratios = (self.dead_letter_ratio, self.bedrock_throttled_ratio, self.bedrock_error_ratio)
+        for ratio in (*ratios, self.packing_disagree_ratio):
             if not 0 < ratio < 1:
-                raise ValueError("alarm ratios (alarmDeadLetterRatio, alarmBedrock*Ratio) must be between 0 and 1")
+                raise ValueError(
+                    "alarm ratios (alarmDeadLetterRatio, alarmBedrock*Ratio, alarmPackingDisagreeRatio) must be"
+                    " between 0 and 1"
+                )
         if not 0 < self.opensearch_free_storage_percent < 100 or not 0 < self.opensearch_jvm_pressure_percent <= 100:
             raise ValueError("alarmOpensearchFreeStoragePercent and alarmOpensearchJvmPressurePercent are percents")
 

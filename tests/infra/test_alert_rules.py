@@ -143,6 +143,8 @@ HEALTHY = [
     {"series": f"reviewstream_bedrock_throttles_total{{{POD}}}", "values": "0+1x40"},
     {"series": f'reviewstream_recovery_backup_age_seconds{{job="{RECOVERY_JOB}", partition="3"}}', "values": "40x40"},
     {"series": f"reviewstream_epoch_completed_age_seconds{{{POD}}}", "values": "20x40"},
+    {"series": f'reviewstream_packing_audits_total{{{POD}, result="agree"}}', "values": "0+1x40"},
+    {"series": f'reviewstream_packing_audits_total{{{POD}, result="failed"}}', "values": "0+1x40"},
 ]
 FIRING = [
     {"series": f"up{{{POD}}}", "values": "0x40"},
@@ -155,6 +157,8 @@ FIRING = [
     {"series": f"reviewstream_bedrock_throttles_total{{{POD}}}", "values": "0+40x40"},
     {"series": f'reviewstream_recovery_backup_age_seconds{{job="{RECOVERY_JOB}", partition="3"}}', "values": "1000x40"},
     {"series": f"reviewstream_epoch_completed_age_seconds{{{POD}}}", "values": "400x40"},
+    {"series": f'reviewstream_packing_audits_total{{{POD}, result="agree"}}', "values": "0+1x40"},
+    {"series": f'reviewstream_packing_audits_total{{{POD}, result="disagree"}}', "values": "0+1x40"},
 ]
 
 
@@ -169,6 +173,7 @@ def test_promtool_plays_each_alert(tmp_path: Path) -> None:
         _alert("ReviewstreamDeadLetters"),
         _alert("ReviewstreamBedrockThrottled"),
         _alert("ReviewstreamBedrockErrors"),
+        _alert("ReviewstreamPackingDisagrees"),
         _alert("ReviewstreamRecoveryBackupStale"),
         _alert("ReviewstreamEpochStalled", severity="critical"),
     ]
