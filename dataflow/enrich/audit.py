@@ -3,9 +3,9 @@
 Packing (BEDROCK_REVIEWS_PER_REQUEST > 1) pays the instructions once per pack, but a model may mix the reviews
 of a pack up. The only model measured here did (BENCHMARKS.md, "Packing and answer quality"); Bedrock's models
 cannot be measured without an account. So a deployment that packs measures it on its own traffic: from every
-BEDROCK_PACKING_AUDIT_EVERY-th packed request (ten times as often until ten are picked) one answer is asked
-again, alone, through the same window and quota, and the two sentiments are compared: at 50, 2% more requests
-and, at 8 reviews per request, 0.25% more reviews asked. When the evidence says they agree less often than
+BEDROCK_PACKING_AUDIT_EVERY-th packed request (from each of the first ten) one answer is asked again, alone,
+through the same window and quota, and the two sentiments are compared: at 50, 2% more requests and, at 8
+reviews per request, 0.25% more reviews asked. When the evidence says they agree less often than
 BEDROCK_PACKING_MIN_AGREEMENT (after MIN_AUDITS comparisons, the Wilson 95% upper bound of the agreement below
 it), the process stops packing, with one line naming the figures. The packed answer is the one indexed; an
 audit's answer is only compared, and an audit that fails is counted as such, never retried or dead-lettered.
@@ -39,7 +39,6 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 MIN_AUDITS = 10  # comparisons before packing may be turned off: one early disagreement is not evidence
-EARLY = 10  # the first MIN_AUDITS audits come this many times as often, so a model that mixes packs is caught early
 
 
 @dataclass
@@ -58,13 +57,14 @@ class PackingAudit:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def pick(self, answers: list[EnrichedReview]) -> EnrichedReview | None:
-        """Of one pack's valid answers, the one to ask again alone, if this pack is the `every`-th (the
-        `every / EARLY`-th until MIN_AUDITS are picked); the position turns, as a model may mix up only later ones."""
+        """Of one pack's valid answers, the one to ask again alone, if this pack is the `every`-th (every pack until
+        MIN_AUDITS are picked: a verdict within the first packs, for 10 requests more); the position turns, as a model
+        may mix up only the later ones."""
         if self.every <= 0 or not self.packing or not answers:
             return None
         with self._lock:
             self.since += 1
-            if self.since < (max(1, self.every // EARLY) if self.picked < MIN_AUDITS else self.every):
+            if self.since < (1 if self.picked < MIN_AUDITS else self.every):
                 return None
             self.since = 0
             self.picked += 1

@@ -21,12 +21,12 @@ def answer(i: int, sentiment: str = "positive") -> EnrichedReview:
     return EnrichedReview(review, "Fine.", sentiment, "m", 10, 5, 100, 1)
 
 
-def test_one_answer_of_every_nth_pack_is_picked_more_often_at_first_at_turning_positions() -> None:
+def test_one_answer_of_every_nth_pack_is_picked_of_each_at_first_at_turning_positions() -> None:
     audit = PackingAudit("t", every=30, min_agreement=0.97)
     packs = [[answer(p * 4 + i) for i in range(4)] for p in range(200)]
     picked = [(p, chosen.review.review_id) for p, pack in enumerate(packs) if (chosen := audit.pick(pack))]
-    assert [p for p, _ in picked[:MIN_AUDITS]] == list(range(2, 30, 3))  # every 3rd pack until MIN_AUDITS
-    assert [p for p, _ in picked[MIN_AUDITS:]] == list(range(59, 200, 30))  # then every 30th
+    assert [p for p, _ in picked[:MIN_AUDITS]] == list(range(MIN_AUDITS))  # every pack until MIN_AUDITS
+    assert [p for p, _ in picked[MIN_AUDITS:]] == list(range(39, 200, 30))  # then every 30th
     assert [int(rid[1:]) % 4 for _, rid in picked[:4]] == [1, 2, 3, 0]  # each position in turn
     assert PackingAudit("t", every=0, min_agreement=0.97).pick(packs[0]) is None
     assert audit.pick([]) is None  # a pack without a valid answer has nothing to compare
