@@ -6,7 +6,7 @@ cannot be measured without an account. So a deployment that packs measures it on
 BEDROCK_PACKING_AUDIT_EVERY-th packed request (from each of the first ten) one answer is asked again, alone,
 through the same window and quota, and the two sentiments are compared: at 50, 2% more requests and, at 8
 reviews per request, 0.25% more reviews asked. When the evidence says they agree less often than
-BEDROCK_PACKING_MIN_AGREEMENT (after MIN_AUDITS comparisons, the Wilson 95% upper bound of the agreement below
+BEDROCK_PACKING_MIN_AGREEMENT (after MIN_AUDITS comparisons, the Wilson 99.9% upper bound of the agreement below
 it), the process stops packing, with one line naming the figures. The packed answer is the one indexed; an
 audit's answer is only compared, and an audit that fails is counted as such, never retried or dead-lettered.
 """
@@ -39,6 +39,10 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 MIN_AUDITS = 10  # comparisons before packing may be turned off: one early disagreement is not evidence
+# The bound that decides is the 99.9% one: it is checked after every comparison of a run, and a model that agrees
+# 99% of the time must rarely be turned off by chance (simulated over 1,000 audits: 0.2% at 99%, 0.5% at 98%,
+# against 1.9% and 8.6% with the 95% bound), while one at chance is still caught at the 10th comparison.
+DECISION_Z = 3.29
 
 
 @dataclass
@@ -79,7 +83,7 @@ class PackingAudit:
         with self._lock:
             self.audited += 1
             self.agreed += agree
-            low, high = wilson(self.agreed, self.audited)
+            low, high = wilson(self.agreed, self.audited, DECISION_Z)
             turn_off = self.packing and self.audited >= MIN_AUDITS and high < self.min_agreement
             if turn_off:
                 self.packing = False
@@ -97,7 +101,7 @@ class PackingAudit:
             )
         if turn_off:
             log.warning(
-                "enrich.packing_off audit=%s agreed=%d audited=%d agreement=%.3f-%.3f min=%.2f: packed answers "
+                "enrich.packing_off audit=%s agreed=%d audited=%d agreement_99.9%%=%.3f-%.3f min=%.2f: packed answers "
                 "disagree with the model's answers alone, so this process sends one review per request from now; "
                 "set BEDROCK_REVIEWS_PER_REQUEST=1 for this model",
                 self.worker,

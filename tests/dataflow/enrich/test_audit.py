@@ -44,15 +44,15 @@ def test_packing_stops_once_the_evidence_says_agreement_is_below_the_bar() -> No
 def test_a_few_early_disagreements_do_not_stop_a_model_that_mostly_agrees() -> None:
     audit = PackingAudit("t", every=1, min_agreement=0.97)
     for i in range(MIN_AUDITS):
-        audit.record(answer(i), answer(i, "negative" if i == 0 else "positive"))
-    assert audit.packing  # 9 of 10: the upper bound (~0.98) is above 0.97
+        audit.record(answer(i), answer(i, "negative" if i < 2 else "positive"))
+    assert audit.packing  # 8 of 10: the 99.9% upper bound (~0.972) is above 0.97
     audit.record(answer(10), answer(10, "negative"))
-    assert not audit.packing  # 9 of 11: ~0.95
+    assert not audit.packing  # 8 of 11: ~0.95
 
 
 def test_a_model_that_agrees_keeps_packing() -> None:
     audit = PackingAudit("t", every=1, min_agreement=0.97)
-    for i in range(500):  # 99% agreement, the first disagreement after 99 agreements: the bound stays above 97%
+    for i in range(500):  # 99% agreement, one disagreement in each 100: the bound stays above 97%
         audit.record(answer(i), answer(i, "negative" if i % 100 == 99 else "positive"))
     assert audit.packing and (audit.audited, audit.agreed) == (500, 495)
 
@@ -138,3 +138,25 @@ def test_the_engines_of_one_flow_share_one_audit() -> None:
         assert engines[0].audit is engines[1].audit is registry.audit  # one body of evidence per process
     finally:
         registry.close()
+
+
+def test_the_rule_rarely_stops_a_model_that_agrees_and_always_stops_one_at_chance() -> None:
+    """The rule is checked after every comparison of a run, so its bound is the 99.9% one (audit.py): seeded
+    runs of 400 audits, with the agreement drawn at random per comparison."""
+    import random
+
+    rng = random.Random(27)
+    agreeing, equal = answer(0), answer(0)
+
+    def stopped_at(p: float) -> int | None:
+        audit = PackingAudit("sim", every=1, min_agreement=0.97)
+        for _ in range(400):
+            audit.record(agreeing, equal if rng.random() < p else answer(0, "negative"))
+            if not audit.packing:
+                return audit.audited
+        return None
+
+    false_stops = sum(stopped_at(0.99) is not None for _ in range(300))
+    assert false_stops <= 3  # <= 1% of runs for a model that agrees 99% of the time (0.2% expected)
+    at_chance = sorted(n or 401 for n in (stopped_at(0.5) for _ in range(100)))
+    assert at_chance[50] == MIN_AUDITS and at_chance[-1] <= 30  # at the 10th comparison, or a few later
