@@ -66,7 +66,7 @@ class Window:
     def hurry(self, on: bool) -> None:
         """The flow waits on this worker (or no longer does): the pacer may take the idle workers' share."""
         if self.pacer is not None:
-            self.pacer.hurry = on
+            self.pacer.set_hurry(on)
 
     def delay(self) -> float:
         """Seconds until the next request may start (0: now)."""

@@ -6,6 +6,10 @@ room in the window and the pacer allows it. The quota is Bedrock's (and the loca
 window of admitted requests; a refused request comes back at once as a throttle and uses nothing. An answer
 takes a latency drawn per request, independent of the load (a hosted model's own noise). Workers of one process
 share its in-flight count (`ProcessLoad`), as the engines of one flow do.
+
+With `tpm`, a tokens-per-minute quota binds too, as devstack/bedrock/quota.py enforces it: a request reserves
+its input tokens + maxTokens at admission and is settled to input + output x 5 (Haiku 4.5's burndown) when it
+answers; the token counts of a pack of 8 realistic reviews vary per request (`Pack`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,31 @@ from tests.dataflow.enrich.concurrency.queueing import Clock, Latency
 from tests.dataflow.helpers import settings
 
 THROTTLE_S = 0.02  # a refusal's round trip
+Waits = tuple[tuple[float, float], ...]  # (from, until) spans the flow waits on a worker
+
+
+def waits(every: float, lasting: float, offset: float = 0.0, until: float = 3600.0) -> Waits:
+    """A step that hits its cap again and again: a wait of `lasting` s every `every` s."""
+    count = int((until - offset) // every)
+    return tuple((offset + i * every, offset + i * every + lasting) for i in range(count))
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One request's tokens at 8 reviews per request, as the TPM benchmark measures them (~93 input and ~21.5
+    output tokens per review, ~200 quota tokens); maxTokens is what prompt.py asks for 8 reviews."""
+
+    reviews: int = 8
+    input_mean: float = 93.0
+    output_mean: float = 21.5
+    burndown: int = 5
+    max_tokens: int = 24 + 120 * 8
+
+    def draw(self, rng: random.Random) -> tuple[int, int]:
+        """(reserved at admission, settled when answered)."""
+        inputs = sum(int(rng.lognormvariate(0, 0.5) * self.input_mean / 1.133) for _ in range(self.reviews))
+        outputs = sum(max(8, int(rng.gauss(self.output_mean, 5))) for _ in range(self.reviews))
+        return inputs + self.max_tokens, inputs + outputs * self.burndown
 
 
 @dataclass
@@ -30,7 +59,7 @@ class Worker:
     process: int
     busy_from: float | None  # when its backlog arrives; None: never (nothing to read)
     busy_until: float = float("inf")  # when its backlog runs dry (its shards drained, or read elsewhere)
-    hurry: tuple[float, float] = (0.0, 0.0)  # while the flow waits on it (its step holds up the epoch)
+    hurry: Waits = ((0.0, 0.0),)  # while the flow waits on it (its step holds up the epoch)
     in_flight: int = 0
     wake_at: float | None = None
     admitted: list[float] = field(default_factory=list)  # starts of the admitted requests
@@ -52,11 +81,13 @@ def simulate(
     warmup: float = 90.0,
     seed: int = 1,
     tune: Callable[[Window], None] | None = None,
-    hurry: dict[int, tuple[float, float]] | None = None,
+    hurry: dict[int, tuple[float, float] | Waits] | None = None,
+    tpm: int = 0,
     **env: object,
 ) -> Result:
     """`work[p][w]`: when worker `w` of process `p` has a backlog: from a time on, (from, until), or None (never);
-    `hurry`: worker (index in that order) -> (from, until) the flow waits on it; env: the settings of every window."""
+    `hurry`: worker (index in that order) -> (from, until) the flow waits on it, or several; `tpm`: a token
+    quota too (0: none); env: the settings of every window."""
     rng = random.Random(seed)
     clock = Clock()
     workers: list[Worker] = []
@@ -71,11 +102,13 @@ def simulate(
             span = busy_from if isinstance(busy_from, tuple) else (busy_from, float("inf"))
             workers.append(Worker(window, p, span[0], span[1]))
     for index, span in (hurry or {}).items():
-        workers[index].hurry = span
+        workers[index].hurry = span if isinstance(span[0], tuple) else (span,)  # type: ignore[assignment]
     load = collections.Counter[int]()
-    quota: collections.deque[float] = collections.deque()
+    quota: collections.deque[list[float]] = collections.deque()  # [admitted at, tokens it holds]
+    pack = Pack()
     events: list[tuple[float, int, int, Sample | None]] = []  # (time, seq, worker, sample or None for a wake)
     seq = 0
+    settling: list[tuple[float, list[float], int]] = []  # (answered at, quota entry, tokens it used)
 
     def push(at: float, index: int, sample: Sample | None) -> None:
         nonlocal seq
@@ -97,14 +130,17 @@ def simulate(
             worker.in_flight += 1
             load[worker.process] += 1
             now = clock.now
-            while quota and quota[0] <= now - 60.0:
+            while quota and quota[0][0] <= now - 60.0:
                 quota.popleft()
-            if len(quota) < rpm:
-                quota.append(now)
+            reserved, settled = pack.draw(rng) if tpm else (0, 0)
+            if len(quota) < rpm and (not tpm or sum(e[1] for e in quota) + reserved <= tpm):
+                entry = [now, float(reserved)]
+                quota.append(entry)
                 worker.admitted.append(now)
                 took = latency(rng, now)
                 sample = Sample(Outcome.SUCCESS, now, took, 8, worker.in_flight, load[worker.process])
                 push(now + took, index, sample)
+                settling.append((now + took, entry, settled))
             else:
                 worker.throttled.append(now)
                 push(now + THROTTLE_S, index, Sample(Outcome.THROTTLE, now))
@@ -115,8 +151,11 @@ def simulate(
     while events and events[0][0] < seconds:
         at, _, index, sample = heapq.heappop(events)
         clock.now = at
+        for done in [d for d in settling if d[0] <= at]:  # answered: the reservation becomes what it used
+            done[1][1] = done[2]
+            settling.remove(done)
         worker = workers[index]
-        worker.window.hurry(worker.hurry[0] <= at < worker.hurry[1])
+        worker.window.hurry(any(start <= at < end for start, end in worker.hurry))
         if sample is None:
             worker.wake_at = None
         else:

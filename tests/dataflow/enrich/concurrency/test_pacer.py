@@ -341,7 +341,7 @@ def test_a_worker_the_flow_waits_on_takes_the_idle_share_fast() -> None:
 
     pacer.on_throttle(request_started=now[0])  # the shared quota's edge
     edge = now[0]
-    pacer.hurry = True
+    pacer.set_hurry(True)
     clean = 0
     while now[0] + pacer.delay() < edge + pacer.hurry_clean_s:  # a clean minute: nothing but the ordinary probe
         paced_successes(1)
@@ -357,7 +357,7 @@ def test_a_worker_the_flow_waits_on_takes_the_idle_share_fast() -> None:
     before = pacer.rate
     paced_successes(10)
     assert pacer.rate == pytest.approx(before * (1 + pacer.growth) ** 10)
-    pacer.hurry = False
+    pacer.set_hurry(False)
 
 
 def test_without_hurry_a_clean_minute_is_only_the_ordinary_probe() -> None:
@@ -375,3 +375,105 @@ def test_without_hurry_a_clean_minute_is_only_the_ordinary_probe() -> None:
         pacer.on_send()
         pacer.on_success(request_started=now[0])
     assert 1.05 < pacer.rate < 1.1
+
+
+def paced(pacer: object, now: list[float], count: int) -> None:
+    """`count` successes, each sent as soon as the pace allows."""
+    for _ in range(count):
+        now[0] += pacer.delay()
+        pacer.on_send()
+        pacer.on_success(request_started=now[0])
+
+
+def test_the_shared_quotas_edge_soon_after_a_cut_is_not_taken_for_scattered_throttles() -> None:
+    """Four workers paced under one quota: another worker's probe fills it, and this one is throttled at three
+    sends in a row, 10 successes into the judgement (70 s after its cut). Counted one by one (3 of 13, 23%),
+    that released the pace, and the four unpaced workers were throttled 10-15 times each (the TPM benchmark at
+    2 x 2). A few sends apart, they are one episode: the pace stays."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0
+    pacer.rate = 0.5
+    pacer._paced_at = now[0]
+    paced(pacer, now, 40)  # 80 s: the window after the cut, then ~10 judged successes
+    assert 5 <= pacer._judged[0] <= 12
+    for _ in range(3):  # the edge: each send throttled, an answer of an earlier request in between
+        now[0] += pacer.delay()
+        pacer.on_send()
+        pacer.on_throttle(request_started=now[0])
+        pacer.on_success(request_started=now[0] - 1.0)
+    assert pacer.rate is not None and pacer._scattered_until == float("-inf")
+
+
+def test_throttles_scattered_over_episodes_still_release_the_pace() -> None:
+    """The converse: the same three throttles, each more than three sends after the last: released."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0
+    pacer.rate = 0.5
+    pacer._paced_at = now[0]
+    paced(pacer, now, 40)
+    for _ in range(3):
+        now[0] += pacer.delay()
+        pacer.on_send()
+        pacer.on_throttle(request_started=now[0])
+        paced(pacer, now, 4)
+    assert pacer.rate is None and pacer._scattered_until > now[0]
+
+
+def test_a_hurry_that_finds_no_room_waits_twice_as_long_next_time() -> None:
+    """Every worker busy, a step waiting at its cap again and again (4 shards keyed by shard id): there is no
+    idle share, and each hurry overshoots. Its edge cuts at once, and the next hurry needs 120 s, then 240 s,
+    ... up to `hurry_backoff_max_s`, of no throttle."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0
+    pacer.rate = 1.0
+    pacer.on_throttle(request_started=now[0])
+    pacer.set_hurry(True)
+    waits = []
+    for _ in range(3):  # (no quota here, so the ordinary probe grows without bound: three rounds)
+        edge = now[0]
+        paced(pacer, now, 1)
+        while pacer._hurried_from is None:  # the ordinary probe until the hurry starts
+            paced(pacer, now, 1)
+        waits.append(round(now[0] - edge, -1))
+        paced(pacer, now, 3)  # hurried: +0.05 rps per success
+        before = pacer.rate
+        pacer.on_throttle(request_started=now[0])  # the edge: one throttle cuts
+        admitted = len(pacer._admitted) / pacer.window_s
+        assert pacer.rate < before
+        assert pacer.rate == pytest.approx(max(admitted * pacer.backoff, pacer._peak * pacer.floor))
+    assert waits == [60, 120, 240] and pacer._hurry_wait == 480
+    for _ in range(2):
+        pacer._hurried_from = now[0]  # two more hurries and edges
+        pacer.on_throttle(request_started=now[0])
+    assert pacer._hurry_wait == pacer.hurry_backoff_max_s == 960
+
+
+def test_a_short_wait_at_the_cap_does_not_hurry() -> None:
+    """Waits of one answer (5 s of every 15) leave no worker dry: only waits over `hurry_after_s` hurry."""
+    from dataflow.enrich.concurrency.pacer import RatePacer
+
+    now, clock = fake_clock(1000.0)
+    pacer = RatePacer(clock=clock)
+    pacer._first_send = 0.0
+    pacer.rate = 1.0
+    pacer.on_throttle(request_started=now[0])
+    count = 0
+    while now[0] < 1000.0 + 3 * pacer.hurry_clean_s:
+        pacer.set_hurry((now[0] - 1000.0) % 15 < 5)
+        paced(pacer, now, 1)
+        count += 1
+    assert pacer._hurried_from is None and pacer.rate == pytest.approx((1 + pacer.growth) ** count, rel=0.05)
+    pacer.set_hurry(True)  # a wait that lasts: hurried from `hurry_after_s` on
+    start = now[0]
+    while pacer._hurried_from is None:
+        paced(pacer, now, 1)
+    assert now[0] - start == pytest.approx(pacer.hurry_after_s, abs=1.5)
