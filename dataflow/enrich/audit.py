@@ -50,7 +50,7 @@ class PackingAudit:
     """The audit of one process's engines (each on its own thread); `packing` turns False, for good, once their
     packed answers are shown to disagree."""
 
-    worker: str
+    name: str  # who audits, in its log lines: "process" for the flow's shared audit
     every: int  # 0: no audit
     min_agreement: float
     picked: int = 0
@@ -92,7 +92,7 @@ class PackingAudit:
         if not agree:
             log.info(
                 "enrich.packing_disagrees audit=%s review_id=%s packed=%s alone=%s agreed=%d audited=%d",
-                self.worker,
+                self.name,
                 packed.review.review_id,
                 packed.sentiment,
                 alone.sentiment,
@@ -104,7 +104,7 @@ class PackingAudit:
                 "enrich.packing_off audit=%s agreed=%d audited=%d agreement_99.9%%=%.3f-%.3f min=%.2f: packed answers "
                 "disagree with the model's answers alone, so this process sends one review per request from now; "
                 "set BEDROCK_REVIEWS_PER_REQUEST=1 for this model",
-                self.worker,
+                self.name,
                 self.agreed,
                 self.audited,
                 low,

@@ -50,10 +50,13 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower
 
 
+# Counters summed per value of one label: metric -> label.
+BY_LABEL = {"reviewstream_bedrock_requests_total": "outcome", "reviewstream_packing_audits_total": "result"}
+
+
 def parse(text: str) -> FlowMetrics:
     values: dict[str, float] = {}
-    requests: dict[str, float] = {}
-    audits: dict[str, float] = {}
+    by_label: dict[str, dict[str, float]] = {name: {} for name in BY_LABEL}
     buckets: dict[float, float] = {}
     lag = in_flight = limit = pace = 0.0
     backup_age: float | None = None
@@ -69,10 +72,9 @@ def parse(text: str) -> FlowMetrics:
                 limit += s.value
             elif name == "reviewstream_bedrock_pace_rps":
                 pace += s.value
-            elif name == "reviewstream_bedrock_requests_total":
-                requests[labels.get("outcome", "?")] = requests.get(labels.get("outcome", "?"), 0.0) + s.value
-            elif name == "reviewstream_packing_audits_total":
-                audits[labels.get("result", "?")] = audits.get(labels.get("result", "?"), 0.0) + s.value
+            elif name in BY_LABEL:
+                counts, key = by_label[name], labels.get(BY_LABEL[name], "?")
+                counts[key] = counts.get(key, 0.0) + s.value
             elif name == "reviewstream_bedrock_latency_seconds_bucket":
                 le = float(labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + s.value
@@ -92,7 +94,7 @@ def parse(text: str) -> FlowMetrics:
         in_flight=in_flight,
         window_limit=limit,
         pace_rps=pace,
-        requests=requests,
+        requests=by_label["reviewstream_bedrock_requests_total"],
         throttles=values.get("reviewstream_bedrock_throttles_total", 0.0),
         latency_s={f"p{int(q * 100)}": quantile(pairs, q) for q in (0.5, 0.95, 0.99)} if pairs else {},
         input_tokens=values.get("tokens_input", 0.0),
@@ -100,7 +102,7 @@ def parse(text: str) -> FlowMetrics:
         cost_usd=values.get("reviewstream_bedrock_cost_usd_total", 0.0),
         backup_age_s=backup_age,
         epoch_age_s=epoch_age,
-        audits=audits,
+        audits=by_label["reviewstream_packing_audits_total"],
     )
 
 
