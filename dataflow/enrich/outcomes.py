@@ -130,11 +130,7 @@ class RequestOutcomes:
         latency_s = time.monotonic() - started
         metrics.BEDROCK_LATENCY.observe(latency_s)
         self._config_errors = 0
-        if jobs[0].audit_of is None:
-            # An audit (one review, aside from the flow's packs) would teach the pacer a request rate and the
-            # latency limit a per-review latency that the flow's own requests do not have: 10 of them in a run's
-            # first minute raised a young pace that a tokens-per-minute quota then throttled (BENCHMARKS.md).
-            self._window.on_sample(Sample(Outcome.SUCCESS, started, latency_s, len(jobs), in_flight, load))
+        self._window.on_sample(Sample(Outcome.SUCCESS, started, latency_s, len(jobs), in_flight, load))
         reading = read_response(
             [(j.review, j.attempts) for j in jobs], response, self._settings.bedrock_model_id, latency_s
         )

@@ -3,7 +3,6 @@ requeues, the window's samples, and the halt."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -182,16 +181,3 @@ def test_a_failed_audit_is_neither_retried_nor_dead_lettered() -> None:
     r.outcomes.answered([audits[1]], response([]), started=0.0, in_flight=1)  # no entry: an invalid answer
     assert r.now == [] and r.later == [] and len(r.done) == done
     assert r.audit.audited == 0  # a missing comparison is not evidence either way
-
-
-def test_an_audits_answer_teaches_the_window_nothing() -> None:
-    """One review aside from the flow's packs: under a tokens-per-minute quota its request rate and per-review
-    latency are not the flow's (10 audits in the first minute raised the young pace into the quota)."""
-    r = Recorder(BEDROCK_PACKING_AUDIT_EVERY="1")
-    entries = [{"id": str(i + 1), "summary": "Fine.", "sentiment": "positive"} for i in range(4)]
-    r.outcomes.answered(jobs(4), response(entries), started=time.monotonic(), in_flight=1)
-    assert r.window.pacer is not None and len(r.window.pacer._admitted) == 1
-    [audit] = r.now
-    audit.attempts = 1
-    r.outcomes.answered([audit], response(entries[:1]), started=time.monotonic(), in_flight=1)
-    assert r.audit.audited == 1 and len(r.window.pacer._admitted) == 1
