@@ -89,6 +89,7 @@ class Settings:
     # When packing: one answer of every 50th pack is asked again alone; below 97% agreement the worker stops packing
     bedrock_packing_audit_every: int = 50
     bedrock_packing_min_agreement: float = 0.97
+    bedrock_packing_audit_quiet_s: float = 60.0  # no audit in a process's first minute of packs (audit.py)
     bedrock_max_tokens_per_review: int = 120
     bedrock_backoff_base_s: float = 0.5
     bedrock_backoff_max_s: float = 20.0
@@ -279,6 +280,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         bedrock_packing_min_agreement=_share(
             env, "BEDROCK_PACKING_MIN_AGREEMENT", Settings.bedrock_packing_min_agreement
+        ),
+        bedrock_packing_audit_quiet_s=_float(
+            env, "BEDROCK_PACKING_AUDIT_QUIET_S", Settings.bedrock_packing_audit_quiet_s, 0.0
         ),
         bedrock_max_tokens_per_review=_int(
             env, "BEDROCK_MAX_TOKENS_PER_REVIEW", Settings.bedrock_max_tokens_per_review, 16, 4096

@@ -9,6 +9,12 @@ reviews per request, 0.25% more reviews asked. When the evidence says they agree
 BEDROCK_PACKING_MIN_AGREEMENT (after MIN_AUDITS comparisons, the Wilson 99.9% upper bound of the agreement below
 it), the process stops packing, with one line naming the figures. The packed answer is the one indexed; an
 audit's answer is only compared, and an audit that fails is counted as such, never retried or dead-lettered.
+
+Audits begin BEDROCK_PACKING_AUDIT_QUIET_S (60 s) after the process's first pack: the first minute's
+requests set each worker's pace under a per-minute quota (concurrency/pacer.py), and ten one-review requests
+among them raised it above what a tokens-per-minute quota admits for packs (2-8% of requests throttled a
+minute later; BENCHMARKS.md). Left out of the pacer's count instead, they lowered it under a
+requests-per-minute quota, where they count in full.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -58,6 +66,9 @@ class PackingAudit:
     audited: int = 0
     agreed: int = 0
     packing: bool = True
+    quiet_s: float = 0.0  # no audit until this long after the first pack
+    clock: Callable[[], float] = time.monotonic
+    _first_pack: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def pick(self, answers: list[EnrichedReview]) -> EnrichedReview | None:
@@ -67,6 +78,11 @@ class PackingAudit:
         if self.every <= 0 or not self.packing or not answers:
             return None
         with self._lock:
+            now = self.clock()
+            if self._first_pack is None:
+                self._first_pack = now
+            if now - self._first_pack < self.quiet_s:
+                return None
             self.since += 1
             if self.since < (1 if self.picked < MIN_AUDITS else self.every):
                 return None

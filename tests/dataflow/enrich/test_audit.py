@@ -32,6 +32,20 @@ def test_one_answer_of_every_nth_pack_is_picked_of_each_at_first_at_turning_posi
     assert audit.pick([]) is None  # a pack without a valid answer has nothing to compare
 
 
+def test_no_audit_in_the_first_minute_of_packs() -> None:
+    """The first minute's requests set the pace under a per-minute quota: one-review audits among them raised it
+    above what a tokens-per-minute quota admits for packs (BENCHMARKS.md). Audits begin a minute in."""
+    now = [100.0]
+    audit = PackingAudit("t", every=30, min_agreement=0.97, quiet_s=60.0, clock=lambda: now[0])
+    pack = [answer(i) for i in range(4)]
+    for step in range(60):
+        now[0] = 100.0 + step
+        assert audit.pick(pack) is None
+    now[0] = 160.0
+    assert [audit.pick(pack) is not None for _ in range(MIN_AUDITS + 1)] == [True] * MIN_AUDITS + [False]
+    assert run_engine(FakeBedrock(), mixed_reviews(40), BEDROCK_PACKING_AUDIT_QUIET_S="60")[0].audit.picked == 0
+
+
 def test_packing_stops_once_the_evidence_says_agreement_is_below_the_bar() -> None:
     audit = PackingAudit("t", every=1, min_agreement=0.97)
     assert [audit.record(answer(i), answer(i, "negative")) for i in range(MIN_AUDITS - 1)] == ["disagree"] * 9
@@ -84,7 +98,8 @@ class PackMixer(FakeBedrock):
 def run_engine(bedrock: FakeBedrock, reviews: list[Review], **env: str):  # type: ignore[no-untyped-def]
     from dataflow.enrich.engine import EnrichEngine
 
-    engine = EnrichEngine(settings(BEDROCK_REVIEWS_PER_REQUEST="4", **env), bedrock.factory(), worker="t")
+    env = {"BEDROCK_REVIEWS_PER_REQUEST": "4", "BEDROCK_PACKING_AUDIT_QUIET_S": "0", **env}  # audits from the start
+    engine = EnrichEngine(settings(**env), bedrock.factory(), worker="t")
     sink: collections.deque = collections.deque()
     try:
         engine.submit(reviews, sink)
