@@ -29,6 +29,7 @@ from typing import Literal
 
 from dataflow import metrics
 from dataflow.records import EnrichedReview
+from dataflow.settings import Settings
 
 log = logging.getLogger("dataflow.enrich.engine")  # the engine's lines, under one logger name
 
@@ -70,6 +71,16 @@ class PackingAudit:
     clock: Callable[[], float] = time.monotonic
     _first_pack: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Settings) -> PackingAudit:
+        s = settings
+        return cls(
+            name,
+            s.bedrock_packing_audit_every,
+            s.bedrock_packing_min_agreement,
+            quiet_s=s.bedrock_packing_audit_quiet_s,
+        )
 
     def pick(self, answers: list[EnrichedReview]) -> EnrichedReview | None:
         """Of one pack's valid answers, the one to ask again alone, if this pack is the `every`-th (every pack until

@@ -80,13 +80,8 @@ class EnrichEngine:
         self._client_cm: Any = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        s = settings  # the packing audit is shared by the engines of one flow (registry.py), as `load` is
-        self.audit = audit or PackingAudit(
-            worker,
-            s.bedrock_packing_audit_every,
-            s.bedrock_packing_min_agreement,
-            quiet_s=s.bedrock_packing_audit_quiet_s,
-        )
+        # the packing audit is shared by the engines of one flow (registry.py), as `load` is
+        self.audit = audit or PackingAudit.from_settings(worker, settings)
         self.outcomes = RequestOutcomes(
             settings,
             worker,

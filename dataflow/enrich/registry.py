@@ -26,13 +26,7 @@ class EngineRegistry:
         self.buffers = buffers or BufferGauge()
         self.load = ProcessLoad()  # requests in flight across this flow's engines, for the latency fit
         # Whether this process's packed answers agree with answers alone: one body of evidence for all its engines
-        s = settings
-        self.audit = PackingAudit(
-            "process",
-            s.bedrock_packing_audit_every,
-            s.bedrock_packing_min_agreement,
-            quiet_s=s.bedrock_packing_audit_quiet_s,
-        )
+        self.audit = PackingAudit.from_settings("process", settings)
         self._engines: dict[int, EnrichEngine] = {}
         self._lock = threading.Lock()
         # Engines start with their first review; until then this stands in for them, so the source's

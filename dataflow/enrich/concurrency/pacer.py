@@ -58,13 +58,11 @@ class RatePacer:
 
     But a step also waits at its cap while every other worker is busy (4 shards keyed by shard id under a
     backlog: waits of about one answer, again and again), and there is no idle share to take: hurried pacers of
-    four busy workers overshot the quota together, every 60 s (4.4% of requests throttled in the TPM benchmark,
-    20-59% in the model with all four always waiting). Others run dry only when a wait outlasts their queues, so
-    a wait hurries once it has lasted `hurry_after_s` (the waits that starved a worker lasted a minute). And a
-    throttle that ends a hurry which grew the pace for less than `hurry_clean_s` (it found no room) doubles the
-    clean time the next hurry needs, up to `hurry_backoff_max_s`; a hurry that grows for longer than that before
-    its edge found an idle share, and the wait is back to `hurry_clean_s`. Its edge cuts at once, never judged
-    as scattered.
+    four busy workers overshot the quota together, every 60 s (12-57% of requests throttled in the model,
+    shared_quota.py). Others run dry only when a wait outlasts their queues, so a wait hurries once it has
+    lasted `hurry_after_s` (the waits that starved a worker lasted a minute). The throttle that ends a hurry is
+    the quota's edge: it cuts at once, never judged as scattered, and doubles the clean time the next hurry
+    needs, up to `hurry_backoff_max_s` (an idle share that appears later waits at most that long for a hurry).
     """
 
     window_s: float = 60.0
@@ -107,7 +105,7 @@ class RatePacer:
     _released_share: float = field(init=False, default=0.0)  # throttled share that released the pace
     _hold: list[int] = field(init=False, default_factory=lambda: [0, 0])  # successes, throttles since then
     _hurry_wait: float | None = field(init=False, default=None)  # clean seconds the next hurry needs; None: base
-    _hurried_from: float | None = field(init=False, default=None)  # first hurried growth since the last throttle
+    _hurried: bool = field(init=False, default=False)  # the hurry grew the pace since the last throttle
 
     @property
     def current(self) -> float | None:
@@ -163,9 +161,7 @@ class RatePacer:
                     ceiling = self.lead * len(self._admitted) / self.window_s
                     hurried = min(self.rate + self.hurry_per_s, ceiling)
                     if hurried > grown:
-                        grown = hurried
-                        if self._hurried_from is None:
-                            self._hurried_from = self.clock()
+                        grown, self._hurried = hurried, True
                 self.rate = grown
             if self.clock() - self._paced_at >= self.window_s:
                 self._judged[0] += 1
@@ -218,11 +214,11 @@ class RatePacer:
 
     def _back_off_hurry(self) -> bool:
         """A throttle ends a hurry (True when one was on): the next one waits twice as long."""
-        if self._hurried_from is None:
+        if not self._hurried:
             return False
         wait = self.hurry_clean_s if self._hurry_wait is None else self._hurry_wait
         self._hurry_wait = min(self.hurry_backoff_max_s, 2 * wait)
-        self._hurried_from = None
+        self._hurried = False
         return True
 
     def _judge_cut(self, now: float, episode: bool) -> bool:

@@ -441,7 +441,7 @@ def test_a_hurry_that_finds_no_room_waits_twice_as_long_next_time() -> None:
     for _ in range(3):  # (no quota here, so the ordinary probe grows without bound: three rounds)
         edge = now[0]
         paced(pacer, now, 1)
-        while pacer._hurried_from is None:  # the ordinary probe until the hurry starts
+        while not pacer._hurried:  # the ordinary probe until the hurry starts
             paced(pacer, now, 1)
         waits.append(round(now[0] - edge, -1))
         paced(pacer, now, 3)  # hurried: +0.05 rps per success
@@ -452,7 +452,7 @@ def test_a_hurry_that_finds_no_room_waits_twice_as_long_next_time() -> None:
         assert pacer.rate == pytest.approx(max(admitted * pacer.backoff, pacer._peak * pacer.floor))
     assert waits == [60, 120, 240] and pacer._hurry_wait == 480
     for _ in range(2):
-        pacer._hurried_from = now[0]  # two more hurries and edges
+        pacer._hurried = True  # two more hurries and edges
         pacer.on_throttle(request_started=now[0])
     assert pacer._hurry_wait == pacer.hurry_backoff_max_s == 960
 
@@ -471,9 +471,9 @@ def test_a_short_wait_at_the_cap_does_not_hurry() -> None:
         pacer.set_hurry((now[0] - 1000.0) % 15 < 5)
         paced(pacer, now, 1)
         count += 1
-    assert pacer._hurried_from is None and pacer.rate == pytest.approx((1 + pacer.growth) ** count, rel=0.05)
+    assert not pacer._hurried and pacer.rate == pytest.approx((1 + pacer.growth) ** count, rel=0.05)
     pacer.set_hurry(True)  # a wait that lasts: hurried from `hurry_after_s` on
     start = now[0]
-    while pacer._hurried_from is None:
+    while not pacer._hurried:
         paced(pacer, now, 1)
     assert now[0] - start == pytest.approx(pacer.hurry_after_s, abs=1.5)
