@@ -7,9 +7,9 @@ window of admitted requests; a refused request comes back at once as a throttle 
 takes a latency drawn per request, independent of the load (a hosted model's own noise). Workers of one process
 share its in-flight count (`ProcessLoad`), as the engines of one flow do.
 
-With `tpm`, a tokens-per-minute quota binds too, as devstack/bedrock/quota.py enforces it: a request reserves
-its input tokens + maxTokens at admission and is settled to input + output x 5 (Haiku 4.5's burndown) when it
-answers; the token counts of a pack of 8 realistic reviews vary per request (`Pack`).
+With `tpm`, a tokens-per-minute quota binds too (the local server's own `Quota`, devstack/bedrock/quota.py): a
+request reserves its input tokens + maxTokens at admission and is settled to input + output x 5 (Haiku 4.5's
+burndown) when it answers; the token counts of a pack of 8 realistic reviews vary per request (`Pack`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from dataflow.enrich.concurrency.limit import Outcome, Sample
 from dataflow.enrich.concurrency.window import Window
+from devstack.bedrock.quota import Quota, QuotaDenied, Reservation
 from tests.dataflow.enrich.concurrency.queueing import Clock, Latency
 from tests.dataflow.helpers import settings
 
@@ -104,11 +105,11 @@ def simulate(
     for index, span in (hurry or {}).items():
         workers[index].hurry = span if isinstance(span[0], tuple) else (span,)  # type: ignore[assignment]
     load = collections.Counter[int]()
-    quota: collections.deque[list[float]] = collections.deque()  # [admitted at, tokens it holds]
+    quota = Quota(rpm=rpm, tpm=tpm, clock=clock)  # the local server's own quota
     pack = Pack()
     events: list[tuple[float, int, int, Sample | None]] = []  # (time, seq, worker, sample or None for a wake)
     seq = 0
-    settling: list[tuple[float, list[float], int]] = []  # (answered at, quota entry, tokens it used)
+    settling: list[tuple[float, Reservation, int]] = []  # (answered at, its reservation, tokens it used)
 
     def push(at: float, index: int, sample: Sample | None) -> None:
         nonlocal seq
@@ -130,20 +131,18 @@ def simulate(
             worker.in_flight += 1
             load[worker.process] += 1
             now = clock.now
-            while quota and quota[0][0] <= now - 60.0:
-                quota.popleft()
             reserved, settled = pack.draw(rng) if tpm else (0, 0)
-            if len(quota) < rpm and (not tpm or sum(e[1] for e in quota) + reserved <= tpm):
-                entry = [now, float(reserved)]
-                quota.append(entry)
-                worker.admitted.append(now)
-                took = latency(rng, now)
-                sample = Sample(Outcome.SUCCESS, now, took, 8, worker.in_flight, load[worker.process])
-                push(now + took, index, sample)
-                settling.append((now + took, entry, settled))
-            else:
+            try:
+                reservation = quota.reserve(reserved)
+            except QuotaDenied:
                 worker.throttled.append(now)
                 push(now + THROTTLE_S, index, Sample(Outcome.THROTTLE, now))
+                continue
+            worker.admitted.append(now)
+            took = latency(rng, now)
+            sample = Sample(Outcome.SUCCESS, now, took, 8, worker.in_flight, load[worker.process])
+            push(now + took, index, sample)
+            settling.append((now + took, reservation, settled))
 
     for index, worker in enumerate(workers):
         if worker.busy_from is not None:
@@ -152,7 +151,7 @@ def simulate(
         at, _, index, sample = heapq.heappop(events)
         clock.now = at
         for done in [d for d in settling if d[0] <= at]:  # answered: the reservation becomes what it used
-            done[1][1] = done[2]
+            Quota.settle(done[1], done[2])
             settling.remove(done)
         worker = workers[index]
         worker.window.hurry(any(start <= at < end for start, end in worker.hurry))
